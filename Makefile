@@ -1,0 +1,115 @@
+# The VM orchestrator: a library (orchestrator/, storage/, templates/,
+# dispvm/) and thin command-line tools over it.
+#
+#   make            tools in build/bin/
+#   make check      installs missing packages (as root), runs every test
+#                   against a sanitizer build (build/san/)
+#   make demo       the database tools on a scratch QUBES_BASE_DIR
+#   make bench      timings of load, qvm-ls, qvm-prefs and the locks
+#   make fuzz       the loader under libFuzzer for FUZZ_SECONDS (default 60)
+#   make install    PREFIX (default /usr/local) and DESTDIR
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+FUZZ_SECONDS ?= 60
+.DEFAULT_GOAL := all
+
+PKGS := libvirt libxml-2.0
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -g
+OPT_CFLAGS := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
+SAN_CFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+LIB_SRCS := $(wildcard orchestrator/*.c storage/*.c templates/*.c dispvm/*.c)
+TOOL_SRCS := $(wildcard orchestrator/tools/*.c)
+TOOLS := $(notdir $(TOOL_SRCS:.c=))
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+BENCH_SRCS := $(wildcard bench/*.c)
+HDRS := $(wildcard orchestrator/*.h orchestrator/tools/*.h storage/*.h templates/*.h \
+                   dispvm/*.h tests/*.h)
+
+# One variant per build directory: B is the directory, VCFLAGS its flags.
+define variant
+$(1)/obj/%.o: %.c $$(HDRS) | deps
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE_CFLAGS) $(2) $$(PKG_CFLAGS) -c $$< -o $$@
+
+$(1)/libqubes.a: $$(addprefix $(1)/obj/,$$(LIB_SRCS:.c=.o))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+$(1)/bin/%: $(1)/obj/orchestrator/tools/%.o $(1)/libqubes.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+
+$(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/libqubes.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+
+$(1)/helpers/%: $(1)/obj/tests/helpers/%.o $(1)/libqubes.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+
+$(1)/bench/%: $(1)/obj/bench/%.o $(1)/libqubes.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+endef
+
+$(eval $(call variant,build,$(OPT_CFLAGS)))
+$(eval $(call variant,build/san,$(SAN_CFLAGS)))
+
+TOOL_BINS := $(addprefix build/bin/,$(TOOLS))
+SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) \
+            $(addprefix build/san/tests/,$(notdir $(UNIT_SRCS:.c=))) \
+            $(addprefix build/san/helpers/,$(notdir $(HELPER_SRCS:.c=)))
+OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
+                 $(addprefix build/bench/,$(notdir $(BENCH_SRCS:.c=)))
+
+.PHONY: all deps san check demo bench fuzz install clean
+.SECONDARY:
+
+all: $(TOOL_BINS)
+
+deps:
+	@mk/deps.sh build
+
+san: $(SAN_BINS)
+
+# The tests run the sanitizer build; QUBES_TEST_BIN and friends tell them where.
+check: deps
+	$(MAKE) san
+	QUBES_TEST_BIN=$(CURDIR)/build/san/bin QUBES_TEST_UNIT=$(CURDIR)/build/san/tests \
+	QUBES_TEST_HELPERS=$(CURDIR)/build/san/helpers \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	prove -v tests/t/
+
+demo: all
+	tests/demo.sh $(CURDIR)/build/bin
+
+bench: all $(OPT_TEST_BINS)
+	bench/run.sh $(CURDIR)/build
+
+fuzz:
+	@mk/deps.sh fuzz
+	$(MAKE) build/fuzz/fuzz_load
+	mkdir -p build/fuzz/corpus
+	cp tests/corpus/*.xml ../shared/fixtures/*.xml build/fuzz/corpus/ 2>/dev/null || true
+	build/fuzz/fuzz_load -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -print_final_stats=1 build/fuzz/corpus
+
+build/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	clang $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	    tests/fuzz/fuzz_load.c $(LIB_SRCS) $(PKG_LIBS) -o $@
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build

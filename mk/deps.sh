@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs the Debian packages the build and the tests need, when missing.
+# Usage: mk/deps.sh [build|fuzz]. Idempotent; does nothing when all is there.
+set -eu
+
+want="pkg-config libvirt-dev libxml2-dev uthash-dev gcc make perl"
+case "${1:-build}" in
+    fuzz) want="$want clang libclang-rt-dev" ;;
+esac
+
+missing=""
+for p in $want; do
+    if ! dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages:$missing (run as root, or: apt-get install$missing)" >&2
+    exit 1
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >&2

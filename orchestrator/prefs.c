@@ -1,0 +1,723 @@
+/* qvm-prefs and qubes-prefs: the user's view of VM and global properties,
+ * with type checks and the class rules. One table says what exists, for
+ * which classes, and how it is read and set. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pyliteral.h"
+#include "qubes.h"
+#include "../templates/templates.h"
+
+#define C_BIT(c) (1u << (c))
+#define C_ALL (0xffu & ~C_BIT(QVM_ADMIN))
+#define C_HVMS (C_BIT(QVM_HVM) | C_BIT(QVM_TEMPLATE_HVM))
+#define C_PV (C_ALL & ~C_HVMS)
+#define C_NOTDISP (C_ALL & ~C_BIT(QVM_DISP))
+
+struct pref;
+typedef char *(*pref_get_fn)(struct qubes *q, const struct qvm *vm, const struct pref *p);
+typedef int (*pref_set_fn)(struct qubes *q, struct qvm *vm, const struct pref *p,
+                           const char *value, struct qerr *err);
+
+struct pref {
+    const char *name;
+    const char *attr;           /* the qubes.xml attribute behind it, if one */
+    unsigned classes;
+    pref_get_fn get;
+    pref_set_fn set;            /* NULL: read-only */
+    long min, max;              /* for numbers */
+};
+
+static char *xstrdup(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    va_start(ap, fmt);
+    int r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return r < 0 ? NULL : s;
+}
+
+static const char *vm_name_of(struct qubes *q, int qid)
+{
+    struct qvm *vm = qid >= 0 ? qvm_collection_by_qid(q->coll, qid) : NULL;
+    return vm ? vm->name : NULL;
+}
+
+/* ---- getters ---- */
+
+/* What the original assumed for an attribute its file did not carry. */
+static const char *attr_default(const char *attr)
+{
+    static const char *const defaults[][2] = {
+        { "autostart", "False" }, { "debug", "False" }, { "internal", "False" },
+        { "installed_by_rpm", "False" }, { "include_in_backups", "True" },
+        { "seamless_gui_mode", "False" }, { "qrexec_installed", "False" },
+        { "guiagent_installed", "False" }, { "pcidevs", "[]" }, { "services", "{}" },
+        { "default_user", "user" }, { "qrexec_timeout", "60" }, { "timezone", "localtime" },
+        { "drive", "None" }, { "vcpus", "2" },
+    };
+    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
+        if (strcmp(defaults[i][0], attr) == 0)
+            return defaults[i][1];
+    return "";
+}
+
+static char *get_attr(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q;
+    const char *v = qvm_get_attr(vm, p->attr);
+    return xstrdup(v ? v : attr_default(p->attr));
+}
+
+static char *get_name(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    return xstrdup(vm->name);
+}
+
+static char *get_label(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    return xstrdup(vm->label ? vm->label->name : "");
+}
+
+static char *get_type(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    return xstrdup(qvm_class_label(vm->cls));
+}
+
+static char *get_qid(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    return xasprintf("%d", vm->qid);
+}
+
+static char *get_template(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)p;
+    const char *n = vm_name_of(q, vm->template_qid);
+    return xstrdup(n ? n : "none");
+}
+
+static char *get_netvm(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)p;
+    const char *n = vm_name_of(q, vm->netvm_qid);
+    bool dflt = qvm_get_bool(vm, "uses_default_netvm", false);
+    return xasprintf("%s%s", n ? n : "none", dflt ? " (default)" : "");
+}
+
+static char *get_updateable(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    return xstrdup(qvm_class_is_template(vm->cls) || vm->template_qid < 0 ? "True" : "False");
+}
+
+static char *get_dir(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)p;
+    char dir[PATH_MAX];
+    if (qubes_vm_dir(q, vm, dir, sizeof dir, NULL) < 0)
+        return xstrdup("");
+    return xstrdup(dir);
+}
+
+/* An image path as a user wants it: absolute, resolved against dir_path.
+ * A template-based VM's root is its template's. */
+static char *get_img(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    const struct qvm *owner = vm;
+    if (strcmp(p->attr, "root_img") == 0 && vm->template_qid >= 0) {
+        const struct qvm *tpl = qvm_collection_by_qid(q->coll, vm->template_qid);
+        if (tpl)
+            owner = tpl;
+    }
+    const char *img = qvm_get_attr(owner, p->attr);
+    if (!img)
+        return xstrdup("");
+    if (img[0] == '/')
+        return xstrdup(img);
+    char dir[PATH_MAX];
+    if (qubes_vm_dir(q, owner, dir, sizeof dir, NULL) < 0)
+        return xstrdup(img);
+    return xasprintf("%s/%s", dir, img);
+}
+
+static char *get_kernel(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)p;
+    if (qvm_get_bool(vm, "uses_default_kernel", true)) {
+        const char *k = qvm_collection_default_kernel(q->coll);
+        return xasprintf("%s (default)", k ? k : "none");
+    }
+    const char *k = qvm_get_attr(vm, "kernel");
+    return xstrdup(k && strcmp(k, "None") != 0 ? k : "none");
+}
+
+#define DEFAULT_KERNELOPTS "nopat"
+
+static char *get_kernelopts(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    if (qvm_get_bool(vm, "uses_default_kernelopts", true))
+        return xasprintf("%s (default)", DEFAULT_KERNELOPTS);
+    return xstrdup(qvm_get_attr(vm, "kernelopts"));
+}
+
+static char *get_mac(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    const char *m = qvm_get_attr(vm, "mac");
+    return xstrdup(m && strcmp(m, "None") != 0 ? m : "auto");
+}
+
+/* ---- setters ---- */
+
+static int set_checked_attr(struct qvm *vm, const char *attr, const char *value,
+                            struct qerr *err)
+{
+    return qvm_set_attr(vm, attr, value, err);
+}
+
+static int parse_user_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1" };
+    static const char *const no[] = { "false", "no", "off", "0" };
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int set_bool(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                    struct qerr *err)
+{
+    (void)q;
+    bool b;
+    if (parse_user_bool(value, &b) < 0)
+        return qerr_set(err, "%s: '%s' is not a boolean (True or False)", p->name, value);
+    return set_checked_attr(vm, p->attr, b ? "True" : "False", err);
+}
+
+static int set_number(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                      struct qerr *err)
+{
+    (void)q;
+    long n;
+    if (qparse_int(value, p->min, p->max, &n) < 0)
+        return qerr_set(err, "%s: '%s' is not a number in %ld..%ld", p->name, value, p->min,
+                        p->max);
+    if (strcmp(p->name, "memory") == 0 && n > qvm_get_int(vm, "maxmem", LONG_MAX))
+        return qerr_set(err, "memory: %ld MiB is above maxmem (%ld MiB)", n,
+                        qvm_get_int(vm, "maxmem", 0));
+    if (strcmp(p->name, "maxmem") == 0 && n < qvm_get_int(vm, "memory", 0))
+        return qerr_set(err, "maxmem: %ld MiB is below memory (%ld MiB)", n,
+                        qvm_get_int(vm, "memory", 0));
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", n);
+    return set_checked_attr(vm, p->attr, buf, err);
+}
+
+static int set_label(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                     struct qerr *err)
+{
+    (void)q, (void)p;
+    if (!qlabel_by_name(value))
+        return qerr_set(err, "label: unknown label '%s' (red, orange, yellow, green, gray, "
+                        "blue, purple, black)", value);
+    return set_checked_attr(vm, "label", value, err);
+}
+
+static int require_halted(struct qubes *q, const struct qvm *vm, const char *what,
+                          struct qerr *err)
+{
+    enum qvm_power st;
+    if (qubes_vm_state(q, vm, &st, err) < 0)
+        return qerr_prefix(err, "cannot tell whether '%s' is running", vm->name);
+    if (qvm_power_is_running(st))
+        return qerr_set(err, "Cannot change %s of a running VM ('%s' is %s)", what, vm->name,
+                        qvm_power_name(st));
+    return 0;
+}
+
+static int set_netvm(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                     struct qerr *err)
+{
+    (void)p;
+    char num[16];
+    if (vm->cls == QVM_NET)
+        return qerr_set(err, "netvm: a NetVM ('%s') has no netvm", vm->name);
+    if (strcasecmp(value, "none") == 0) {
+        if (set_checked_attr(vm, "netvm_qid", "none", err) < 0)
+            return -1;
+        return set_checked_attr(vm, "uses_default_netvm", "False", err);
+    }
+    int qid;
+    bool dflt = strcasecmp(value, "default") == 0;
+    if (dflt) {
+        qid = q->coll->globals[vm->cls == QVM_PROXY ? QG_DEFAULT_FW_NETVM : QG_DEFAULT_NETVM];
+    } else {
+        struct qvm *net = qubes_find_vm(q, value, err);
+        if (!net)
+            return qerr_prefix(err, "netvm");
+        if (!qvm_class_is_netvm(net->cls))
+            return qerr_set(err, "netvm: '%s' is a %s, not a NetVM or ProxyVM", net->name,
+                            qvm_class_label(net->cls));
+        if (net == vm)
+            return qerr_set(err, "netvm: '%s' cannot be its own netvm", vm->name);
+        qid = net->qid;
+    }
+    if (qid < 0)
+        snprintf(num, sizeof num, "none");
+    else
+        snprintf(num, sizeof num, "%d", qid);
+    if (set_checked_attr(vm, "netvm_qid", num, err) < 0)
+        return -1;
+    return set_checked_attr(vm, "uses_default_netvm", dflt ? "True" : "False", err);
+}
+
+static int set_template(struct qubes *q, struct qvm *vm, const struct pref *p,
+                        const char *value, struct qerr *err)
+{
+    (void)p;
+    if (vm->template_qid < 0)
+        return qerr_set(err, "template: '%s' is a %s without a template (standalone); it "
+                        "cannot be given one", vm->name, qvm_class_label(vm->cls));
+    struct qvm *tpl = qubes_find_vm(q, value, err);
+    if (!tpl)
+        return qerr_prefix(err, "template");
+    if (template_check_compat(vm->cls, vm->name, tpl, err) < 0)
+        return qerr_prefix(err, "template");
+    if (require_halted(q, vm, "the template", err) < 0)
+        return -1;
+    char num[16];
+    snprintf(num, sizeof num, "%d", tpl->qid);
+    return set_checked_attr(vm, "template_qid", num, err);
+}
+
+static int kernel_installed(struct qubes *q, const char *version, struct qerr *err)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    if (strchr(version, '/') || version[0] == '.' || version[0] == '\0')
+        return qerr_set(err, "kernel: '%s' is not a kernel version", version);
+    snprintf(dir, sizeof dir, "%s/vm-kernels/%s", q->cfg.base_dir, version);
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        return qerr_set(err, "kernel: version '%s' is not installed (no directory %s)", version,
+                        dir);
+    return 0;
+}
+
+static int set_kernel(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                      struct qerr *err)
+{
+    (void)p;
+    if (strcasecmp(value, "default") == 0) {
+        const char *k = qvm_collection_default_kernel(q->coll);
+        if (set_checked_attr(vm, "kernel", k ? k : "None", err) < 0)
+            return -1;
+        return set_checked_attr(vm, "uses_default_kernel", "True", err);
+    }
+    if (strcasecmp(value, "none") != 0 && kernel_installed(q, value, err) < 0)
+        return -1;
+    if (set_checked_attr(vm, "kernel", strcasecmp(value, "none") == 0 ? "None" : value, err) < 0)
+        return -1;
+    return set_checked_attr(vm, "uses_default_kernel", "False", err);
+}
+
+static int set_kernelopts(struct qubes *q, struct qvm *vm, const struct pref *p,
+                          const char *value, struct qerr *err)
+{
+    (void)q, (void)p;
+    if (strcasecmp(value, "default") == 0)
+        return set_checked_attr(vm, "uses_default_kernelopts", "True", err);
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++)
+        if (*c < 0x20)
+            return qerr_set(err, "kernelopts: control characters are not allowed");
+    if (set_checked_attr(vm, "kernelopts", value, err) < 0)
+        return -1;
+    return set_checked_attr(vm, "uses_default_kernelopts", "False", err);
+}
+
+static int set_pcidevs(struct qubes *q, struct qvm *vm, const struct pref *p,
+                       const char *value, struct qerr *err)
+{
+    (void)q;
+    struct pylist l = { 0 };
+    const char *v = value;
+    while (isspace((unsigned char)*v))
+        v++;
+    if (*v == '[') {
+        if (pylist_parse(v, &l, err) < 0)
+            return qerr_prefix(err, "pcidevs: '%s' is not a list", value);
+    } else {
+        /* "02:00.0 03:00.0": the friendlier spelling. */
+        char *copy = strdup(value), *save = NULL;
+        if (!copy)
+            return qerr_errno(err, ENOMEM, "pcidevs");
+        for (char *t = strtok_r(copy, " ,", &save); t; t = strtok_r(NULL, " ,", &save))
+            if (pylist_append(&l, t) < 0) {
+                free(copy);
+                pylist_free(&l);
+                return qerr_errno(err, ENOMEM, "pcidevs");
+            }
+        free(copy);
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        if (qcheck_pcidev(l.items[i]) < 0) {
+            qerr_set(err, "pcidevs: '%s' is not a PCI address (bb:dd.f)", l.items[i]);
+            pylist_free(&l);
+            return -1;
+        }
+    }
+    char *text = pylist_format(&l);
+    pylist_free(&l);
+    if (!text)
+        return qerr_errno(err, ENOMEM, "pcidevs");
+    int rc = set_checked_attr(vm, p->attr, text, err);
+    free(text);
+    return rc;
+}
+
+static int set_mac(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                   struct qerr *err)
+{
+    (void)q, (void)p;
+    if (strcasecmp(value, "auto") == 0 || strcasecmp(value, "none") == 0)
+        return set_checked_attr(vm, "mac", "None", err);
+    if (qcheck_mac(value) < 0)
+        return qerr_set(err, "mac: '%s' is not a MAC address (xx:xx:xx:xx:xx:xx) or auto",
+                        value);
+    return set_checked_attr(vm, "mac", value, err);
+}
+
+static int set_default_user(struct qubes *q, struct qvm *vm, const struct pref *p,
+                            const char *value, struct qerr *err)
+{
+    (void)q, (void)p;
+    size_t n = strlen(value);
+    bool ok = n > 0 && n <= 32 && (islower((unsigned char)value[0]) || value[0] == '_');
+    for (size_t i = 1; ok && i < n; i++)
+        ok = islower((unsigned char)value[i]) || isdigit((unsigned char)value[i]) ||
+             value[i] == '_' || value[i] == '-';
+    if (!ok)
+        return qerr_set(err, "default_user: '%s' is not a user name", value);
+    return set_checked_attr(vm, "default_user", value, err);
+}
+
+static int set_timezone(struct qubes *q, struct qvm *vm, const struct pref *p,
+                        const char *value, struct qerr *err)
+{
+    (void)q, (void)p;
+    long n;
+    if (strcmp(value, "localtime") != 0 && qparse_int(value, -86400, 86400, &n) < 0)
+        return qerr_set(err, "timezone: '%s' is neither localtime nor an offset in seconds",
+                        value);
+    return set_checked_attr(vm, "timezone", value, err);
+}
+
+/* hd:VM:PATH or cdrom:VM:PATH, or none. */
+static int set_drive(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                     struct qerr *err)
+{
+    (void)p;
+    if (strcasecmp(value, "none") == 0)
+        return set_checked_attr(vm, "drive", "None", err);
+    const char *rest = NULL;
+    if (strncmp(value, "hd:", 3) == 0)
+        rest = value + 3;
+    else if (strncmp(value, "cdrom:", 6) == 0)
+        rest = value + 6;
+    const char *colon = rest ? strchr(rest, ':') : NULL;
+    if (!colon || colon == rest || colon[1] != '/')
+        return qerr_set(err, "drive: '%s' is not hd:VM:/path or cdrom:VM:/path", value);
+    char backend[QUBES_NAME_MAX + 2];
+    size_t blen = (size_t)(colon - rest);
+    if (blen >= sizeof backend || (memcpy(backend, rest, blen), backend[blen] = '\0',
+                                   !qvm_collection_by_name(q->coll, backend)))
+        return qerr_set(err, "drive: no VM named '%.*s' to hold the image", (int)blen, rest);
+    return set_checked_attr(vm, "drive", value, err);
+}
+
+static int set_name(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                    struct qerr *err)
+{
+    (void)p;
+    if (strcmp(value, "dom0") == 0)
+        return qerr_set(err, "name: 'dom0' is reserved for the admin VM");
+    if (qvm_check_name(value, err) < 0)
+        return qerr_prefix(err, "name");
+    if (strcmp(value, vm->name) == 0)
+        return 0;
+    if (qvm_collection_by_name(q->coll, value))
+        return qerr_set(err, "name: a VM named '%s' already exists", value);
+    if (require_halted(q, vm, "the name", err) < 0)
+        return -1;
+    /* The directory follows the name when it is the standard one. */
+    char old_dir[PATH_MAX], new_dir[PATH_MAX], conf[64];
+    if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, old_dir,
+                            sizeof old_dir, err) < 0 ||
+        qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), value, new_dir, sizeof new_dir,
+                            err) < 0)
+        return -1;
+    const char *cur = qvm_get_attr(vm, "dir_path");
+    bool move = !cur || strcmp(cur, old_dir) == 0;
+    if (move) {
+        if (access(new_dir, F_OK) == 0)
+            return qerr_set(err, "name: %s already exists", new_dir);
+        if (rename(old_dir, new_dir) < 0 && errno != ENOENT)
+            return qerr_errno(err, errno, "name: cannot rename %s to %s", old_dir, new_dir);
+    }
+    if (qvm_collection_rename(q->coll, vm, value, err) < 0 ||
+        (move && qvm_set_attr(vm, "dir_path", new_dir, err) < 0)) {
+        if (move)
+            rename(new_dir, old_dir);
+        return -1;
+    }
+    snprintf(conf, sizeof conf, "%s.conf", value);
+    return qvm_set_attr(vm, "conf_file", conf, err);
+}
+
+static const struct pref vm_prefs[] = {
+    { "name", NULL, C_NOTDISP, get_name, set_name, 0, 0 },
+    { "label", "label", C_ALL, get_label, set_label, 0, 0 },
+    { "type", NULL, C_ALL, get_type, NULL, 0, 0 },
+    { "template", NULL, C_BIT(QVM_APP) | C_BIT(QVM_HVM) | C_BIT(QVM_NET) | C_BIT(QVM_PROXY) |
+                            C_BIT(QVM_DISP), get_template, set_template, 0, 0 },
+    { "netvm", NULL, C_ALL, get_netvm, set_netvm, 0, 0 },
+    { "updateable", NULL, C_ALL, get_updateable, NULL, 0, 0 },
+    { "autostart", "autostart", C_NOTDISP, get_attr, set_bool, 0, 0 },
+    { "installed_by_rpm", "installed_by_rpm", C_NOTDISP, get_attr, NULL, 0, 0 },
+    { "include_in_backups", "include_in_backups", C_NOTDISP, get_attr, set_bool, 0, 0 },
+    { "internal", "internal", C_NOTDISP, get_attr, set_bool, 0, 0 },
+    { "dir", NULL, C_ALL, get_dir, NULL, 0, 0 },
+    { "config", "conf_file", C_NOTDISP, get_attr, NULL, 0, 0 },
+    { "pcidevs", "pcidevs", C_NOTDISP, get_attr, set_pcidevs, 0, 0 },
+    { "root_img", "root_img", C_NOTDISP, get_img, NULL, 0, 0 },
+    { "private_img", "private_img", C_NOTDISP, get_img, NULL, 0, 0 },
+    { "volatile_img", "volatile_img", C_NOTDISP, get_img, NULL, 0, 0 },
+    { "vcpus", "vcpus", C_NOTDISP, get_attr, set_number, 1, 4096 },
+    { "memory", "memory", C_NOTDISP, get_attr, set_number, 1, 1L << 30 },
+    { "maxmem", "maxmem", C_NOTDISP, get_attr, set_number, 1, 1L << 30 },
+    { "mac", "mac", C_NOTDISP, get_mac, set_mac, 0, 0 },
+    { "kernel", "kernel", C_PV & ~C_BIT(QVM_DISP), get_kernel, set_kernel, 0, 0 },
+    { "kernelopts", "kernelopts", C_PV & ~C_BIT(QVM_DISP), get_kernelopts, set_kernelopts, 0, 0 },
+    { "debug", "debug", C_NOTDISP, get_attr, set_bool, 0, 0 },
+    { "default_user", "default_user", C_NOTDISP, get_attr, set_default_user, 0, 0 },
+    { "qrexec_timeout", "qrexec_timeout", C_NOTDISP, get_attr, set_number, 0, 3600 },
+    { "drive", "drive", C_HVMS, get_attr, set_drive, 0, 0 },
+    { "timezone", "timezone", C_HVMS, get_attr, set_timezone, 0, 0 },
+    { "qrexec_installed", "qrexec_installed", C_HVMS, get_attr, set_bool, 0, 0 },
+    { "guiagent_installed", "guiagent_installed", C_HVMS, get_attr, set_bool, 0, 0 },
+    { "seamless_gui_mode", "seamless_gui_mode", C_HVMS, get_attr, set_bool, 0, 0 },
+    { "services", "services", C_NOTDISP, get_attr, NULL, 0, 0 },
+    { "qid", NULL, C_ALL, get_qid, NULL, 0, 0 },
+    { "netid", "netid", C_BIT(QVM_NET) | C_BIT(QVM_PROXY), get_attr, NULL, 0, 0 },
+    { "dispid", "dispid", C_BIT(QVM_DISP), get_attr, NULL, 0, 0 },
+    { "uuid", "uuid", C_NOTDISP, get_attr, NULL, 0, 0 },
+};
+
+static const struct pref *find_pref(const struct qvm *vm, const char *name, struct qerr *err)
+{
+    for (size_t i = 0; i < sizeof vm_prefs / sizeof *vm_prefs; i++) {
+        if (strcmp(vm_prefs[i].name, name) == 0) {
+            if (!(vm_prefs[i].classes & C_BIT(vm->cls))) {
+                qerr_set(err, "property '%s' does not apply to '%s' (a %s)", name, vm->name,
+                         qvm_class_label(vm->cls));
+                return NULL;
+            }
+            return &vm_prefs[i];
+        }
+    }
+    qerr_set(err, "no property '%s' (qvm-prefs -l %s lists them)", name, vm->name);
+    return NULL;
+}
+
+int qubes_prefs_list(struct qubes *q, const struct qvm *vm, FILE *out, struct qerr *err)
+{
+    if (vm->cls == QVM_ADMIN)
+        return qerr_set(err, "dom0 has no VM properties");
+    for (size_t i = 0; i < sizeof vm_prefs / sizeof *vm_prefs; i++) {
+        const struct pref *p = &vm_prefs[i];
+        if (!(p->classes & C_BIT(vm->cls)))
+            continue;
+        char *v = p->get(q, vm, p);
+        if (!v)
+            return qerr_errno(err, ENOMEM, "listing '%s'", vm->name);
+        fprintf(out, "%-19s: %s\n", p->name, v);
+        free(v);
+    }
+    return 0;
+}
+
+char *qubes_prefs_get(struct qubes *q, const struct qvm *vm, const char *prop, struct qerr *err)
+{
+    if (vm->cls == QVM_ADMIN) {
+        qerr_set(err, "dom0 has no VM properties");
+        return NULL;
+    }
+    const struct pref *p = find_pref(vm, prop, err);
+    if (!p)
+        return NULL;
+    char *v = p->get(q, vm, p);
+    if (!v)
+        qerr_errno(err, ENOMEM, "reading %s", prop);
+    return v;
+}
+
+int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const char *value,
+                    struct qerr *err)
+{
+    if (vm->cls == QVM_ADMIN)
+        return qerr_set(err, "dom0's properties cannot be changed");
+    const struct pref *p = find_pref(vm, prop, err);
+    if (!p)
+        return -1;
+    if (!p->set)
+        return qerr_set(err, "property '%s' is read-only", prop);
+    return p->set(q, vm, p, value, err);
+}
+
+/* ---- global properties (qubes-prefs) ---- */
+
+static const struct {
+    const char *name;
+    int global;                 /* enum qglobal, or -1 for default-kernel */
+} globals[] = {
+    { "default-template", QG_DEFAULT_TEMPLATE },
+    { "default-netvm", QG_DEFAULT_NETVM },
+    { "default-fw-netvm", QG_DEFAULT_FW_NETVM },
+    { "updatevm", QG_UPDATEVM },
+    { "clockvm", QG_CLOCKVM },
+    { "default-kernel", -1 },
+};
+
+static int find_global(const char *name, struct qerr *err)
+{
+    char norm[64];
+    size_t n = strlen(name);
+    if (n >= sizeof norm)
+        n = sizeof norm - 1;
+    for (size_t i = 0; i < n; i++)
+        norm[i] = name[i] == '_' ? '-' : name[i];
+    norm[n] = '\0';
+    for (size_t i = 0; i < sizeof globals / sizeof *globals; i++)
+        if (strcmp(globals[i].name, norm) == 0)
+            return (int)i;
+    return qerr_set(err, "no global property '%s' (qubes-prefs -l lists them)", name);
+}
+
+static char *global_value(struct qubes *q, size_t i)
+{
+    if (globals[i].global < 0) {
+        const char *k = qvm_collection_default_kernel(q->coll);
+        return xstrdup(k ? k : "none");
+    }
+    const char *n = vm_name_of(q, q->coll->globals[globals[i].global]);
+    return xstrdup(n ? n : "none");
+}
+
+int qubes_global_list(struct qubes *q, FILE *out, struct qerr *err)
+{
+    for (size_t i = 0; i < sizeof globals / sizeof *globals; i++) {
+        char *v = global_value(q, i);
+        if (!v)
+            return qerr_errno(err, ENOMEM, "listing");
+        fprintf(out, "%-17s: %s\n", globals[i].name, v);
+        free(v);
+    }
+    return 0;
+}
+
+char *qubes_global_get(struct qubes *q, const char *prop, struct qerr *err)
+{
+    int i = find_global(prop, err);
+    if (i < 0)
+        return NULL;
+    char *v = global_value(q, (size_t)i);
+    if (!v)
+        qerr_errno(err, ENOMEM, "reading %s", prop);
+    return v;
+}
+
+static int follow_default_netvm(struct qubes *q, int g, struct qerr *err);
+static int check_global_class(int g, const char *name, const struct qvm *vm, struct qerr *err);
+
+int qubes_global_set(struct qubes *q, const char *prop, const char *value, struct qerr *err)
+{
+    int i = find_global(prop, err);
+    if (i < 0)
+        return -1;
+    bool none = strcasecmp(value, "none") == 0;
+    int g = globals[i].global;
+    if (g < 0) {
+        if (!none && kernel_installed(q, value, err) < 0)
+            return qerr_prefix(err, "default-kernel");
+        return qvm_collection_set_default_kernel(q->coll, none ? NULL : value, err);
+    }
+    struct qvm *vm = NULL;
+    if (!none && !(vm = qubes_find_vm(q, value, err)))
+        return qerr_prefix(err, "%s", globals[i].name);
+    if (vm && check_global_class(g, globals[i].name, vm, err) < 0)
+        return -1;
+    if (qvm_collection_set_global(q->coll, (enum qglobal)g, vm ? vm->qid : -1, err) < 0)
+        return -1;
+    return follow_default_netvm(q, g, err);
+}
+
+/* VMs that use the default netvm follow it when it changes. */
+static int follow_default_netvm(struct qubes *q, int g, struct qerr *err)
+{
+    if (g != QG_DEFAULT_NETVM && g != QG_DEFAULT_FW_NETVM)
+        return 0;
+    char num[16];
+    int qid = q->coll->globals[g];
+    if (qid < 0)
+        snprintf(num, sizeof num, "none");
+    else
+        snprintf(num, sizeof num, "%d", qid);
+    for (struct qvm *vm = q->coll->by_qid; vm; vm = vm->hh_qid.next) {
+        bool proxy = vm->cls == QVM_PROXY;
+        if (vm->cls == QVM_ADMIN || vm->cls == QVM_NET || vm->qid == qid ||
+            proxy != (g == QG_DEFAULT_FW_NETVM) || !qvm_get_bool(vm, "uses_default_netvm", false))
+            continue;
+        if (qvm_set_attr(vm, "netvm_qid", num, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_global_class(int g, const char *name, const struct qvm *vm, struct qerr *err)
+{
+    if (g == QG_DEFAULT_TEMPLATE && !qvm_class_is_template(vm->cls))
+        return qerr_set(err, "default-template: '%s' is a %s, not a template", vm->name,
+                        qvm_class_label(vm->cls));
+    if ((g == QG_DEFAULT_NETVM || g == QG_DEFAULT_FW_NETVM) && !qvm_class_is_netvm(vm->cls))
+        return qerr_set(err, "%s: '%s' is a %s, not a NetVM or ProxyVM", name,
+                        vm->name, qvm_class_label(vm->cls));
+    if ((g == QG_UPDATEVM || g == QG_CLOCKVM) && vm->cls == QVM_ADMIN)
+        return qerr_set(err, "%s: dom0 cannot be the %s", name, name);
+    return 0;
+}

@@ -1,0 +1,84 @@
+/* The library's front door for tools: configuration, the database handle,
+ * the (lazy) hypervisor connection and the loaded collection, and the VM
+ * operations the tools expose. A tool parses its options, calls these and
+ * prints; everything another tool or a test needs lives here. */
+#ifndef QUBES_QUBES_H
+#define QUBES_QUBES_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "collection.h"
+#include "config.h"
+#include "db.h"
+#include "error.h"
+#include "vm.h"
+#include "vmm.h"
+
+struct qubes {
+    struct qubes_config cfg;
+    struct qubes_db db;
+    struct vmm vmm;
+    struct qvm_collection *coll;
+};
+
+/* Reads the configuration; `offline` forces offline mode (--offline-mode).
+ * Opens nothing: the database is locked by the calls below, the
+ * hypervisor at its first use. */
+int qubes_open(struct qubes *q, bool offline, struct qerr *err);
+void qubes_close(struct qubes *q);
+
+/* Read lock, load, unlock: the collection stays loaded, the lock does not. */
+int qubes_load_for_reading(struct qubes *q, struct qerr *err);
+/* Write lock (creating an empty database if `create`) and load; the lock is
+ * held until qubes_save_and_unlock() or qubes_unlock(). */
+int qubes_load_for_writing(struct qubes *q, bool create, struct qerr *err);
+/* Validates the collection, saves it atomically, unlocks. */
+int qubes_save_and_unlock(struct qubes *q, struct qerr *err);
+void qubes_unlock(struct qubes *q);
+
+/* Looks a VM up by name with the error a user should see. */
+struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err);
+/* Power state through the hypervisor (Halted in offline mode; dom0 always
+ * Running). */
+int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
+                   struct qerr *err);
+bool qvm_power_is_running(enum qvm_power p);
+/* $BASE-relative directory the VM's files live in (dir_path, or the default). */
+int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
+                 struct qerr *err);
+
+/* ---- qvm-create ---- */
+struct qvm_create_opts {
+    const char *name;
+    const char *label;
+    const char *template;       /* -t, NULL for the default */
+    bool hvm, hvm_template, net, proxy, standalone, internal;
+    long memory, vcpus;         /* 0: class default */
+    const char *root_copy_from, *root_move_from;
+};
+/* Needs the write lock; creates the VM's files, adds its record, saves and
+ * unlocks. On failure nothing is left behind (the lock is still held). */
+int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm **out,
+                    struct qerr *err);
+
+/* ---- qvm-remove ---- */
+/* Needs the write lock; saves and unlocks on success. */
+int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, struct qerr *err);
+
+/* ---- qvm-prefs ---- */
+/* Lists "name : value" lines of every property of the VM. */
+int qubes_prefs_list(struct qubes *q, const struct qvm *vm, FILE *out, struct qerr *err);
+/* A malloc'ed text of one property. */
+char *qubes_prefs_get(struct qubes *q, const struct qvm *vm, const char *prop,
+                      struct qerr *err);
+/* Needs the write lock; checks type and class rules, changes the record. */
+int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const char *value,
+                    struct qerr *err);
+
+/* ---- qubes-prefs ---- */
+int qubes_global_list(struct qubes *q, FILE *out, struct qerr *err);
+char *qubes_global_get(struct qubes *q, const char *prop, struct qerr *err);
+int qubes_global_set(struct qubes *q, const char *prop, const char *value, struct qerr *err);
+
+#endif

@@ -1,0 +1,83 @@
+/* qubes-prefs: the global defaults of the database. */
+#include <getopt.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char *prog = "qubes-prefs";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: %s [-l]\n"
+"       %s [-g] PROPERTY\n"
+"       %s -s PROPERTY VALUE\n"
+"List, get or set the global defaults: default-template, default-netvm,\n"
+"default-fw-netvm, updatevm, clockvm (a VM name or none) and default-kernel\n"
+"(an installed kernel version or none).\n"
+"\n"
+"  -l, --list          list every property\n"
+"  -g, --get           print one property\n"
+"  -s, --set           change one property\n"
+"      --offline-mode  do not contact the hypervisor\n"
+"  -h, --help          show this help\n", prog, prog, prog);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "list", no_argument, NULL, 'l' },
+        { "get", no_argument, NULL, 'g' },
+        { "set", no_argument, NULL, 's' },
+        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    int mode = 0, c;
+    bool offline = false;
+    while ((c = getopt_long(argc, argv, "lgsh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': case 'g': case 's':
+            if (mode && mode != c)
+                tool_usage_error(prog, "choose one of -l, -g and -s");
+            mode = c;
+            break;
+        case TOOL_OFFLINE_OPT: offline = true; break;
+        case 'h': usage(stdout); return 0;
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    int nargs = argc - optind;
+    if (!mode)
+        mode = nargs == 0 ? 'l' : nargs == 1 ? 'g' : 's';
+    if ((mode == 'l' && nargs != 0) || (mode == 'g' && nargs != 1) || (mode == 's' && nargs != 2))
+        tool_usage_error(prog, mode == 'l' ? "-l takes no arguments"
+                               : mode == 'g' ? "-g wants PROPERTY" : "-s wants PROPERTY VALUE");
+
+    struct qubes q;
+    struct qerr err;
+    int rc = qubes_open(&q, offline, &err);
+    if (rc == 0 && mode == 's') {
+        rc = qubes_load_for_writing(&q, false, &err);
+        if (rc == 0 && qubes_global_set(&q, argv[optind], argv[optind + 1], &err) < 0)
+            rc = -1;
+        if (rc == 0)
+            rc = qubes_save_and_unlock(&q, &err);
+    } else if (rc == 0) {
+        rc = qubes_load_for_reading(&q, &err);
+        if (rc == 0 && mode == 'l') {
+            rc = qubes_global_list(&q, stdout, &err);
+        } else if (rc == 0) {
+            char *v = qubes_global_get(&q, argv[optind], &err);
+            if (v)
+                puts(v);
+            else
+                rc = -1;
+            free(v);
+        }
+    }
+    qubes_close(&q);
+    if (rc < 0)
+        tool_fail(prog, &err);
+    return 0;
+}

@@ -1,0 +1,197 @@
+/* qvm-ls: list the VMs of the database with their power state. */
+#include <getopt.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char *prog = "qvm-ls";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: %s [options]\n"
+"List the VMs: name, running mark, power state, updateable, type, template,\n"
+"netvm (* = the default one) and label. Templates show as [name], NetVMs and\n"
+"ProxyVMs as {name}.\n"
+"\n"
+"      --raw-list       print only the names, one per line (no hypervisor access)\n"
+"      --offline-mode   do not contact the hypervisor (every VM shows Halted)\n"
+"  -h, --help           show this help\n", prog);
+}
+
+/* Display order: dom0, net VMs, each template followed by the VMs based on
+ * it, then VMs without a template, DispVMs last; by name within a group. */
+static int group_key(const struct qvm_collection *c, const struct qvm *vm, const char **primary)
+{
+    *primary = vm->name;
+    if (vm->cls == QVM_ADMIN)
+        return 0;
+    if (vm->cls == QVM_DISP)
+        return 4;
+    if (qvm_class_is_netvm(vm->cls))
+        return 1;
+    if (qvm_class_is_template(vm->cls))
+        return 2;
+    if (vm->template_qid >= 0) {
+        struct qvm *t = qvm_collection_by_qid(c, vm->template_qid);
+        if (t) {
+            *primary = t->name;
+            return 2;
+        }
+    }
+    return 3;
+}
+
+static const struct qvm_collection *sort_coll;
+
+static int cmp_display(const void *a, const void *b)
+{
+    const struct qvm *x = *(struct qvm *const *)a, *y = *(struct qvm *const *)b;
+    const char *px, *py;
+    int gx = group_key(sort_coll, x, &px), gy = group_key(sort_coll, y, &py);
+    if (gx != gy)
+        return gx - gy;
+    int r = strcmp(px, py);
+    if (r)
+        return r;
+    /* Within a template's group the template comes first. */
+    bool tx = qvm_class_is_template(x->cls), ty = qvm_class_is_template(y->cls);
+    if (tx != ty)
+        return tx ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+enum { COL_NAME, COL_ON, COL_STATE, COL_UPDBL, COL_TYPE, COL_TEMPLATE, COL_NETVM, COL_LABEL,
+       NCOLS };
+static const char *const headers[NCOLS] = { "name", "on", "state", "updbl", "type", "template",
+                                            "netvm", "label" };
+
+static void rule(const size_t *w)
+{
+    for (int i = 0; i < NCOLS; i++) {
+        for (size_t k = 0; k < w[i] + 2; k++)
+            putchar('-');
+        putchar('+');
+    }
+    putchar('\n');
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "raw-list", no_argument, NULL, 'r' },
+        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool raw = false, offline = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': raw = true; break;
+        case TOOL_OFFLINE_OPT: offline = true; break;
+        case 'h': usage(stdout); return 0;
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    if (optind != argc)
+        tool_usage_error(prog, "no arguments expected");
+
+    struct qubes q;
+    struct qerr err;
+    if (qubes_open(&q, offline, &err) < 0 || qubes_load_for_reading(&q, &err) < 0)
+        tool_fail(prog, &err);
+
+    size_t n;
+    struct qvm **vms = qvm_collection_sorted(q.coll, &n);
+    if (!vms) {
+        qerr_set(&err, "out of memory");
+        tool_fail(prog, &err);
+    }
+    sort_coll = q.coll;
+    qsort(vms, n, sizeof *vms, cmp_display);
+
+    if (raw) {
+        for (size_t i = 0; i < n; i++)
+            puts(vms[i]->name);
+        free(vms);
+        qubes_close(&q);
+        return 0;
+    }
+
+    /* One call for every domain's state, not one per VM. */
+    struct vmm_domain *doms = NULL;
+    size_t ndoms = 0;
+    bool states_known = true;
+    if (vmm_list_domains(&q.vmm, &doms, &ndoms, &err) < 0) {
+        fprintf(stderr, "%s: warning: power states unknown: %s\n", prog, err.msg);
+        states_known = false;
+    }
+
+    char *(*cells)[NCOLS] = calloc(n, sizeof *cells);
+    size_t w[NCOLS];
+    for (int i = 0; i < NCOLS; i++)
+        w[i] = strlen(headers[i]);
+    for (size_t i = 0; i < n && cells; i++) {
+        const struct qvm *vm = vms[i];
+        enum qvm_power st = states_known ? QVM_POWER_HALTED : QVM_POWER_NA;
+        if (vm->cls == QVM_ADMIN)
+            st = QVM_POWER_RUNNING;
+        else
+            for (size_t k = 0; k < ndoms; k++)
+                if (strcmp(doms[k].name, vm->name) == 0)
+                    st = doms[k].state;
+        const struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q.coll, vm->template_qid) : NULL;
+        const struct qvm *net = vm->netvm_qid >= 0 ? qvm_collection_by_qid(q.coll, vm->netvm_qid) : NULL;
+        bool is_tpl = qvm_class_is_template(vm->cls), is_net = qvm_class_is_netvm(vm->cls);
+        const char *type = is_tpl ? "Tpl" : vm->cls == QVM_HVM ? "HVM" : vm->cls == QVM_PROXY ? "Proxy"
+                         : vm->cls == QVM_NET ? "Net" : vm->cls == QVM_DISP ? "Disp" : "";
+        if (vm->cls == QVM_TEMPLATE_HVM)
+            type = "TplHVM";
+        char *cell[NCOLS] = { 0 };
+        if (asprintf(&cell[COL_NAME], "%s%s%s", is_tpl ? "[" : is_net ? "{" : "", vm->name,
+                     is_tpl ? "]" : is_net ? "}" : "") < 0)
+            cell[COL_NAME] = NULL;
+        cell[COL_ON] = strdup(qvm_power_is_running(st) ? "*" : "");
+        cell[COL_STATE] = strdup(qvm_power_name(st));
+        cell[COL_UPDBL] = strdup(vm->cls != QVM_ADMIN && vm->cls != QVM_DISP &&
+                                 (is_tpl || !tpl) ? "Yes" : "");
+        cell[COL_TYPE] = strdup(type);
+        cell[COL_TEMPLATE] = strdup(vm->cls == QVM_ADMIN || is_tpl || !tpl ? "n/a" : tpl->name);
+        if (vm->cls == QVM_ADMIN || vm->cls == QVM_NET)
+            cell[COL_NETVM] = strdup("n/a");
+        else if (asprintf(&cell[COL_NETVM], "%s%s",
+                          net && qvm_get_bool(vm, "uses_default_netvm", false) ? "*" : "",
+                          net ? net->name : "-") < 0)
+            cell[COL_NETVM] = NULL;
+        cell[COL_LABEL] = strdup(vm->label ? vm->label->name : "");
+        for (int k = 0; k < NCOLS; k++) {
+            cells[i][k] = cell[k];
+            if (cell[k] && strlen(cell[k]) > w[k])
+                w[k] = strlen(cell[k]);
+        }
+    }
+    if (!cells) {
+        qerr_set(&err, "out of memory");
+        tool_fail(prog, &err);
+    }
+
+    rule(w);
+    for (int k = 0; k < NCOLS; k++)
+        printf(" %*s |", (int)w[k], headers[k]);
+    putchar('\n');
+    rule(w);
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < NCOLS; k++) {
+            printf(" %*s |", (int)w[k], cells[i][k] ? cells[i][k] : "?");
+            free(cells[i][k]);
+        }
+        putchar('\n');
+    }
+    rule(w);
+    free(cells);
+    vmm_domains_free(doms, ndoms);
+    free(vms);
+    qubes_close(&q);
+    return 0;
+}

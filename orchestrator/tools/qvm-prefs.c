@@ -1,0 +1,110 @@
+/* qvm-prefs: list, read and change a VM's properties. */
+#include <getopt.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char *prog = "qvm-prefs";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: %s [-l] NAME\n"
+"       %s -g NAME PROPERTY\n"
+"       %s -s NAME PROPERTY VALUE\n"
+"List, get or set a VM's properties. Without -l/-g/-s the number of\n"
+"arguments chooses: NAME lists, NAME PROPERTY gets, NAME PROPERTY VALUE sets.\n"
+"\n"
+"Settable: name label template netvm (NAME, none, default) memory maxmem vcpus\n"
+"kernel (VERSION, none, default) kernelopts (TEXT, default) pcidevs\n"
+"('bb:dd.f ...' or a list) mac (xx:..:xx or auto) debug autostart internal\n"
+"include_in_backups default_user qrexec_timeout; for HVMs also drive timezone\n"
+"qrexec_installed guiagent_installed seamless_gui_mode.\n"
+"\n"
+"  -l, --list          list every property\n"
+"  -g, --get           print one property\n"
+"  -s, --set           change one property\n"
+"      --offline-mode  do not contact the hypervisor\n"
+"  -h, --help          show this help\n", prog, prog, prog);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "list", no_argument, NULL, 'l' },
+        { "get", no_argument, NULL, 'g' },
+        { "set", no_argument, NULL, 's' },
+        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    int mode = 0, c;
+    bool offline = false;
+    while ((c = getopt_long(argc, argv, "lgsh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': case 'g': case 's':
+            if (mode && mode != c)
+                tool_usage_error(prog, "choose one of -l, -g and -s");
+            mode = c;
+            break;
+        case TOOL_OFFLINE_OPT: offline = true; break;
+        case 'h': usage(stdout); return 0;
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    int nargs = argc - optind;
+    if (!mode)
+        mode = nargs == 1 ? 'l' : nargs == 2 ? 'g' : 's';
+    int want = mode == 'l' ? 1 : mode == 'g' ? 2 : 3;
+    if (nargs != want && !(mode == 's' && nargs > 3))
+        tool_usage_error(prog, mode == 'l' ? "-l wants NAME" : mode == 'g' ? "-g wants NAME PROPERTY"
+                                                                          : "-s wants NAME PROPERTY VALUE");
+    const char *name = argv[optind];
+
+    struct qubes q;
+    struct qerr err;
+    if (qubes_open(&q, offline, &err) < 0)
+        tool_fail(prog, &err);
+    int rc;
+    if (mode == 's') {
+        /* Several words make one value ("kernelopts" often has spaces). */
+        size_t len = 0;
+        for (int i = optind + 2; i < argc; i++)
+            len += strlen(argv[i]) + 1;
+        char *value = calloc(1, len + 1);
+        for (int i = optind + 2; value && i < argc; i++) {
+            if (i > optind + 2)
+                strcat(value, " ");
+            strcat(value, argv[i]);
+        }
+        struct qvm *vm;
+        rc = qubes_load_for_writing(&q, false, &err);
+        if (rc == 0 && (!(vm = qubes_find_vm(&q, name, &err)) ||
+                        qubes_prefs_set(&q, vm, argv[optind + 1], value ? value : "", &err) < 0))
+            rc = -1;
+        if (rc == 0)
+            rc = qubes_save_and_unlock(&q, &err);
+        free(value);
+    } else {
+        const struct qvm *vm = NULL;
+        rc = qubes_load_for_reading(&q, &err);
+        if (rc == 0 && !(vm = qubes_find_vm(&q, name, &err)))
+            rc = -1;
+        if (rc == 0 && mode == 'l') {
+            rc = qubes_prefs_list(&q, vm, stdout, &err);
+        } else if (rc == 0) {
+            char *v = qubes_prefs_get(&q, vm, argv[optind + 1], &err);
+            if (v)
+                puts(v);
+            else
+                rc = -1;
+            free(v);
+        }
+    }
+    if (rc < 0) {
+        qubes_close(&q);
+        tool_fail(prog, &err);
+    }
+    qubes_close(&q);
+    return 0;
+}

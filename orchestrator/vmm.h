@@ -1,0 +1,66 @@
+/* The hypervisor, behind a small backend interface. The connection is
+ * opened at the first call that needs it, never at start-up, so tools that
+ * only read or change qubes.xml never touch the hypervisor. In offline mode
+ * every operation fails with "VMM operations disabled in offline mode" and
+ * every VM reads as Halted. */
+#ifndef QUBES_VMM_H
+#define QUBES_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "error.h"
+
+enum qvm_power {
+    QVM_POWER_HALTED,
+    QVM_POWER_RUNNING,
+    QVM_POWER_TRANSIENT,
+    QVM_POWER_PAUSED,
+    QVM_POWER_SUSPENDED,
+    QVM_POWER_HALTING,
+    QVM_POWER_DYING,
+    QVM_POWER_CRASHED,
+    QVM_POWER_NA,
+};
+const char *qvm_power_name(enum qvm_power p);
+
+struct vmm_domain {
+    char *name;
+    enum qvm_power state;
+};
+
+struct vmm;
+
+struct vmm_backend {
+    const char *name;
+    int (*connect)(struct vmm *vmm, struct qerr *err);
+    void (*disconnect)(struct vmm *vmm);
+    /* State of one domain; QVM_POWER_HALTED when it does not exist. */
+    int (*domain_state)(struct vmm *vmm, const char *name, enum qvm_power *out,
+                        struct qerr *err);
+    /* Every domain the hypervisor knows, in one call. */
+    int (*list_domains)(struct vmm *vmm, struct vmm_domain **out, size_t *n,
+                        struct qerr *err);
+};
+
+struct vmm {
+    const struct vmm_backend *backend;
+    char uri[1024];
+    bool offline;
+    bool connected;
+    unsigned connects;          /* how many connections were opened */
+    void *priv;
+};
+
+void vmm_init(struct vmm *vmm, const struct qubes_config *cfg);
+void vmm_close(struct vmm *vmm);
+/* Fails in offline mode; otherwise connects if not yet connected. */
+int vmm_require(struct vmm *vmm, struct qerr *err);
+int vmm_domain_state(struct vmm *vmm, const char *name, enum qvm_power *out, struct qerr *err);
+int vmm_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n, struct qerr *err);
+void vmm_domains_free(struct vmm_domain *d, size_t n);
+
+extern const struct vmm_backend vmm_libvirt_backend;
+
+#endif

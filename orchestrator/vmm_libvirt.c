@@ -1,0 +1,121 @@
+/* The libvirt backend (QEMU/KVM, QEMU/TCG, Xen through libvirt's libxl driver). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "vmm.h"
+
+static int lv_error(struct qerr *err, const char *what, const char *uri)
+{
+    virErrorPtr e = virGetLastError();
+    return qerr_set(err, "%s (%s): %s", what, uri, e && e->message ? e->message : "unknown error");
+}
+
+/* libvirt prints every error to stderr by default; ours are reported once, by the tool. */
+static void quiet(void *opaque, virErrorPtr e)
+{
+    (void)opaque;
+    (void)e;
+}
+
+static int lv_connect(struct vmm *vmm, struct qerr *err)
+{
+    virSetErrorFunc(NULL, quiet);
+    virConnectPtr conn = virConnectOpen(vmm->uri);
+    if (!conn)
+        return lv_error(err, "cannot connect to the hypervisor", vmm->uri);
+    vmm->priv = conn;
+    return 0;
+}
+
+static void lv_disconnect(struct vmm *vmm)
+{
+    if (vmm->priv)
+        virConnectClose(vmm->priv);
+    vmm->priv = NULL;
+}
+
+static enum qvm_power map_state(int st)
+{
+    switch (st) {
+    case VIR_DOMAIN_RUNNING:
+    case VIR_DOMAIN_BLOCKED:
+        return QVM_POWER_RUNNING;
+    case VIR_DOMAIN_PAUSED:
+        return QVM_POWER_PAUSED;
+    case VIR_DOMAIN_SHUTDOWN:
+        return QVM_POWER_HALTING;
+    case VIR_DOMAIN_SHUTOFF:
+        return QVM_POWER_HALTED;
+    case VIR_DOMAIN_CRASHED:
+        return QVM_POWER_CRASHED;
+    case VIR_DOMAIN_PMSUSPENDED:
+        return QVM_POWER_SUSPENDED;
+    default:
+        return QVM_POWER_NA;
+    }
+}
+
+static int lv_domain_state(struct vmm *vmm, const char *name, enum qvm_power *out,
+                           struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom) {
+        virErrorPtr e = virGetLastError();
+        if (e && e->code == VIR_ERR_NO_DOMAIN) {
+            *out = QVM_POWER_HALTED;
+            return 0;
+        }
+        return lv_error(err, "cannot look up a domain", vmm->uri);
+    }
+    int state, reason;
+    int r = virDomainGetState(dom, &state, &reason, 0);
+    virDomainFree(dom);
+    if (r < 0)
+        return lv_error(err, "cannot read a domain's state", vmm->uri);
+    *out = map_state(state);
+    return 0;
+}
+
+static int lv_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n,
+                           struct qerr *err)
+{
+    virDomainPtr *doms = NULL;
+    int count = virConnectListAllDomains(vmm->priv, &doms, 0);
+    if (count < 0)
+        return lv_error(err, "cannot list domains", vmm->uri);
+    struct vmm_domain *arr = calloc((size_t)count + 1, sizeof *arr);
+    int rc = 0, i;
+    for (i = 0; i < count; i++) {
+        int state, reason;
+        if (!arr)
+            goto next;
+        arr[i].name = strdup(virDomainGetName(doms[i]));
+        arr[i].state = virDomainGetState(doms[i], &state, &reason, 0) < 0
+                           ? QVM_POWER_NA : map_state(state);
+        if (!arr[i].name)
+            rc = -1;
+    next:
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    if (!arr || rc < 0) {
+        if (arr)
+            vmm_domains_free(arr, (size_t)count);
+        return qerr_errno(err, ENOMEM, "listing domains");
+    }
+    *out = arr;
+    *n = (size_t)count;
+    return 0;
+}
+
+const struct vmm_backend vmm_libvirt_backend = {
+    .name = "libvirt",
+    .connect = lv_connect,
+    .disconnect = lv_disconnect,
+    .domain_state = lv_domain_state,
+    .list_domains = lv_list_domains,
+};

@@ -1,0 +1,134 @@
+#include "storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int storage_create_sparse(const char *path, uint64_t size, struct qerr *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot create %s", path);
+    if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return qerr_errno(err, e, "cannot size %s", path);
+    }
+    close(fd);
+    return 0;
+}
+
+static int copy_extents(int in, int out, off_t size)
+{
+    off_t pos = 0;
+    while (pos < size) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO)
+                break;          /* only a hole remains */
+            return -1;
+        }
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0)
+            return -1;
+        off_t ipos = data, opos = data;
+        while (ipos < hole) {
+            ssize_t r = copy_file_range(in, &ipos, out, &opos, (size_t)(hole - ipos), 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                break;
+        }
+        pos = hole;
+    }
+    return ftruncate(out, size);
+}
+
+int storage_copy_sparse(const char *src, const char *dst, struct qerr *err)
+{
+    char *tmp = NULL;
+    int in = -1, out = -1, rc = -1;
+    struct stat st;
+
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return qerr_errno(err, errno, "cannot open %s", src);
+    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+        qerr_errno(err, S_ISREG(st.st_mode) ? errno : EINVAL, "cannot copy %s", src);
+        goto out;
+    }
+    if (asprintf(&tmp, "%s.tmp-XXXXXX", dst) < 0) {
+        tmp = NULL;
+        qerr_errno(err, ENOMEM, "copying %s", src);
+        goto out;
+    }
+    out = mkostemp(tmp, O_CLOEXEC);
+    if (out < 0) {
+        qerr_errno(err, errno, "cannot create %s", tmp);
+        free(tmp);
+        tmp = NULL;
+        goto out;
+    }
+    if (ioctl(out, FICLONE, in) < 0 && copy_extents(in, out, st.st_size) < 0) {
+        qerr_errno(err, errno, "cannot copy %s to %s", src, dst);
+        goto out;
+    }
+    if (fchmod(out, 0660) < 0 || fsync(out) < 0) {
+        qerr_errno(err, errno, "cannot finish %s", dst);
+        goto out;
+    }
+    if (rename(tmp, dst) < 0) {
+        qerr_errno(err, errno, "cannot rename %s to %s", tmp, dst);
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL;
+    rc = 0;
+out:
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    if (out >= 0)
+        close(out);
+    close(in);
+    return rc;
+}
+
+int storage_move(const char *src, const char *dst, struct qerr *err)
+{
+    if (rename(src, dst) == 0)
+        return 0;
+    if (errno != EXDEV)
+        return qerr_errno(err, errno, "cannot move %s to %s", src, dst);
+    if (storage_copy_sparse(src, dst, err) < 0)
+        return -1;
+    if (unlink(src) < 0)
+        return qerr_errno(err, errno, "copied %s to %s but cannot remove it", src, dst);
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
+    return r < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int storage_remove_tree(const char *dir, struct qerr *err)
+{
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        return qerr_errno(err, errno, "cannot remove %s", dir);
+    return 0;
+}

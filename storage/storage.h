@@ -1,0 +1,24 @@
+/* VM images and directories: sparse files, sparse copies, removal. */
+#ifndef QUBES_STORAGE_H
+#define QUBES_STORAGE_H
+
+#include <stdint.h>
+
+#include "../orchestrator/error.h"
+
+#define STORAGE_PRIVATE_SIZE (2ULL << 30)       /* a fresh private.img: 2 GiB */
+#define STORAGE_HVM_ROOT_SIZE (20ULL << 30)     /* a fresh HVM root.img: 20 GiB */
+#define STORAGE_PV_ROOT_SIZE (10ULL << 30)
+
+/* A new sparse file of `size` bytes; fails if `path` exists. */
+int storage_create_sparse(const char *path, uint64_t size, struct qerr *err);
+/* Copies src to a new file dst, keeping holes: a reflink where the file
+ * system offers one, else copy_file_range over the data extents only.
+ * Written under a temporary name and renamed, so dst is whole or absent. */
+int storage_copy_sparse(const char *src, const char *dst, struct qerr *err);
+/* Renames src to dst, copying (then removing src) across file systems. */
+int storage_move(const char *src, const char *dst, struct qerr *err);
+/* Removes a directory tree without following symbolic links. */
+int storage_remove_tree(const char *dir, struct qerr *err);
+
+#endif

@@ -1,0 +1,41 @@
+#include "templates.h"
+
+/* The template class each VM class may be based on.
+ * A TemplateHVm or PV TemplateVm has no template, an HVM only a TemplateHVm,
+ * PV VMs only a PV TemplateVm, a DispVM either kind of template. */
+static bool accepts(enum qvm_class child, enum qvm_class tpl)
+{
+    switch (child) {
+    case QVM_HVM:
+        return tpl == QVM_TEMPLATE_HVM;
+    case QVM_APP:
+    case QVM_NET:
+    case QVM_PROXY:
+        return tpl == QVM_TEMPLATE;
+    case QVM_DISP:
+        return tpl == QVM_TEMPLATE || tpl == QVM_TEMPLATE_HVM;
+    default:
+        return false;
+    }
+}
+
+bool template_class_accepts_template(enum qvm_class child)
+{
+    return child == QVM_HVM || child == QVM_APP || child == QVM_NET || child == QVM_PROXY ||
+           child == QVM_DISP;
+}
+
+int template_check_compat(enum qvm_class child, const char *child_name,
+                          const struct qvm *tpl, struct qerr *err)
+{
+    if (!template_class_accepts_template(child))
+        return qerr_set(err, "%s '%s' cannot be based on a template (it is not template-based)",
+                        qvm_class_label(child), child_name);
+    if (!accepts(child, tpl->cls)) {
+        const char *want = child == QVM_HVM ? "a TemplateHVM" : "a TemplateVM";
+        return qerr_set(err, "%s '%s' cannot be based on %s '%s': it needs %s",
+                        qvm_class_label(child), child_name, qvm_class_label(tpl->cls),
+                        tpl->name, want);
+    }
+    return 0;
+}
