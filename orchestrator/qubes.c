@@ -139,13 +139,13 @@ static int pick_template(struct qubes *q, const struct qvm_create_opts *o, enum 
     if (o->template) {
         if (!(*tpl = qubes_find_vm(q, o->template, err)))
             return -1;
-    } else if (cls == QVM_HVM) {
-        return 0;       /* -H alone: a standalone HVM with an empty disk */
+    } else if (cls == QVM_HVM || o->standalone) {
+        return 0;       /* -H or -s alone: a standalone VM with an empty disk */
     } else {
         int qid = q->coll->globals[QG_DEFAULT_TEMPLATE];
         if (qid < 0)
-            return qerr_set(err, "no default template: give one with -t (see qubes-prefs "
-                            "default-template)");
+            return qerr_set(err, "no default template: give one with -t, or -s for a "
+                            "standalone VM with an empty root image");
         *tpl = qvm_collection_by_qid(q->coll, qid);
         if ((*tpl)->cls == QVM_TEMPLATE_HVM)
             return qerr_set(err, "the default template '%s' is a TemplateHVM: use -H to "
@@ -350,8 +350,6 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
         return qerr_set(err, "A VM with the name '%s' already exists in the system", o->name);
     if (pick_class(o, &cls, err) < 0 || pick_template(q, o, cls, &tpl, err) < 0)
         return -1;
-    if (o->standalone && !tpl && cls != QVM_HVM)
-        return qerr_set(err, "a standalone VM copies its template's root image: give -t");
     if (tpl && qubes_vm_dir(q, tpl, tpl_dir, sizeof tpl_dir, err) < 0)
         return -1;
 

@@ -1,5 +1,6 @@
 /* The libvirt backend (QEMU/KVM, QEMU/TCG, Xen through libvirt's libxl driver). */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,9 @@ static void quiet(void *opaque, virErrorPtr e)
 static int lv_connect(struct vmm *vmm, struct qerr *err)
 {
     virSetErrorFunc(NULL, quiet);
+    /* A daemon that goes away must give an error, not kill us with SIGPIPE
+     * while libvirt writes to its socket. */
+    signal(SIGPIPE, SIG_IGN);
     virConnectPtr conn = virConnectOpen(vmm->uri);
     if (!conn)
         return lv_error(err, "cannot connect to the hypervisor", vmm->uri);

@@ -22,6 +22,7 @@ static void usage(FILE *f)
 "  -n, --net                create a NetVM\n"
 "  -p, --proxy              create a ProxyVM\n"
 "  -s, --standalone         copy the template's disks instead of using them\n"
+"                           (without a template: an empty root.img)\n"
 "  -m, --mem MIB            initial memory in MiB\n"
 "  -c, --vcpus N            number of virtual CPUs\n"
 "  -i, --internal           hide the VM from menus\n"

@@ -1,0 +1,186 @@
+#!/bin/sh
+# Databases built by the tools: creation, defaults, allocation, files,
+# property rules, removal rules, and the round trip of what they wrote.
+. "$(dirname "$0")/../lib.sh"
+export QUBES_OFFLINE=1
+B=$QUBES_BASE_DIR
+db=$B/qubes.xml
+g() { qubes-prefs -g "$1"; }
+
+run qvm-create -l red --net -s sys-net
+is "$rc" 0 "qvm-create makes a NetVM in an empty base (the database is created)"
+is "$(g default-fw-netvm)/$(g clockvm)" "sys-net/sys-net" \
+   "the first NetVM becomes default-fw-netvm and clockvm"
+qvm-create -q -l red --net -s sys-net2
+is "$(g default-fw-netvm)" "sys-net" "a second NetVM does not take over"
+qvm-create -q -l green --proxy -s sys-fw
+is "$(g default-netvm)/$(g updatevm)" "sys-fw/sys-fw" \
+   "the first ProxyVM becomes default-netvm and updatevm"
+is "$(qvm-prefs -g sys-fw netvm)" "sys-net (default)" "a ProxyVM's netvm is the default firewall netvm"
+is "$(qvm-prefs -g sys-net netid)/$(qvm-prefs -g sys-net2 netid)/$(qvm-prefs -g sys-fw netid)" \
+   "1/2/3" "netids are allocated lowest first"
+
+truncate -s 64M "$SCRATCH/src.img"
+printf 'ROOT-MARK' | dd of="$SCRATCH/src.img" bs=1 seek=1048576 conv=notrunc status=none
+run qvm-create -l black --hvm-template -r "$SCRATCH/src.img" tpl
+is "$rc" 0 "qvm-create --hvm-template -r makes a TemplateHVM from a root image"
+is "$(g default-template)" "tpl" "the first template becomes default-template"
+T=$B/vm-templates/tpl
+is "$(dd if="$T/root.img" bs=1 skip=1048576 count=9 status=none)" "ROOT-MARK" \
+   "its root.img is a copy of the given image"
+is "$(stat -c %s "$T/root.img")" "67108864" "the copy keeps the size"
+ok "$([ "$(stat -c %b "$T/root.img")" -lt 1024 ]; echo $?)" "the copy stays sparse"
+is "$(stat -c %s "$T/private.img")" "2147483648" "a fresh private.img is 2 GiB"
+is "$(stat -c %b "$T/private.img")" "0" "and takes no space (sparse)"
+test -f "$SCRATCH/src.img"
+ok $? "-r leaves the source image in place"
+
+printf 'PRIV-MARK' | dd of="$T/private.img" bs=1 seek=4096 conv=notrunc status=none
+run qvm-create -l blue -H -t tpl work
+is "$rc" 0 "qvm-create -H -t makes an HVM based on the TemplateHVM"
+is "$(qvm-prefs -g work template)/$(qvm-prefs -g work type)" "tpl/HVM" "it records its template"
+is "$(dd if="$B/appvms/work/private.img" bs=1 skip=4096 count=9 status=none)" "PRIV-MARK" \
+   "its private.img is copied from the template's"
+test ! -e "$B/appvms/work/root.img"
+ok $? "it has no root.img of its own"
+is "$(qvm-prefs -g work root_img)" "$T/root.img" "its root image is the template's"
+is "$(qvm-prefs -g work netvm)" "sys-fw (default)" "it uses the default netvm"
+
+truncate -s 8M "$SCRATCH/move.img"
+qvm-create -q -l purple -H -R "$SCRATCH/move.img" solo
+test ! -e "$SCRATCH/move.img" && test -f "$B/appvms/solo/root.img"
+ok $? "-R moves the image into a standalone HVM"
+is "$(qvm-prefs -g solo template)" "none" "-H without -t is a standalone HVM"
+run qvm-create -l red -t tpl -r "$SCRATCH/src.img" -H child2
+like "$out" "-r/-R give a root image to a template or standalone VM only" \
+     "-r on a template-based VM is refused"
+run qvm-create -l red appvm
+like "$out" "default template 'tpl' is a TemplateHVM" "an AppVM refuses a TemplateHVM default"
+run qvm-create -l red -t tpl appvm
+like "$out" "needs a TemplateVM" "an AppVM cannot be based on a TemplateHVM"
+run qvm-create -l pink x1
+like "$out" "unknown label 'pink'" "an unknown label is refused"
+run qvm-create x1
+like "$out" "a label is required" "the label is required"
+run qvm-create -l red -H work
+like "$out" "already exists" "a duplicate name is refused"
+run qvm-create -l red --hvm-template -t tpl tpl2
+like "$out" "cannot be based on a template" "a TemplateHVM takes no template"
+ls "$B/appvms" | sort > "$SCRATCH/dirs"
+is "$(cat "$SCRATCH/dirs" | tr '\n' ' ')" "solo work " "refused creations leave no directory behind"
+
+# qid allocation: the lowest free one.
+q_solo=$(qvm-prefs -g solo qid)
+qvm-remove -q solo
+qvm-create -q -l red -H refill
+is "$(qvm-prefs -g refill qid)" "$q_solo" "a freed qid is reused, lowest first"
+
+# Property rules.
+run qvm-prefs -s work memory lots
+like "$out" "'lots' is not a number" "memory must be a number"
+run qvm-prefs -s work vcpus 0
+like "$out" "vcpus: '0' is not a number in 1..4096" "vcpus must be positive"
+run qvm-prefs -s work maxmem 10
+like "$out" "below memory" "maxmem below memory is refused"
+run qvm-prefs -s work label pink
+like "$out" "unknown label" "labels are checked"
+run qvm-prefs -s work netvm tpl
+like "$out" "not a NetVM or ProxyVM" "a netvm must be a NetVM or ProxyVM"
+run qvm-prefs -s work debug maybe
+like "$out" "not a boolean" "booleans are checked"
+run qvm-prefs -s work kernel 9.9
+like "$out" "does not apply" "HVMs have no kernel property"
+run qvm-prefs -s sys-net kernel 9.9
+like "$out" "version '9.9' is not installed" "a PV VM's kernel must be installed"
+run qvm-prefs -s work template sys-net
+like "$out" "needs a TemplateHVM" "an HVM's template must be a TemplateHVM"
+run qvm-prefs -s sys-net template tpl
+like "$out" "standalone" "a standalone VM cannot get a template"
+run qvm-prefs -s work qid 7
+like "$out" "read-only" "qid is read-only"
+run qvm-prefs -s work nosuch 1
+like "$out" "no property 'nosuch'" "an unknown property is named"
+run qvm-prefs -g ghost memory
+like "$out" "'ghost' does not exist" "an unknown VM is named"
+run qvm-prefs -s work pcidevs "['zz:00.0']"
+like "$out" "not a PCI address" "pcidevs are checked"
+run qvm-prefs -s sys-fw netvm sys-fw
+like "$out" "cannot be its own netvm" "a VM is not its own netvm"
+
+qvm-prefs -s sys-net2 netvm none >/dev/null 2>&1
+run qvm-prefs -s sys-net netvm sys-fw
+like "$out" "has no netvm" "a NetVM has no netvm"
+
+qvm-prefs -s work memory 700 && qvm-prefs -s work vcpus 1 && qvm-prefs -s work label green \
+  && qvm-prefs -s work netvm none && qvm-prefs -s work debug true >/dev/null
+ok $? "valid values are accepted"
+is "$(qvm-prefs -g work memory)/$(qvm-prefs -g work vcpus)/$(qvm-prefs -g work label)/$(qvm-prefs -g work netvm)/$(qvm-prefs -g work debug)" \
+   "700/1/green/none/True" "and read back"
+
+# Rename: the record and the directory follow.
+run qvm-prefs -s work name office
+is "$rc" 0 "a halted VM can be renamed"
+test -d "$B/appvms/office" && test ! -e "$B/appvms/work"
+ok $? "its directory is renamed with it"
+is "$(qvm-prefs -g office dir)" "$B/appvms/office" "dir_path follows"
+run qvm-prefs -s office name tpl
+like "$out" "already exists" "renaming onto another VM's name is refused"
+
+# Global defaults follow.
+qvm-create -q -l green --proxy -s sys-fw2
+qubes-prefs -s default-netvm sys-fw2
+is "$(qvm-prefs -g refill netvm)" "sys-fw2 (default)" "VMs using the default netvm follow a new default"
+is "$(qvm-prefs -g office netvm)" "none" "a VM with its own netvm setting does not"
+run qubes-prefs -s default-template office
+like "$out" "not a template" "default-template must be a template"
+run qubes-prefs -s nosuch x
+like "$out" "no global property" "an unknown global property is named"
+
+# Removal rules.
+run qvm-remove tpl
+like "$out" "VMs based on it exist: office" "a template with children cannot be removed"
+run qvm-remove sys-fw2
+like "$out" "it is the netvm of" "a netvm in use cannot be removed"
+run qvm-remove dom0
+like "$out" "dom0 cannot be removed" "dom0 cannot be removed"
+run qvm-remove ghost
+like "$out" "does not exist" "removing an unknown VM names it"
+run qvm-remove --just-db office
+is "$rc" 0 "qvm-remove --just-db removes the record"
+test -d "$B/appvms/office"
+ok $? "and keeps the files"
+run qvm-prefs -g office memory
+like "$out" "does not exist" "the record is gone"
+run qvm-remove refill
+test ! -e "$B/appvms/refill"
+ok $? "qvm-remove deletes the VM's directory"
+run qvm-remove tpl
+is "$rc" 0 "the template can go once its children are gone"
+is "$(g default-template)" "none" "a removed default template is no longer the default"
+
+# A hostile dir_path never leads qvm-remove outside the VM's own directory.
+qvm-create -q -l red -H victim
+mkdir -p "$SCRATCH/precious" && echo keep > "$SCRATCH/precious/file"
+sed -i "s|dir_path=\"$B/appvms/victim\"|dir_path=\"$SCRATCH/precious\"|" "$db"
+run qvm-remove victim
+like "$out" "refusing to delete its files" "qvm-remove refuses a dir_path outside its place"
+test -f "$SCRATCH/precious/file"
+ok $? "and deletes nothing there"
+
+# Round trip of a database the tools built.
+"$HELPERS/xmldump" "$db" > "$SCRATCH/built1"
+qvm-prefs -s sys-fw memory "$(qvm-prefs -g sys-fw memory)"
+"$HELPERS/xmldump" "$db" > "$SCRATCH/built2"
+cmp -s "$SCRATCH/built1" "$SCRATCH/built2"
+ok $? "a database the tools built survives a load/save round trip unchanged"
+
+run qvm-create --help
+like "$out" "Usage: qvm-create" "--help works"
+for t in qvm-ls qvm-prefs qvm-remove qubes-prefs; do
+    "$t" --help | grep -q "Usage: $t"
+    ok $? "$t --help"
+done
+run qvm-create -l red
+is "$rc" 2 "a missing argument is a usage error (status 2)"
+
+done_testing

@@ -1,0 +1,6 @@
+#!/bin/sh
+# Locks on qubes.xml: exclusion, the rename race, saves under a held lock,
+# helpers under a parent's lock (tests/unit/test_locking.c).
+. "$(dirname "$0")/../lib.sh"
+export QUBES_TEST_BIN="$BIN" QUBES_TEST_FIXTURES="$FIXTURES" TMPDIR="$SCRATCH"
+exec "$UNIT/test_locking"
