@@ -89,7 +89,7 @@ check: deps
 	prove -v tests/t/
 
 demo: all
-	tests/demo.sh $(CURDIR)/build/bin
+	demo/run.sh $(CURDIR)/build/bin
 
 bench: all $(OPT_TEST_BINS)
 	bench/run.sh $(CURDIR)/build
