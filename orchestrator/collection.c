@@ -100,8 +100,7 @@ int qvm_collection_add(struct qvm_collection *c, struct qvm *vm, struct qerr *er
     if (!vm->name || vm->qid < 0)
         return qerr_set(err, "a VM record needs a qid and a name");
     if ((other = qvm_collection_by_qid(c, vm->qid)))
-        return qerr_set(err, "qid %d is already used by '%s'%s", vm->qid, other->name,
-                        other->line ? "" : "");
+        return qerr_set(err, "qid %d is already used by '%s'", vm->qid, other->name);
     if ((other = qvm_collection_by_name(c, vm->name)))
         return qerr_set(err, "name '%s' is already used by the VM with qid %d", vm->name,
                         other->qid);

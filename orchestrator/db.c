@@ -70,15 +70,20 @@ static char *tmp_prefix(const struct qubes_db *db)
     return p;
 }
 
-/* Writes `len` bytes to a fresh temporary file beside qubes.xml, flushed to
- * disk with mode 0660. Returns its fd and name, or -1 (nothing left behind). */
-static int write_temp(const struct qubes_db *db, const char *text, size_t len,
+/* Writes the collection to a fresh temporary file beside qubes.xml, flushed
+ * to disk with mode 0660. Returns its fd and name, or -1 (nothing left behind). */
+static int write_temp(const struct qubes_db *db, const struct qvm_collection *c,
                       char **tmp_path, struct qerr *err)
 {
+    size_t len;
+    char *text = qvm_collection_format(c, &len, err);
+    if (!text)
+        return -1;
     char *prefix = tmp_prefix(db);
     char *path = NULL;
     if (!prefix || asprintf(&path, "%s/%sXXXXXX", db->dir, prefix) < 0) {
         free(prefix);
+        free(text);
         return qerr_errno(err, ENOMEM, "saving %s", db->path);
     }
     free(prefix);
@@ -86,6 +91,7 @@ static int write_temp(const struct qubes_db *db, const char *text, size_t len,
     if (fd < 0) {
         qerr_errno(err, errno, "cannot create a temporary file in %s", db->dir);
         free(path);
+        free(text);
         return -1;
     }
     size_t done = 0;
@@ -107,9 +113,11 @@ static int write_temp(const struct qubes_db *db, const char *text, size_t len,
         qerr_errno(err, errno, "cannot set the mode of %s", path);
         goto fail;
     }
+    free(text);
     *tmp_path = path;
     return fd;
 fail:
+    free(text);
     unlink(path);
     close(fd);
     free(path);
@@ -140,16 +148,9 @@ static int create_empty(struct qubes_db *db, struct qerr *err)
         return qerr_errno(err, ENOMEM, "creating %s", db->path);
     for (int g = 0; g < QG_COUNT; g++)
         qvm_collection_set_global(c, (enum qglobal)g, -1, NULL);
-    size_t len = 0;
-    char *text = NULL;
-    if (qvm_collection_add_dom0(c, err) == 0)
-        text = qvm_collection_format(c, &len, err);
-    qvm_collection_free(c);
-    if (!text)
-        return -1;
     char *tmp = NULL;
-    int fd = write_temp(db, text, len, &tmp, err);
-    free(text);
+    int fd = qvm_collection_add_dom0(c, err) == 0 ? write_temp(db, c, &tmp, err) : -1;
+    qvm_collection_free(c);
     if (fd < 0)
         return -1;
     int rc = 0;
@@ -357,13 +358,8 @@ int qdb_save(struct qubes_db *db, const struct qvm_collection *c, struct qerr *e
 {
     if (db->lock != QDB_WRITE || db->inherited)
         return qerr_set(err, "%s: save without the write lock", db->path);
-    size_t len;
-    char *text = qvm_collection_format(c, &len, err);
-    if (!text)
-        return -1;
     char *tmp = NULL;
-    int fd = write_temp(db, text, len, &tmp, err);
-    free(text);
+    int fd = write_temp(db, c, &tmp, err);
     if (fd < 0)
         return -1;
 

@@ -1,5 +1,4 @@
 /* qubes-prefs: the global defaults of the database. */
-#include <getopt.h>
 #include <string.h>
 
 #include "tool.h"
@@ -25,28 +24,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "list", no_argument, NULL, 'l' },
-        { "get", no_argument, NULL, 'g' },
-        { "set", no_argument, NULL, 's' },
-        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
-        { "help", no_argument, NULL, 'h' },
-        { 0 },
-    };
-    int mode = 0, c;
     bool offline = false;
-    while ((c = getopt_long(argc, argv, "lgsh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l': case 'g': case 's':
-            if (mode && mode != c)
-                tool_usage_error(prog, "choose one of -l, -g and -s");
-            mode = c;
-            break;
-        case TOOL_OFFLINE_OPT: offline = true; break;
-        case 'h': usage(stdout); return 0;
-        default: tool_usage_error(prog, "bad option");
-        }
-    }
+    int mode = tool_prefs_options(argc, argv, prog, usage, &offline);
     int nargs = argc - optind;
     if (!mode)
         mode = nargs == 0 ? 'l' : nargs == 1 ? 'g' : 's';

@@ -2,6 +2,7 @@
 #ifndef QUBES_TOOL_H
 #define QUBES_TOOL_H
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,6 +21,35 @@ static inline __attribute__((noreturn)) void tool_usage_error(const char *prog, 
 {
     fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", prog, msg, prog);
     exit(2);
+}
+
+/* The options of the property tools (qvm-prefs, qubes-prefs): returns the
+ * mode 'l', 'g' or 's' when one was given, 0 when the arguments decide. */
+static inline int tool_prefs_options(int argc, char **argv, const char *prog,
+                                     void (*usage)(FILE *), bool *offline)
+{
+    static const struct option opts[] = {
+        { "list", no_argument, NULL, 'l' },
+        { "get", no_argument, NULL, 'g' },
+        { "set", no_argument, NULL, 's' },
+        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    int mode = 0, c;
+    while ((c = getopt_long(argc, argv, "lgsh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': case 'g': case 's':
+            if (mode && mode != c)
+                tool_usage_error(prog, "choose one of -l, -g and -s");
+            mode = c;
+            break;
+        case TOOL_OFFLINE_OPT: *offline = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    return mode;
 }
 
 #endif
