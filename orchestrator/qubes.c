@@ -387,6 +387,13 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
     return 0;
 
 fail_dir:
+    /* -R moved the caller's image in: give it back before removing the rest. */
+    if (o->root_move_from) {
+        char root[PATH_MAX + 16];
+        snprintf(root, sizeof root, "%s/root.img", dir);
+        if (access(root, F_OK) == 0)
+            storage_move(root, o->root_move_from, NULL);
+    }
     storage_remove_tree(dir, NULL);
 fail_free:
     qvm_free(vm);

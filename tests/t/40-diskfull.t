@@ -33,6 +33,12 @@ test ! -e "$B/appvms/other"
 ok $? "and leaves no VM directory behind"
 is "$(sha256sum < "$db")" "$before" "qubes.xml is still intact"
 
+truncate -s 1M "$mnt/mine.img"
+run qvm-create -l red -H -R "$mnt/mine.img" other
+is "$rc" 1 "qvm-create -R fails on a full disk"
+test -f "$mnt/mine.img" && test ! -e "$B/appvms/other"
+ok $? "and gives the moved image back"
+
 rm -f "$mnt/filler"
 run qvm-prefs -s work memory 999
 is "$rc" 0 "with space back, the save succeeds"
