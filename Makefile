@@ -8,6 +8,7 @@
 #   make bench      timings of load, qvm-ls, qvm-prefs and the locks
 #   make fuzz       the loader under libFuzzer for FUZZ_SECONDS (default 60)
 #   make install    PREFIX (default /usr/local) and DESTDIR
+#   make vmm-up     a libvirt daemon at QUBES_VMM_URI, started if none answers
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -70,13 +71,17 @@ SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) \
 OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
                  $(addprefix build/bench/,$(notdir $(BENCH_SRCS:.c=)))
 
-.PHONY: all deps san check demo bench fuzz install clean
+.PHONY: all deps san check demo bench fuzz install clean vmm-up
 .SECONDARY:
 
 all: $(TOOL_BINS)
 
 deps:
 	@mk/deps.sh build
+
+# A libvirt daemon at QUBES_VMM_URI (started when none answers).
+vmm-up:
+	@mk/vmm-up.sh
 
 san: $(SAN_BINS)
 
