@@ -109,7 +109,7 @@ fuzz:
 
 build/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	clang $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	clang $(BASE_CFLAGS) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 	    tests/fuzz/fuzz_load.c $(LIB_SRCS) $(PKG_LIBS) -o $@
 
 install: all
