@@ -251,11 +251,14 @@ static int check_vm_refs(const struct qvm_collection *c, const struct qvm *vm,
         if (vm->cls == QVM_ADMIN)
             return qerr_set(err, "%s: dom0 has no netvm", where);
         /* Follow the chain: a loop would make every VM on it unstartable. */
-        int steps = 0;
-        for (const struct qvm *n = net; n; n = n->netvm_qid >= 0 ? qvm_collection_by_qid(c, n->netvm_qid) : NULL) {
-            if (n == vm || ++steps > QUBES_MAX_QID + 1)
+        unsigned char seen[QUBES_MAX_QID + 1] = { 0 };
+        seen[vm->qid] = 1;
+        for (const struct qvm *n = net; n;
+             n = n->netvm_qid >= 0 ? qvm_collection_by_qid(c, n->netvm_qid) : NULL) {
+            if (seen[n->qid])
                 return qerr_set(err, "%s: netvm_qid=\"%d\": the netvm chain loops back to '%s'",
-                                where, vm->netvm_qid, vm->name);
+                                where, vm->netvm_qid, n->name);
+            seen[n->qid] = 1;
         }
     }
 
@@ -415,13 +418,21 @@ static int parse_vm(struct qvm_collection *c, xmlNode *node, const char *origin,
 int qvm_collection_parse(const char *buf, size_t len, const char *origin,
                          struct qvm_collection **out, struct qerr *err)
 {
-    if (len == 0)
+    size_t blank = 0;
+    while (blank < len && strchr(" \t\r\n", buf[blank]) && buf[blank])
+        blank++;
+    if (blank == len)
         return qerr_set(err, "%s: empty file (no <QubesVmCollection> element)", origin);
     if (len > INT32_MAX)
         return qerr_set(err, "%s: file too large", origin);
     if (memchr(buf, '\0', len))
         return qerr_set(err, "%s: contains a NUL byte at offset %zu: not an XML text file",
                         origin, (size_t)((const char *)memchr(buf, '\0', len) - buf));
+
+    /* Entities are declared in a DTD: refuse one before the parser could
+     * expand anything (entity bombs, external entities). */
+    if (memmem(buf, len, "<!DOCTYPE", 9))
+        return qerr_set(err, "%s: a document type declaration (DOCTYPE) is not allowed", origin);
 
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
     if (!ctxt)

@@ -465,9 +465,7 @@ static int set_name(struct qubes *q, struct qvm *vm, const struct pref *p, const
                     struct qerr *err)
 {
     (void)p;
-    if (strcmp(value, "dom0") == 0)
-        return qerr_set(err, "name: 'dom0' is reserved for the admin VM");
-    if (qvm_check_name(value, err) < 0)
+    if (qvm_check_new_name(value, err) < 0)
         return qerr_prefix(err, "name");
     if (strcmp(value, vm->name) == 0)
         return 0;

@@ -334,10 +334,8 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
     char dir[PATH_MAX], tpl_dir[PATH_MAX] = "";
 
     /* The name is checked before anything touches the file system. */
-    if (qvm_check_name(o->name, err) < 0)
+    if (qvm_check_new_name(o->name, err) < 0)
         return -1;
-    if (strcmp(o->name, "dom0") == 0)
-        return qerr_set(err, "invalid VM name 'dom0': reserved for the admin VM");
     if (!o->label)
         return qerr_set(err, "a label is required (-l red|orange|yellow|green|gray|blue|"
                         "purple|black)");

@@ -110,6 +110,15 @@ int qvm_check_name(const char *name, struct qerr *err)
     return 0;
 }
 
+int qvm_check_new_name(const char *name, struct qerr *err)
+{
+    if (qvm_check_name(name, err) < 0)
+        return -1;
+    if (strcmp(name, "dom0") == 0)
+        return qerr_set(err, "invalid VM name 'dom0': reserved for the admin VM");
+    return 0;
+}
+
 int qparse_bool(const char *text, bool *out)
 {
     if (strcmp(text, "True") == 0 || strcmp(text, "true") == 0) {

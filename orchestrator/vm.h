@@ -49,6 +49,8 @@ const struct qlabel *qlabel_by_index(int index);
 /* Checks a VM name: ^[a-zA-Z][a-zA-Z0-9_-]*$, at most 31 characters, not
  * none/true/false. Error text names the name and the rule it breaks. */
 int qvm_check_name(const char *name, struct qerr *err);
+/* The same, for a VM being created or renamed: dom0 is taken. */
+int qvm_check_new_name(const char *name, struct qerr *err);
 
 struct qvm {
     enum qvm_class cls;

@@ -90,7 +90,7 @@ int main(int argc, char **argv)
     struct qerr err;
     struct qvm *vm;
     /* The name never reaches the file system unless it is valid. */
-    if (qvm_check_name(o.name, &err) < 0)
+    if (qvm_check_new_name(o.name, &err) < 0)
         tool_fail(prog, &err);
     if (qubes_open(&q, offline, &err) < 0 || qubes_load_for_writing(&q, true, &err) < 0)
         tool_fail(prog, &err);
