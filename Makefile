@@ -16,16 +16,22 @@ CC ?= cc
 FUZZ_SECONDS ?= 60
 .DEFAULT_GOAL := all
 
-PKGS := libvirt libxml-2.0
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The library and tools need libxml2; only the libvirt backend, a shared
+# object loaded at the first hypervisor call, links libvirt.
+PKG_CFLAGS = $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs libxml-2.0 2>/dev/null)
+VIRT_CFLAGS = $(shell pkg-config --cflags libvirt 2>/dev/null)
+VIRT_LIBS = $(shell pkg-config --libs libvirt 2>/dev/null)
+PLUGIN := lib/qubes-orchestrator/qubes-vmm-libvirt.so
+PLUGIN_SRCS := orchestrator/vmm_libvirt.c orchestrator/error.c
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -g
 OPT_CFLAGS := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
 SAN_CFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-LIB_SRCS := $(wildcard orchestrator/*.c storage/*.c templates/*.c dispvm/*.c)
+LIB_SRCS := $(filter-out orchestrator/vmm_libvirt.c,\
+              $(wildcard orchestrator/*.c storage/*.c templates/*.c dispvm/*.c))
 TOOL_SRCS := $(wildcard orchestrator/tools/*.c)
 TOOLS := $(notdir $(TOOL_SRCS:.c=))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
@@ -44,28 +50,36 @@ $(1)/libqubes.a: $$(addprefix $(1)/obj/,$$(LIB_SRCS:.c=.o))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
+$(1)/$(PLUGIN): $(PLUGIN_SRCS) $$(HDRS) | deps
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(VIRT_CFLAGS) $(PLUGIN_SRCS) $$(VIRT_LIBS) -o $$@
+
 $(1)/bin/%: $(1)/obj/orchestrator/tools/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
 
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
 
 $(1)/helpers/%: $(1)/obj/tests/helpers/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
 
 $(1)/bench/%: $(1)/obj/bench/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$^ $$(PKG_LIBS) -o $$@
+	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
 endef
 
-$(eval $(call variant,build,$(OPT_CFLAGS)))
-$(eval $(call variant,build/san,$(SAN_CFLAGS)))
+# ASan intercepts the XDR functions libvirt's client uses; it can only find
+# the real ones if libtirpc is loaded at start-up, not later with the backend.
+SAN_LDFLAGS := -Wl,--no-as-needed -l:libtirpc.so.3 -Wl,--as-needed
 
-TOOL_BINS := $(addprefix build/bin/,$(TOOLS))
-SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) \
+$(eval $(call variant,build,$(OPT_CFLAGS),))
+$(eval $(call variant,build/san,$(SAN_CFLAGS),$(SAN_LDFLAGS)))
+
+TOOL_BINS := $(addprefix build/bin/,$(TOOLS)) build/$(PLUGIN)
+SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) build/san/$(PLUGIN) \
             $(addprefix build/san/tests/,$(notdir $(UNIT_SRCS:.c=))) \
             $(addprefix build/san/helpers/,$(notdir $(HELPER_SRCS:.c=)))
 OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
@@ -113,8 +127,9 @@ build/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
 	    tests/fuzz/fuzz_load.c $(LIB_SRCS) $(PKG_LIBS) -o $@
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/$(dir $(PLUGIN))
+	install -m 0755 $(addprefix build/bin/,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 build/$(PLUGIN) $(DESTDIR)$(PREFIX)/$(PLUGIN)
 
 clean:
 	rm -rf build

@@ -11,32 +11,50 @@ const char *qattrs_get(const struct qattrs *a, const char *name)
     return NULL;
 }
 
-int qattrs_set(struct qattrs *a, const char *name, const char *value)
+int qattrs_reserve(struct qattrs *a, size_t n)
 {
-    char *nv = strdup(value);
+    if (a->n + n <= a->cap)
+        return 0;
+    size_t cap = a->cap ? a->cap : 8;
+    while (cap < a->n + n)
+        cap *= 2;
+    struct qattr *nv = realloc(a->v, cap * sizeof *nv);
     if (!nv)
         return -1;
+    a->v = nv;
+    a->cap = cap;
+    return 0;
+}
+
+int qattrs_append(struct qattrs *a, const char *name, const char *value)
+{
+    if (qattrs_reserve(a, 1) < 0)
+        return -1;
+    char *nn = strdup(name), *nv = strdup(value);
+    if (!nn || !nv) {
+        free(nn);
+        free(nv);
+        return -1;
+    }
+    a->v[a->n].name = nn;
+    a->v[a->n].value = nv;
+    a->n++;
+    return 0;
+}
+
+int qattrs_set(struct qattrs *a, const char *name, const char *value)
+{
     for (size_t i = 0; i < a->n; i++) {
         if (strcmp(a->v[i].name, name) == 0) {
+            char *nv = strdup(value);
+            if (!nv)
+                return -1;
             free(a->v[i].value);
             a->v[i].value = nv;
             return 0;
         }
     }
-    struct qattr *na = realloc(a->v, (a->n + 1) * sizeof *na);
-    char *nn = strdup(name);
-    if (!na || !nn) {
-        if (na)
-            a->v = na;
-        free(nn);
-        free(nv);
-        return -1;
-    }
-    a->v = na;
-    a->v[a->n].name = nn;
-    a->v[a->n].value = nv;
-    a->n++;
-    return 0;
+    return qattrs_append(a, name, value);
 }
 
 void qattrs_del(struct qattrs *a, const char *name)
@@ -60,5 +78,5 @@ void qattrs_free(struct qattrs *a)
     }
     free(a->v);
     a->v = NULL;
-    a->n = 0;
+    a->n = a->cap = 0;
 }

@@ -388,10 +388,21 @@ static int parse_vm(struct qvm_collection *c, xmlNode *node, const char *origin,
         return qerr_errno(err, ENOMEM, "loading %s", origin);
     vm->line = line;
     int rc = 0;
+    size_t nattrs = 0;
+    for (xmlAttr *a = node->properties; a; a = a->next)
+        nattrs++;
+    if (qattrs_reserve(&vm->attrs, nattrs) < 0)
+        rc = qerr_errno(err, ENOMEM, "loading %s", origin);
     for (xmlAttr *a = node->properties; a && rc == 0; a = a->next) {
-        xmlChar *value = xmlNodeListGetString(node->doc, a->children, 1);
-        rc = qvm_set_attr(vm, (const char *)a->name, value ? (const char *)value : "", err);
-        xmlFree(value);
+        /* The usual attribute value is one text node: read it in place. */
+        xmlNode *t = a->children;
+        if (t && !t->next && t->type == XML_TEXT_NODE) {
+            rc = qvm_load_attr(vm, (const char *)a->name, (const char *)t->content, err);
+        } else {
+            xmlChar *value = xmlNodeListGetString(node->doc, t, 1);
+            rc = qvm_load_attr(vm, (const char *)a->name, value ? (const char *)value : "", err);
+            xmlFree(value);
+        }
     }
     if (rc == 0 && vm->qid < 0)
         rc = qerr_set(err, "missing attribute qid");

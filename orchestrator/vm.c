@@ -287,12 +287,28 @@ static const struct attr_desc {
     { "drive", AK_TEXT, C_HVMS },
 };
 
+#define N_ATTRS (sizeof attr_table / sizeof *attr_table)
+
+static int cmp_desc(const void *a, const void *b)
+{
+    return strcmp((*(const struct attr_desc *const *)a)->name,
+                  (*(const struct attr_desc *const *)b)->name);
+}
+
+/* Every VM attribute of a load is looked up: by binary search over the
+ * table sorted once, not by a scan. */
 static const struct attr_desc *attr_lookup(enum qvm_class cls, const char *name)
 {
-    for (size_t i = 0; i < sizeof attr_table / sizeof *attr_table; i++)
-        if (strcmp(attr_table[i].name, name) == 0)
-            return (attr_table[i].classes & C_BIT(cls)) ? &attr_table[i] : NULL;
-    return NULL;
+    static const struct attr_desc *sorted[N_ATTRS];
+    if (!sorted[0]) {
+        for (size_t i = 0; i < N_ATTRS; i++)
+            sorted[i] = &attr_table[i];
+        qsort(sorted, N_ATTRS, sizeof *sorted, cmp_desc);
+    }
+    struct attr_desc key = { .name = name };
+    const struct attr_desc *k = &key;
+    const struct attr_desc *const *hit = bsearch(&k, sorted, N_ATTRS, sizeof *sorted, cmp_desc);
+    return hit && ((*hit)->classes & C_BIT(cls)) ? *hit : NULL;
 }
 
 static int check_text(const char *v)
@@ -465,6 +481,16 @@ int qvm_set_attr(struct qvm *vm, const char *name, const char *value, struct qer
         return -1;
     if (qattrs_set(&vm->attrs, name, value) < 0)
         return qerr_errno(err, ENOMEM, "setting %s", name);
+    return 0;
+}
+
+int qvm_load_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err)
+{
+    const struct attr_desc *d = attr_lookup(vm->cls, name);
+    if (d && apply_attr(vm, d, value, err) < 0)
+        return -1;
+    if (qattrs_append(&vm->attrs, name, value) < 0)
+        return qerr_errno(err, ENOMEM, "loading %s", name);
     return 0;
 }
 

@@ -74,6 +74,8 @@ void qvm_free(struct qvm *vm);
  * is one we model, refreshes the typed field. Unknown attributes are kept
  * as they are. The error names the attribute and the problem. */
 int qvm_set_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err);
+/* The same for loading: the attribute is known to be new on this VM. */
+int qvm_load_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err);
 const char *qvm_get_attr(const struct qvm *vm, const char *name);
 /* Typed readers for attributes with a documented default. */
 bool qvm_get_bool(const struct qvm *vm, const char *name, bool dflt);

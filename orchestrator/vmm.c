@@ -1,7 +1,14 @@
 #include "vmm.h"
 
+#include <errno.h>
+
+#include <dlfcn.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define OFFLINE_MSG "VMM operations disabled in offline mode"
 
@@ -25,7 +32,7 @@ const char *qvm_power_name(enum qvm_power p)
 void vmm_init(struct vmm *vmm, const struct qubes_config *cfg)
 {
     memset(vmm, 0, sizeof *vmm);
-    vmm->backend = &vmm_libvirt_backend;
+    vmm->backend = NULL;
     strcpy(vmm->uri, cfg->vmm_uri);
     vmm->offline = cfg->offline;
 }
@@ -37,12 +44,45 @@ void vmm_close(struct vmm *vmm)
     vmm->connected = false;
 }
 
+/* The backend object: $QUBES_VMM_PLUGIN_DIR, else ../lib/qubes-orchestrator/
+ * next to the running program. */
+static int load_backend(struct vmm *vmm, struct qerr *err)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    const char *env = getenv("QUBES_VMM_PLUGIN_DIR");
+    if (env && *env) {
+        snprintf(dir, sizeof dir, "%s", env);
+    } else {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n < 0)
+            return qerr_errno(err, errno, "cannot find the program's directory");
+        exe[n] = '\0';
+        snprintf(dir, sizeof dir, "%s/../lib/qubes-orchestrator", dirname(exe));
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, VMM_LIBVIRT_PLUGIN);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return qerr_set(err, "cannot load the libvirt backend: %s", dlerror());
+    const struct vmm_backend *b = dlsym(h, VMM_BACKEND_SYMBOL);
+    if (!b) {
+        qerr_set(err, "%s is not a hypervisor backend (no %s)", path, VMM_BACKEND_SYMBOL);
+        dlclose(h);
+        return -1;
+    }
+    /* Kept loaded for the life of the process. */
+    vmm->backend = b;
+    return 0;
+}
+
 int vmm_require(struct vmm *vmm, struct qerr *err)
 {
     if (vmm->offline)
         return qerr_set(err, OFFLINE_MSG);
     if (vmm->connected)
         return 0;
+    if (!vmm->backend && load_backend(vmm, err) < 0)
+        return -1;
     vmm->connects++;
     if (vmm->backend->connect(vmm, err) < 0)
         return -1;

@@ -2,7 +2,12 @@
  * opened at the first call that needs it, never at start-up, so tools that
  * only read or change qubes.xml never touch the hypervisor. In offline mode
  * every operation fails with "VMM operations disabled in offline mode" and
- * every VM reads as Halted. */
+ * every VM reads as Halted.
+ *
+ * A backend is a shared object loaded at that first call
+ * (qubes-vmm-libvirt.so, beside the tools in ../lib/qubes-orchestrator/, or
+ * in QUBES_VMM_PLUGIN_DIR): linking libvirt into every tool would cost each
+ * of them ~7 ms of start-up for 50-odd libraries they mostly never use. */
 #ifndef QUBES_VMM_H
 #define QUBES_VMM_H
 
@@ -61,6 +66,8 @@ int vmm_domain_state(struct vmm *vmm, const char *name, enum qvm_power *out, str
 int vmm_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n, struct qerr *err);
 void vmm_domains_free(struct vmm_domain *d, size_t n);
 
-extern const struct vmm_backend vmm_libvirt_backend;
+/* The symbol a backend object exports: a `const struct vmm_backend`. */
+#define VMM_BACKEND_SYMBOL "qubes_vmm_backend"
+#define VMM_LIBVIRT_PLUGIN "qubes-vmm-libvirt.so"
 
 #endif

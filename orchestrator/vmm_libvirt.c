@@ -1,4 +1,6 @@
-/* The libvirt backend (QEMU/KVM, QEMU/TCG, Xen through libvirt's libxl driver). */
+/* The libvirt backend (QEMU/KVM, QEMU/TCG, Xen through libvirt's libxl
+ * driver), built as the shared object qubes-vmm-libvirt.so that vmm.c loads
+ * on first use. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -107,8 +109,9 @@ static int lv_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n,
     }
     free(doms);
     if (!arr || rc < 0) {
-        if (arr)
-            vmm_domains_free(arr, (size_t)count);
+        for (i = 0; arr && i < count; i++)
+            free(arr[i].name);
+        free(arr);
         return qerr_errno(err, ENOMEM, "listing domains");
     }
     *out = arr;
@@ -116,7 +119,7 @@ static int lv_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n,
     return 0;
 }
 
-const struct vmm_backend vmm_libvirt_backend = {
+__attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
     .disconnect = lv_disconnect,
