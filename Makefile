@@ -9,6 +9,7 @@
 #   make fuzz       the loader under libFuzzer for FUZZ_SECONDS (default 60)
 #   make install    PREFIX (default /usr/local) and DESTDIR
 #   make vmm-up     a libvirt daemon at QUBES_VMM_URI, started if none answers
+#   make guest      the test guest in build/guest/
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -38,7 +39,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.c)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 HDRS := $(wildcard orchestrator/*.h orchestrator/tools/*.h storage/*.h templates/*.h \
-                   dispvm/*.h tests/*.h)
+                   dispvm/*.h guest/*.h tests/*.h)
 
 # One variant per build directory: B is the directory, VCFLAGS its flags.
 define variant
@@ -85,13 +86,25 @@ SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) build/san/$(PLUGIN) \
 OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
                  $(addprefix build/bench/,$(notdir $(BENCH_SRCS:.c=)))
 
-.PHONY: all deps san check demo bench fuzz install clean vmm-up
+.PHONY: all deps san check demo bench fuzz install clean vmm-up guest
 .SECONDARY:
 
 all: $(TOOL_BINS)
 
 deps:
 	@mk/deps.sh build
+
+# The test guest: a Debian cloud kernel, busybox and our agent, in
+# build/guest/ (root.img, kernel/vmlinuz, kernel/initramfs).
+guest: build/guest/root.img
+
+build/guest/qubes-agent: guest/qubes-agent.c guest/protocol.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-agent.c -o $@
+
+build/guest/root.img: build/guest/qubes-agent guest/build-image.sh guest/initramfs/init \
+                      guest/rootfs/init
+	guest/build-image.sh build/guest build/guest/qubes-agent
 
 # A libvirt daemon at QUBES_VMM_URI (started when none answers).
 vmm-up:

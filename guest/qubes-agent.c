@@ -1,0 +1,264 @@
+/* The guest agent: runs inside a VM (PID 1's child), talks to the host over
+ * the virtio-serial port QAG_PORT_NAME, and runs the commands it is sent,
+ * streaming their input and output. A small static program with no
+ * dependencies beyond libc. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/reboot.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+static int port = -1;
+
+static void logmsg(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "qubes-agent: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+}
+
+/* /dev/vportNpM whose /sys/class/virtio-ports/.../name is ours. */
+static int open_port(void)
+{
+    DIR *d = opendir("/sys/class/virtio-ports");
+    struct dirent *e;
+    char path[512], name[128];
+    int fd = -1;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(name, sizeof name, f)) {
+            name[strcspn(name, "\n")] = '\0';
+            if (strcmp(name, QAG_PORT_NAME) == 0) {
+                snprintf(path, sizeof path, "/dev/%s", e->d_name);
+                fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+            }
+        }
+        fclose(f);
+        if (fd >= 0)
+            break;
+    }
+    if (d)
+        closedir(d);
+    return fd;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    int stalls = 0;
+    while (len > 0) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN) {
+            /* Nobody reading on the host for 5 s: drop the frame. */
+            struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+            if (++stalls > 50)
+                return -1;
+            poll(&pfd, 1, 100);
+            continue;
+        }
+        stalls = 0;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static int send_frame(uint32_t type, const void *data, uint32_t len)
+{
+    struct qag_header h = { QAG_MAGIC, type, len };
+    if (write_all(port, &h, sizeof h) < 0)
+        return -1;
+    return len ? write_all(port, data, len) : 0;
+}
+
+/* Reads exactly len bytes; 0 on success, -1 on error or end of session. */
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t r = read(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 || (r < 0 && errno == EAGAIN)) {
+            /* The host side is not connected (the port reports a hang-up
+             * at once, so poll alone would spin): wait for it. */
+            struct pollfd pfd = { .fd = fd, .events = POLLIN };
+            if (poll(&pfd, 1, 200) > 0 && !(pfd.revents & POLLIN))
+                usleep(10000);
+            continue;
+        }
+        if (r < 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static char payload[QAG_MAX_PAYLOAD + 1];
+
+static int recv_frame(struct qag_header *h)
+{
+    if (read_all(port, h, sizeof *h) < 0)
+        return -1;
+    if (h->magic != QAG_MAGIC || h->len > QAG_MAX_PAYLOAD)
+        return -2;              /* out of step: resynchronise */
+    if (h->len && read_all(port, payload, h->len) < 0)
+        return -1;
+    payload[h->len] = '\0';
+    return 0;
+}
+
+/* Finds the next HELLO, byte by byte if need be, and acknowledges it. */
+static void await_hello(void)
+{
+    uint32_t window[3] = { 0 };
+    for (;;) {
+        unsigned char b;
+        if (read_all(port, &b, 1) < 0)
+            continue;
+        /* Slide a 12-byte window until a HELLO header shows up. */
+        unsigned char *w = (unsigned char *)window;
+        memmove(w, w + 1, 11);
+        w[11] = b;
+        if (window[0] == QAG_MAGIC && window[1] == QAG_HELLO && window[2] == 8) {
+            if (read_all(port, payload, 8) == 0)
+                send_frame(QAG_HELLO_ACK, payload, 8);
+            return;
+        }
+    }
+}
+
+static void run_command(const char *user, const char *cmd)
+{
+    int in[2], out[2], err[2];
+    (void)user;                 /* the test guest runs everything as root */
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+        send_frame(QAG_ERROR, "pipe failed", 11);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        setsid();
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (pid < 0) {
+        close(in[1]);
+        close(out[0]);
+        close(err[0]);
+        send_frame(QAG_ERROR, "fork failed", 11);
+        return;
+    }
+    int to_child = in[1], port_watch = port;
+    int open_outputs = 2;
+    static char buf[16384];
+    while (open_outputs > 0) {
+        struct pollfd p[3] = {
+            { .fd = out[0], .events = POLLIN },
+            { .fd = err[0], .events = POLLIN },
+            { .fd = port_watch, .events = POLLIN },
+        };
+        if (poll(p, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd >= 0 && (p[i].revents & (POLLIN | POLLHUP))) {
+                ssize_t r = read(p[i].fd, buf, sizeof buf);
+                if (r > 0) {
+                    send_frame(i == 0 ? QAG_STDOUT : QAG_STDERR, buf, (uint32_t)r);
+                } else {
+                    close(p[i].fd);
+                    if (i == 0)
+                        out[0] = -1;
+                    else
+                        err[0] = -1;
+                    open_outputs--;
+                }
+            }
+        }
+        if ((p[2].revents & POLLHUP) && !(p[2].revents & POLLIN)) {
+            /* The host went away: nobody wants the command any more. */
+            kill(-pid, SIGKILL);
+            port_watch = -1;
+        }
+        if (p[2].revents & POLLIN) {
+            struct qag_header h;
+            int r = recv_frame(&h);
+            if (r == 0 && h.type == QAG_STDIN && to_child >= 0) {
+                if (h.len == 0 || write_all(to_child, payload, h.len) < 0) {
+                    close(to_child);
+                    to_child = -1;
+                }
+            }
+        }
+    }
+    if (to_child >= 0)
+        close(to_child);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    send_frame(QAG_EXIT, &code, sizeof code);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    for (int tries = 0; (port = open_port()) < 0; tries++) {
+        if (tries == 100)
+            logmsg("no virtio port named %s: is virtio_console loaded?", QAG_PORT_NAME);
+        usleep(100000);
+    }
+    logmsg("ready on %s", QAG_PORT_NAME);
+    await_hello();
+    for (;;) {
+        struct qag_header h;
+        int r = recv_frame(&h);
+        if (r == -2) {
+            await_hello();      /* out of step: wait for the next session */
+            continue;
+        }
+        if (r < 0)
+            continue;
+        if (h.type == QAG_HELLO && h.len == 8) {
+            send_frame(QAG_HELLO_ACK, payload, 8);
+        } else if (h.type == QAG_EXEC) {
+            const char *user = payload;
+            size_t ulen = strnlen(payload, h.len);
+            if (ulen >= h.len)
+                send_frame(QAG_ERROR, "bad EXEC frame", 14);
+            else
+                run_command(user, payload + ulen + 1);
+        } else if (h.type == QAG_SHUTDOWN) {
+            sync();
+            send_frame(QAG_EXIT, "\0\0\0\0", 4);
+            reboot(RB_POWER_OFF);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+#include "agent_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../guest/protocol.h"
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static int send_frame(int fd, uint32_t type, const void *data, uint32_t len)
+{
+    struct qag_header h = { QAG_MAGIC, type, len };
+    if (write_all(fd, &h, sizeof h) < 0)
+        return -1;
+    return len ? write_all(fd, data, len) : 0;
+}
+
+/* Reads exactly len bytes, waiting at most until `deadline` (ms, 0: none).
+ * Returns 0, -1 on error or end of stream, -2 on timeout. */
+static int read_all(int fd, void *buf, size_t len, long deadline)
+{
+    char *p = buf;
+    while (len > 0) {
+        if (deadline) {
+            long left = deadline - now_ms();
+            struct pollfd pfd = { .fd = fd, .events = POLLIN };
+            if (left <= 0)
+                return -2;
+            int r = poll(&pfd, 1, (int)left);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0)
+                return -2;
+        }
+        ssize_t r = read(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static int recv_frame(int fd, struct qag_header *h, char *payload, long deadline,
+                      struct qerr *err)
+{
+    int r = read_all(fd, h, sizeof *h, deadline);
+    if (r == -2)
+        return -2;
+    if (r < 0)
+        return qerr_set(err, "the agent closed the connection");
+    if (h->magic != QAG_MAGIC || h->len > QAG_MAX_PAYLOAD)
+        return qerr_set(err, "garbled frame from the agent (type %u, length %u)", h->type, h->len);
+    if (h->len && read_all(fd, payload, h->len, deadline) != 0)
+        return qerr_set(err, "the agent closed the connection mid-frame");
+    return 0;
+}
+
+static int try_session(const char *sock, long deadline, int *out)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (strlen(sock) >= sizeof addr.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(addr.sun_path, sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    uint64_t nonce;
+    if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
+        nonce = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+    /* The same HELLO again every 250 ms until the agent answers it. */
+    while (now_ms() < deadline) {
+        if (send_frame(fd, QAG_HELLO, &nonce, sizeof nonce) < 0)
+            break;
+        long until = now_ms() + 250;
+        if (until > deadline)
+            until = deadline;
+        struct qag_header h;
+        static char payload[QAG_MAX_PAYLOAD];
+        int r;
+        while ((r = recv_frame(fd, &h, payload, until, NULL)) == 0) {
+            if (h.type == QAG_HELLO_ACK && h.len == 8 && memcmp(payload, &nonce, 8) == 0) {
+                *out = fd;
+                return 0;
+            }
+        }
+        if (r == -1)
+            break;
+    }
+    close(fd);
+    errno = ETIMEDOUT;
+    return -1;
+}
+
+int agent_connect(const char *sock, long timeout_ms, struct agent_conn *c, struct qerr *err)
+{
+    long deadline = now_ms() + timeout_ms;
+    int last = 0;
+    c->fd = -1;
+    while (now_ms() < deadline) {
+        if (try_session(sock, deadline, &c->fd) == 0)
+            return 0;
+        last = errno;
+        usleep(50000);
+    }
+    return qerr_errno(err, last ? last : ETIMEDOUT,
+                      "the agent did not answer on %s within %ld s", sock, timeout_ms / 1000);
+}
+
+void agent_close(struct agent_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+int agent_exec(struct agent_conn *c, const char *user, const char *cmd, int in_fd, int out_fd,
+               int err_fd, int *status, struct qerr *err)
+{
+    size_t ul = strlen(user), cl = strlen(cmd);
+    if (ul + cl + 2 > QAG_MAX_PAYLOAD)
+        return qerr_set(err, "command too long (%zu bytes)", cl);
+    char *req = malloc(ul + cl + 2);
+    if (!req)
+        return qerr_errno(err, ENOMEM, "agent request");
+    memcpy(req, user, ul + 1);
+    memcpy(req + ul + 1, cmd, cl + 1);
+    int r = send_frame(c->fd, QAG_EXEC, req, (uint32_t)(ul + cl + 2));
+    free(req);
+    if (r < 0)
+        return qerr_errno(err, errno, "cannot send the command to the agent");
+    if (in_fd < 0)
+        send_frame(c->fd, QAG_STDIN, NULL, 0);
+
+    static char payload[QAG_MAX_PAYLOAD];
+    char buf[16384];
+    for (;;) {
+        struct pollfd p[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = in_fd, .events = POLLIN } };
+        if (poll(p, in_fd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return qerr_errno(err, errno, "poll");
+        }
+        if (in_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = read(in_fd, buf, sizeof buf);
+            if (n > 0) {
+                if (send_frame(c->fd, QAG_STDIN, buf, (uint32_t)n) < 0)
+                    return qerr_errno(err, errno, "cannot send input to the agent");
+            } else {
+                send_frame(c->fd, QAG_STDIN, NULL, 0);
+                in_fd = -1;
+            }
+        }
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            struct qag_header h;
+            if (recv_frame(c->fd, &h, payload, 0, err) < 0)
+                return -1;
+            switch (h.type) {
+            case QAG_STDOUT:
+            case QAG_STDERR: {
+                int fd = h.type == QAG_STDOUT ? out_fd : err_fd;
+                if (fd >= 0 && write_all(fd, payload, h.len) < 0 && errno != EPIPE)
+                    return qerr_errno(err, errno, "cannot write the command's output");
+                break;
+            }
+            case QAG_EXIT: {
+                int32_t code = 0;
+                memcpy(&code, payload, h.len >= 4 ? 4 : 0);
+                *status = code;
+                return 0;
+            }
+            case QAG_ERROR:
+                return qerr_set(err, "the agent refused the command: %.*s", (int)h.len, payload);
+            default:
+                break;      /* a late HELLO_ACK and the like */
+            }
+        }
+    }
+}
+
+int agent_shutdown(struct agent_conn *c, struct qerr *err)
+{
+    if (send_frame(c->fd, QAG_SHUTDOWN, NULL, 0) < 0)
+        return qerr_errno(err, errno, "cannot ask the guest to power off");
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* The host side of the guest agent protocol (guest/protocol.h): connect to
+ * a VM's agent socket, run a command with streamed input and output, ask
+ * the guest to power off. */
+#ifndef QUBES_AGENT_CLIENT_H
+#define QUBES_AGENT_CLIENT_H
+
+#include "error.h"
+
+struct agent_conn {
+    int fd;
+};
+
+/* Connects to the socket and completes the HELLO handshake, retrying until
+ * `timeout_ms` has passed (the socket appears with QEMU, the agent answers
+ * once the guest has booted). */
+int agent_connect(const char *sock, long timeout_ms, struct agent_conn *c, struct qerr *err);
+void agent_close(struct agent_conn *c);
+/* Runs `cmd` (by /bin/sh -c in the guest) as `user`; relays in_fd (or -1:
+ * no input) to it and its output to out_fd/err_fd (or -1: discard).
+ * *status gets its exit status. */
+int agent_exec(struct agent_conn *c, const char *user, const char *cmd, int in_fd, int out_fd,
+               int err_fd, int *status, struct qerr *err);
+/* Asks the guest to power off (returns once the agent acknowledged). */
+int agent_shutdown(struct agent_conn *c, struct qerr *err);
+
+#endif
