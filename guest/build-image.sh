@@ -10,6 +10,7 @@ agent=${2:?usage: build-image.sh OUT-DIR AGENT-BINARY}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/kernel" "$out/debs"
 out=$(cd "$out" && pwd)
+agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")
 
 if [ -f "$out/root.img" ] && [ -f "$out/kernel/initramfs" ] &&
    [ -z "$(find "$agent" "$here/rootfs" "$here/initramfs" "$0" -newer "$out/root.img" 2>/dev/null)" ]; then
