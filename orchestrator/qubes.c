@@ -85,11 +85,7 @@ bool qvm_power_is_running(enum qvm_power p)
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
                    struct qerr *err)
 {
-    if (vm->cls == QVM_ADMIN) {
-        *out = QVM_POWER_RUNNING;
-        return 0;
-    }
-    return vmm_domain_state(&q->vmm, vm->name, out, err);
+    return qubes_vm_power(q, vm, NULL, out, err);
 }
 
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
@@ -162,7 +158,7 @@ static long host_maxmem(void)
     return mib > 4000 ? 4000 : mib;
 }
 
-static void new_uuid(char out[37])
+void qubes_new_uuid(char out[37])
 {
     unsigned char b[16];
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
@@ -192,7 +188,7 @@ static int fill_record(struct qubes *q, struct qvm *vm, const struct qvm_create_
                             : hvm ? 512 : qvm_class_is_netvm(cls) ? 200 : 400;
 
     snprintf(conf, sizeof conf, "%s.conf", o->name);
-    new_uuid(uuid);
+    qubes_new_uuid(uuid);
 #define SET(k, v)                                                                               \
     do {                                                                                        \
         if (qvm_set_attr(vm, k, v, err) < 0)                                                    \
@@ -289,6 +285,25 @@ static int make_disks(const struct qvm_create_opts *o, enum qvm_class cls,
     return storage_create_sparse(priv, STORAGE_PRIVATE_SIZE, err);
 }
 
+/* A kernel for direct boot: DIR/vmlinuz (and DIR/initramfs) into VMDIR/kernel/. */
+static int copy_kernel(const char *from, const char *vmdir, struct qerr *err)
+{
+    char kdir[PATH_MAX + 16], src[PATH_MAX + 16], dst[PATH_MAX + 32];
+    snprintf(kdir, sizeof kdir, "%s/kernel", vmdir);
+    if (mkdir(kdir, 0755) < 0)
+        return qerr_errno(err, errno, "cannot create %s", kdir);
+    static const char *const files[] = { "vmlinuz", "initramfs" };
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/%s", from, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", kdir, files[i]);
+        if (i == 1 && access(src, F_OK) < 0)
+            break;      /* an initramfs is optional */
+        if (storage_copy_sparse(src, dst, err) < 0)
+            return qerr_prefix(err, "--kernel");
+    }
+    return 0;
+}
+
 static int mkdir_p(const char *path, struct qerr *err)
 {
     char buf[PATH_MAX];
@@ -372,7 +387,8 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
         qerr_errno(err, errno, "cannot create the VM directory %s", dir);
         goto fail_free;
     }
-    if (make_disks(o, cls, tpl, tpl_dir, dir, err) < 0)
+    if (make_disks(o, cls, tpl, tpl_dir, dir, err) < 0 ||
+        (o->kernel_dir && copy_kernel(o->kernel_dir, dir, err) < 0))
         goto fail_dir;
     if (qvm_collection_add(q->coll, vm, err) < 0)
         goto fail_dir;

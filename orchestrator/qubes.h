@@ -44,6 +44,13 @@ struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err);
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
                    struct qerr *err);
 bool qvm_power_is_running(enum qvm_power p);
+/* The same with the domain's details (id, CPU time, memory) in *info when
+ * not NULL (the caller frees info->name). Running becomes Transient until
+ * the VM's agent has answered. */
+int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
+                   enum qvm_power *out, struct qerr *err);
+/* A random (version 4) UUID. */
+void qubes_new_uuid(char out[37]);
 /* $BASE-relative directory the VM's files live in (dir_path, or the default). */
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err);
@@ -56,6 +63,7 @@ struct qvm_create_opts {
     bool hvm, hvm_template, net, proxy, standalone, internal;
     long memory, vcpus;         /* 0: class default */
     const char *root_copy_from, *root_move_from;
+    const char *kernel_dir;     /* --kernel: vmlinuz and initramfs, copied in */
 };
 /* Needs the write lock; creates the VM's files, adds its record, saves and
  * unlocks. On failure nothing is left behind (the lock is still held). */

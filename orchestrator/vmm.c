@@ -113,6 +113,50 @@ int vmm_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n, struct
     return vmm->backend->list_domains(vmm, out, n, err);
 }
 
+int vmm_domain_info(struct vmm *vmm, const char *name, struct vmm_domain *out, struct qerr *err)
+{
+    memset(out, 0, sizeof *out);
+    out->state = QVM_POWER_HALTED;
+    out->id = -1;
+    if (vmm->offline)
+        return 0;
+    if (vmm_require(vmm, err) < 0)
+        return -1;
+    return vmm->backend->domain_info(vmm, name, out, err);
+}
+
+#define VMM_CALL(op, ...)                                                                     \
+    do {                                                                                      \
+        if (vmm_require(vmm, err) < 0)                                                        \
+            return -1;                                                                        \
+        return vmm->backend->op(vmm, __VA_ARGS__, err);                                       \
+    } while (0)
+
+int vmm_create(struct vmm *vmm, const char *xml, struct qerr *err)
+{
+    VMM_CALL(create, xml);
+}
+
+int vmm_destroy(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    VMM_CALL(destroy, name);
+}
+
+int vmm_suspend(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    VMM_CALL(suspend, name);
+}
+
+int vmm_resume(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    VMM_CALL(resume, name);
+}
+
+int vmm_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
+{
+    VMM_CALL(host_info, out);
+}
+
 void vmm_domains_free(struct vmm_domain *d, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -33,6 +33,14 @@ const char *qvm_power_name(enum qvm_power p);
 struct vmm_domain {
     char *name;
     enum qvm_power state;
+    int id;                         /* changes at every start; -1 when not running */
+    unsigned long long cpu_ns;      /* CPU time used */
+    unsigned long mem_kib;          /* current memory */
+};
+
+struct vmm_host {
+    unsigned long long free_kib, total_kib;
+    unsigned cpus;
 };
 
 struct vmm;
@@ -47,6 +55,15 @@ struct vmm_backend {
     /* Every domain the hypervisor knows, in one call. */
     int (*list_domains)(struct vmm *vmm, struct vmm_domain **out, size_t *n,
                         struct qerr *err);
+    /* One domain's details; name NULL in *out (and Halted) when it does not exist. */
+    int (*domain_info)(struct vmm *vmm, const char *name, struct vmm_domain *out,
+                       struct qerr *err);
+    /* Starts a transient domain from its XML description. */
+    int (*create)(struct vmm *vmm, const char *xml, struct qerr *err);
+    int (*destroy)(struct vmm *vmm, const char *name, struct qerr *err);
+    int (*suspend)(struct vmm *vmm, const char *name, struct qerr *err);
+    int (*resume)(struct vmm *vmm, const char *name, struct qerr *err);
+    int (*host_info)(struct vmm *vmm, struct vmm_host *out, struct qerr *err);
 };
 
 struct vmm {
@@ -64,6 +81,15 @@ void vmm_close(struct vmm *vmm);
 int vmm_require(struct vmm *vmm, struct qerr *err);
 int vmm_domain_state(struct vmm *vmm, const char *name, enum qvm_power *out, struct qerr *err);
 int vmm_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n, struct qerr *err);
+/* Details of one domain: Halted with id -1 when it does not exist (and in
+ * offline mode). The caller frees out->name. */
+int vmm_domain_info(struct vmm *vmm, const char *name, struct vmm_domain *out, struct qerr *err);
+/* These fail in offline mode. */
+int vmm_create(struct vmm *vmm, const char *xml, struct qerr *err);
+int vmm_destroy(struct vmm *vmm, const char *name, struct qerr *err);
+int vmm_suspend(struct vmm *vmm, const char *name, struct qerr *err);
+int vmm_resume(struct vmm *vmm, const char *name, struct qerr *err);
+int vmm_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err);
 void vmm_domains_free(struct vmm_domain *d, size_t n);
 
 /* The symbol a backend object exports: a `const struct vmm_backend`. */

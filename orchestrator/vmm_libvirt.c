@@ -65,6 +65,19 @@ static enum qvm_power map_state(int st)
     }
 }
 
+static void fill_info(virDomainPtr dom, struct vmm_domain *out)
+{
+    virDomainInfo info;
+    int state, reason;
+    out->state = virDomainGetState(dom, &state, &reason, 0) < 0 ? QVM_POWER_NA : map_state(state);
+    unsigned int id = virDomainGetID(dom);
+    out->id = id == (unsigned int)-1 ? -1 : (int)id;
+    if (virDomainGetInfo(dom, &info) == 0) {
+        out->cpu_ns = info.cpuTime;
+        out->mem_kib = info.memory;
+    }
+}
+
 static int lv_domain_state(struct vmm *vmm, const char *name, enum qvm_power *out,
                            struct qerr *err)
 {
@@ -100,8 +113,8 @@ static int lv_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n,
         if (!arr)
             goto next;
         arr[i].name = strdup(virDomainGetName(doms[i]));
-        arr[i].state = virDomainGetState(doms[i], &state, &reason, 0) < 0
-                           ? QVM_POWER_NA : map_state(state);
+        fill_info(doms[i], &arr[i]);
+        (void)state, (void)reason;
         if (!arr[i].name)
             rc = -1;
     next:
@@ -119,10 +132,84 @@ static int lv_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n,
     return 0;
 }
 
+static int lv_domain_info(struct vmm *vmm, const char *name, struct vmm_domain *out,
+                          struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom) {
+        virErrorPtr e = virGetLastError();
+        if (e && e->code == VIR_ERR_NO_DOMAIN)
+            return 0;
+        return lv_error(err, "cannot look up a domain", vmm->uri);
+    }
+    fill_info(dom, out);
+    out->name = strdup(name);
+    virDomainFree(dom);
+    if (!out->name)
+        return qerr_errno(err, ENOMEM, "domain %s", name);
+    return 0;
+}
+
+static int lv_create(struct vmm *vmm, const char *xml, struct qerr *err)
+{
+    virDomainPtr dom = virDomainCreateXML(vmm->priv, xml, 0);
+    if (!dom)
+        return lv_error(err, "cannot start the domain", vmm->uri);
+    virDomainFree(dom);
+    return 0;
+}
+
+/* Looks the domain up and applies one operation to it. */
+static int on_domain(struct vmm *vmm, const char *name, int (*op)(virDomainPtr),
+                     const char *what, struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom)
+        return lv_error(err, what, vmm->uri);
+    int r = op(dom);
+    if (r < 0)
+        lv_error(err, what, vmm->uri);
+    virDomainFree(dom);
+    return r < 0 ? -1 : 0;
+}
+
+static int lv_destroy(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    return on_domain(vmm, name, virDomainDestroy, "cannot destroy the domain", err);
+}
+
+static int lv_suspend(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    return on_domain(vmm, name, virDomainSuspend, "cannot pause the domain", err);
+}
+
+static int lv_resume(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    return on_domain(vmm, name, virDomainResume, "cannot unpause the domain", err);
+}
+
+static int lv_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
+{
+    virNodeInfo ni;
+    if (virNodeGetInfo(vmm->priv, &ni) < 0)
+        return lv_error(err, "cannot read the host's resources", vmm->uri);
+    unsigned long long free_bytes = virNodeGetFreeMemory(vmm->priv);
+    out->total_kib = ni.memory;
+    out->free_kib = free_bytes / 1024;
+    out->cpus = ni.cpus;
+    return 0;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
     .disconnect = lv_disconnect,
     .domain_state = lv_domain_state,
     .list_domains = lv_list_domains,
+    .domain_info = lv_domain_info,
+    .create = lv_create,
+    .destroy = lv_destroy,
+    .suspend = lv_suspend,
+    .resume = lv_resume,
+    .host_info = lv_host_info,
 };

@@ -16,4 +16,11 @@ bool template_class_accepts_template(enum qvm_class child);
 int template_check_compat(enum qvm_class child, const char *child_name,
                           const struct qvm *tpl, struct qerr *err);
 
+
+
+struct qubes;
+/* The exclusion: a template never runs while a VM based on it runs, and the
+ * reverse. Called by a start with the start lock held, so that the check
+ * and the domain's creation are one step for every other start. */
+int template_check_start(struct qubes *q, const struct qvm *vm, struct qerr *err);
 #endif

@@ -28,6 +28,8 @@ static void usage(FILE *f)
 "  -i, --internal           hide the VM from menus\n"
 "  -r, --root-copy-from F   root.img is a copy of F (templates, standalone VMs)\n"
 "  -R, --root-move-from F   root.img is F, moved (templates, standalone VMs)\n"
+"  -k, --kernel DIR         boot DIR/vmlinuz (with DIR/initramfs) directly; VMs\n"
+"                           based on a template use the template's\n"
 "      --offline-mode       do not contact the hypervisor\n"
 "  -q, --quiet              say nothing on success\n"
 "  -h, --help               show this help\n", prog);
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
         { "internal", no_argument, NULL, 'i' },
         { "root-copy-from", required_argument, NULL, 'r' },
         { "root-move-from", required_argument, NULL, 'R' },
+        { "kernel", required_argument, NULL, 'k' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -56,7 +59,7 @@ int main(int argc, char **argv)
     struct qvm_create_opts o = { 0 };
     bool offline = false, quiet = false;
     int c;
-    while ((c = getopt_long(argc, argv, "l:t:HnpsMm:c:ir:R:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:t:Hnpsm:c:ir:R:k:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'l': o.label = optarg; break;
         case 't': o.template = optarg; break;
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
         case 'i': o.internal = true; break;
         case 'r': o.root_copy_from = optarg; break;
         case 'R': o.root_move_from = optarg; break;
+        case 'k': o.kernel_dir = optarg; break;
         case TOOL_OFFLINE_OPT: offline = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;

@@ -52,4 +52,28 @@ static inline int tool_prefs_options(int argc, char **argv, const char *prog,
     return mode;
 }
 
+/* Options of the tools that take only a VM name: returns whether
+ * --offline-mode was given; exits on --help and usage errors. */
+static inline bool tool_simple_options(int argc, char **argv, const char *prog,
+                                       void (*usage)(FILE *))
+{
+    static const struct option opts[] = {
+        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool offline = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case TOOL_OFFLINE_OPT: offline = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    if (optind != argc - 1)
+        tool_usage_error(prog, "expected exactly one VM name");
+    return offline;
+}
+
 #endif

@@ -1,0 +1,165 @@
+#include "domain.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <libxml/xmlwriter.h>
+
+const char *domain_type(void)
+{
+    const char *t = getenv("QUBES_VMM_DOMAIN_TYPE");
+    if (!t || !*t || strcmp(t, "qemu") == 0)
+        return "qemu";
+    if (strcmp(t, "kvm") == 0)
+        return "kvm";
+    /* auto: a VM that can be created. (A host may still fail later, as
+     * QEMU's CPU setup does on some nested hosts: then configure qemu.) */
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int ok = kvm >= 0 && ioctl(kvm, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+    if (ok) {
+        int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+        ok = vm >= 0;
+        if (vm >= 0)
+            close(vm);
+    }
+    if (kvm >= 0)
+        close(kvm);
+    return ok ? "kvm" : "qemu";
+}
+
+#define W(call)                                                                               \
+    do {                                                                                      \
+        if ((call) < 0)                                                                       \
+            goto fail;                                                                        \
+    } while (0)
+#define EL(w, name) xmlTextWriterStartElement(w, (const xmlChar *)(name))
+#define END(w) xmlTextWriterEndElement(w)
+#define ATTR(w, k, v) xmlTextWriterWriteAttribute(w, (const xmlChar *)(k), (const xmlChar *)(v))
+#define TEXT(w, name, v) xmlTextWriterWriteElement(w, (const xmlChar *)(name), (const xmlChar *)(v))
+
+char *domain_xml(const struct domain_spec *s, struct qerr *err)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+    char num[32], *out = NULL;
+    if (!w) {
+        qerr_errno(err, ENOMEM, "domain XML of %s", s->name);
+        goto done;
+    }
+    xmlTextWriterSetIndent(w, 1);
+    W(EL(w, "domain"));
+    W(ATTR(w, "type", s->type));
+    W(TEXT(w, "name", s->name));
+    if (s->uuid)
+        W(TEXT(w, "uuid", s->uuid));
+    snprintf(num, sizeof num, "%ld", s->maxmem_mib > s->memory_mib ? s->maxmem_mib : s->memory_mib);
+    W(EL(w, "memory"));
+    W(ATTR(w, "unit", "MiB"));
+    W(xmlTextWriterWriteString(w, (const xmlChar *)num));
+    W(END(w));
+    snprintf(num, sizeof num, "%ld", s->memory_mib);
+    W(EL(w, "currentMemory"));
+    W(ATTR(w, "unit", "MiB"));
+    W(xmlTextWriterWriteString(w, (const xmlChar *)num));
+    W(END(w));
+    snprintf(num, sizeof num, "%ld", s->vcpus);
+    W(TEXT(w, "vcpu", num));
+
+    W(EL(w, "os"));
+    W(EL(w, "type"));
+    W(ATTR(w, "arch", "x86_64"));
+    W(ATTR(w, "machine", "q35"));
+    W(xmlTextWriterWriteString(w, (const xmlChar *)"hvm"));
+    W(END(w));
+    if (s->kernel) {
+        W(TEXT(w, "kernel", s->kernel));
+        if (s->initrd)
+            W(TEXT(w, "initrd", s->initrd));
+        if (s->cmdline)
+            W(TEXT(w, "cmdline", s->cmdline));
+    }
+    W(END(w));
+    W(EL(w, "features"));
+    W(EL(w, "acpi"));
+    W(END(w));
+    W(END(w));
+    /* A VM that stops, for whatever reason, is gone: the next start
+     * begins from its record again. */
+    W(TEXT(w, "on_poweroff", "destroy"));
+    W(TEXT(w, "on_reboot", "destroy"));
+    W(TEXT(w, "on_crash", "destroy"));
+
+    W(EL(w, "devices"));
+    for (int i = 0; i < s->ndisks; i++) {
+        char dev[8];
+        snprintf(dev, sizeof dev, "vd%c", 'a' + i);
+        W(EL(w, "disk"));
+        W(ATTR(w, "type", "file"));
+        W(ATTR(w, "device", "disk"));
+        W(EL(w, "driver"));
+        W(ATTR(w, "name", "qemu"));
+        W(ATTR(w, "type", s->disks[i].format));
+        W(END(w));
+        W(EL(w, "source"));
+        W(ATTR(w, "file", s->disks[i].path));
+        W(END(w));
+        W(EL(w, "target"));
+        W(ATTR(w, "dev", dev));
+        W(ATTR(w, "bus", "virtio"));
+        W(END(w));
+        if (s->disks[i].readonly) {
+            W(EL(w, "readonly"));
+            W(END(w));
+        }
+        W(END(w));
+    }
+    if (s->serial_log) {
+        W(EL(w, "serial"));
+        W(ATTR(w, "type", "file"));
+        W(EL(w, "source"));
+        W(ATTR(w, "path", s->serial_log));
+        W(ATTR(w, "append", "on"));     /* survives a restore */
+        W(END(w));
+        W(EL(w, "target"));
+        W(ATTR(w, "port", "0"));
+        W(END(w));
+        W(END(w));
+    }
+    if (s->agent_socket) {
+        W(EL(w, "channel"));
+        W(ATTR(w, "type", "unix"));
+        W(EL(w, "source"));
+        W(ATTR(w, "mode", "bind"));
+        W(ATTR(w, "path", s->agent_socket));
+        W(END(w));
+        W(EL(w, "target"));
+        W(ATTR(w, "type", "virtio"));
+        W(ATTR(w, "name", "org.qubes.agent.0"));
+        W(END(w));
+        W(END(w));
+    }
+    W(EL(w, "memballoon"));
+    W(ATTR(w, "model", "virtio"));
+    W(END(w));
+    W(END(w));          /* devices */
+    W(END(w));          /* domain */
+    W(xmlTextWriterFlush(w));
+    out = strdup((const char *)xmlBufferContent(buf));
+    if (!out)
+        qerr_errno(err, ENOMEM, "domain XML of %s", s->name);
+    goto done;
+fail:
+    qerr_set(err, "domain XML of %s: libxml2 writer failed", s->name);
+done:
+    if (w)
+        xmlFreeTextWriter(w);
+    if (buf)
+        xmlBufferFree(buf);
+    return out;
+}

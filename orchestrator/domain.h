@@ -1,0 +1,37 @@
+/* A VM's libvirt domain description, built with libxml2 from what the VM
+ * record and its files say. */
+#ifndef QUBES_DOMAIN_H
+#define QUBES_DOMAIN_H
+
+#include <stdbool.h>
+
+#include "error.h"
+
+#define DOMAIN_MAX_DISKS 4
+
+struct domain_disk {
+    const char *path;
+    const char *format;         /* "raw" or "qcow2" */
+    bool readonly;
+};
+
+struct domain_spec {
+    const char *name;
+    const char *uuid;
+    const char *type;           /* "qemu" (TCG) or "kvm" */
+    long memory_mib, maxmem_mib, vcpus;
+    const char *kernel, *initrd, *cmdline;  /* direct kernel boot when kernel is set */
+    struct domain_disk disks[DOMAIN_MAX_DISKS];
+    int ndisks;
+    const char *serial_log;     /* the guest's console, appended to */
+    const char *agent_socket;   /* the agent's virtio-serial port, a unix socket */
+};
+
+/* A malloc'ed <domain> document, or NULL with err. */
+char *domain_xml(const struct domain_spec *s, struct qerr *err);
+
+/* The domain type to use: QUBES_VMM_DOMAIN_TYPE (qemu, kvm or auto), "qemu"
+ * by default. auto picks kvm when /dev/kvm can create a VM. */
+const char *domain_type(void);
+
+#endif

@@ -1,0 +1,534 @@
+#include "lifecycle.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../storage/storage.h"
+#include "../templates/templates.h"
+#include "agent_client.h"
+#include "domain.h"
+
+extern char **environ;
+
+#define DEFAULT_KERNELOPTS "nopat"
+
+/* ---- the transition table ---- */
+
+static const char *const not_running = "VM not running";
+static const char *const already_stopped = "VM already stopped!";
+
+/* NULL: allowed; else the refusal. Rows: operations; columns: states. */
+static const char *const transitions[QOP_COUNT][QVM_POWER_NA + 1] = {
+    [QOP_START] = {
+        [QVM_POWER_HALTED] = NULL, [QVM_POWER_CRASHED] = NULL,
+        [QVM_POWER_RUNNING] = "VM is already running!",
+        [QVM_POWER_TRANSIENT] = "VM is already running!",
+        [QVM_POWER_PAUSED] = "VM is already running! (paused)",
+        [QVM_POWER_SUSPENDED] = "VM is already running! (suspended)",
+        [QVM_POWER_HALTING] = "VM is shutting down: wait until it is halted",
+        [QVM_POWER_DYING] = "VM is shutting down: wait until it is halted",
+        [QVM_POWER_NA] = "VM state unknown",
+    },
+    [QOP_SHUTDOWN] = {
+        [QVM_POWER_HALTED] = already_stopped, [QVM_POWER_CRASHED] = already_stopped,
+        [QVM_POWER_RUNNING] = NULL, [QVM_POWER_TRANSIENT] = NULL,
+        [QVM_POWER_PAUSED] = "VM is paused: unpause it first, or kill it",
+        [QVM_POWER_SUSPENDED] = "VM is suspended: kill it",
+        [QVM_POWER_HALTING] = NULL, [QVM_POWER_DYING] = NULL,
+        [QVM_POWER_NA] = "VM state unknown",
+    },
+    [QOP_KILL] = {
+        [QVM_POWER_HALTED] = already_stopped,
+        [QVM_POWER_RUNNING] = NULL, [QVM_POWER_TRANSIENT] = NULL, [QVM_POWER_PAUSED] = NULL,
+        [QVM_POWER_SUSPENDED] = NULL, [QVM_POWER_HALTING] = NULL, [QVM_POWER_DYING] = NULL,
+        [QVM_POWER_CRASHED] = NULL, [QVM_POWER_NA] = NULL,
+    },
+    [QOP_PAUSE] = {
+        [QVM_POWER_HALTED] = not_running, [QVM_POWER_CRASHED] = not_running,
+        [QVM_POWER_RUNNING] = NULL, [QVM_POWER_TRANSIENT] = NULL,
+        [QVM_POWER_PAUSED] = "VM already paused",
+        [QVM_POWER_SUSPENDED] = "VM is suspended", [QVM_POWER_HALTING] = "VM is shutting down",
+        [QVM_POWER_DYING] = "VM is shutting down", [QVM_POWER_NA] = "VM state unknown",
+    },
+    [QOP_UNPAUSE] = {
+        [QVM_POWER_HALTED] = not_running, [QVM_POWER_CRASHED] = not_running,
+        [QVM_POWER_RUNNING] = "VM not paused", [QVM_POWER_TRANSIENT] = "VM not paused",
+        [QVM_POWER_PAUSED] = NULL, [QVM_POWER_SUSPENDED] = "VM is suspended, not paused",
+        [QVM_POWER_HALTING] = "VM not paused", [QVM_POWER_DYING] = "VM not paused",
+        [QVM_POWER_NA] = "VM state unknown",
+    },
+    [QOP_RUN] = {
+        [QVM_POWER_HALTED] = NULL, [QVM_POWER_CRASHED] = NULL,
+        [QVM_POWER_RUNNING] = NULL, [QVM_POWER_TRANSIENT] = NULL,
+        [QVM_POWER_PAUSED] = "VM is paused: unpause it first",
+        [QVM_POWER_SUSPENDED] = "VM is suspended", [QVM_POWER_HALTING] = "VM is shutting down",
+        [QVM_POWER_DYING] = "VM is shutting down", [QVM_POWER_NA] = "VM state unknown",
+    },
+};
+
+int qvm_op_allowed(enum qvm_op op, enum qvm_power st, struct qerr *err)
+{
+    const char *refusal = transitions[op][st];
+    return refusal ? qerr_set(err, "%s", refusal) : 0;
+}
+
+/* ---- runtime files: $RUN/vms/NAME/{agent.sock,ready,agent.lock} ---- */
+
+static int run_path(const struct qubes *q, const char *name, const char *file, char *out,
+                    size_t len, struct qerr *err)
+{
+    if (snprintf(out, len, "%s/vms/%s%s%s", q->cfg.run_dir, name, file ? "/" : "",
+                 file ? file : "") >= (int)len)
+        return qerr_set(err, "runtime path of '%s' is too long", name);
+    return 0;
+}
+
+static int mkdirs(const char *path, struct qerr *err)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return qerr_errno(err, errno, "cannot create %s", buf);
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        return qerr_errno(err, errno, "cannot create %s", buf);
+    return 0;
+}
+
+/* The agent answered for the domain instance `id`. */
+static void mark_ready(const struct qubes *q, const char *name, int id)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8], text[32];
+    if (run_path(q, name, "ready", path, sizeof path, NULL) < 0)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    int n = snprintf(text, sizeof text, "%d\n", id);
+    if (write(fd, text, (size_t)n) == n)
+        rename(tmp, path);
+    close(fd);
+    unlink(tmp);
+}
+
+static int ready_id(const struct qubes *q, const char *name)
+{
+    char path[PATH_MAX], text[32] = "";
+    if (run_path(q, name, "ready", path, sizeof path, NULL) < 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    return n > 0 ? atoi(text) : -1;
+}
+
+static void clear_runtime(const struct qubes *q, const char *name)
+{
+    char path[PATH_MAX];
+    if (run_path(q, name, "ready", path, sizeof path, NULL) == 0)
+        unlink(path);
+}
+
+int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
+                   enum qvm_power *out, struct qerr *err)
+{
+    struct vmm_domain local;
+    struct vmm_domain *d = info ? info : &local;
+    if (vm->cls == QVM_ADMIN) {
+        memset(d, 0, sizeof *d);
+        *out = QVM_POWER_RUNNING;
+        return 0;
+    }
+    if (vmm_domain_info(&q->vmm, vm->name, d, err) < 0)
+        return -1;
+    *out = d->state;
+    if (d->state == QVM_POWER_RUNNING && ready_id(q, vm->name) != d->id)
+        *out = QVM_POWER_TRANSIENT;
+    if (!info)
+        free(d->name);
+    return 0;
+}
+
+/* ---- starting ---- */
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void say(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(FILE *f, const char *fmt, ...)
+{
+    if (!f)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+/* Runs a program with an argument vector (never a shell) and waits. */
+static int run_program(char *const argv[], struct qerr *err)
+{
+    pid_t pid;
+    int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    if (r != 0)
+        return qerr_errno(err, r, "cannot run %s", argv[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return qerr_errno(err, errno, "waiting for %s", argv[0]);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return qerr_set(err, "%s failed (status %d)", argv[0],
+                        WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    return 0;
+}
+
+static int img_path(const struct qubes *q, const struct qvm *vm, const char *attr,
+                    const char *dflt, char *out, size_t len, struct qerr *err)
+{
+    char dir[PATH_MAX];
+    if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
+        return -1;
+    const char *img = qvm_get_attr(vm, attr);
+    if (!img)
+        img = dflt;
+    if (snprintf(out, len, img[0] == '/' ? "%s%s" : "%s/%s", img[0] == '/' ? "" : dir, img) >=
+        (int)len)
+        return qerr_set(err, "path of %s of '%s' is too long", attr, vm->name);
+    return 0;
+}
+
+/* The child's root: a fresh copy-on-write layer over its template's
+ * root.img (read-only backing file), made at every start. Debug mode keeps
+ * the layer unless the template's root is newer. */
+static int prepare_overlay(const struct qvm *vm, const char *tpl_root, const char *overlay,
+                           struct qerr *err)
+{
+    struct stat ov, base;
+    if (stat(tpl_root, &base) < 0)
+        return qerr_errno(err, errno, "template root image %s", tpl_root);
+    if (qvm_get_bool(vm, "debug", false) && stat(overlay, &ov) == 0 &&
+        ov.st_mtime >= base.st_mtime)
+        return 0;
+    if (unlink(overlay) < 0 && errno != ENOENT)
+        return qerr_errno(err, errno, "cannot remove %s", overlay);
+    char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                     (char *)tpl_root, (char *)overlay, NULL };
+    return run_program(argv, err);
+}
+
+static int file_exists(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
+                                struct qerr *err)
+{
+    char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
+    char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
+    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[1024];
+    struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
+    struct domain_spec s = { .name = vm->name, .type = domain_type() };
+
+    if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0 ||
+        img_path(q, vm, "private_img", "private.img", priv, sizeof priv, err) < 0)
+        return -1;
+    if (tpl) {
+        if (img_path(q, tpl, "root_img", "root.img", root, sizeof root, err) < 0 ||
+            img_path(q, vm, "volatile_img", "volatile.img", overlay, sizeof overlay, err) < 0 ||
+            prepare_overlay(vm, root, overlay, err) < 0)
+            return -1;
+        s.disks[s.ndisks++] = (struct domain_disk){ overlay, "qcow2", false };
+        if (qubes_vm_dir(q, tpl, kdir, sizeof kdir, err) < 0)
+            return -1;
+    } else {
+        if (img_path(q, vm, "root_img", "root.img", root, sizeof root, err) < 0)
+            return -1;
+        if (!file_exists(root))
+            return qerr_set(err, "'%s' has no root image (%s)", vm->name, root);
+        s.disks[s.ndisks++] = (struct domain_disk){ root, "raw", false };
+        snprintf(kdir, sizeof kdir, "%s", dir);
+    }
+    if (!file_exists(priv)) {
+        say(progress, "--> Creating private image %s", priv);
+        if (storage_create_sparse(priv, STORAGE_PRIVATE_SIZE, err) < 0)
+            return -1;
+    }
+    s.disks[s.ndisks++] = (struct domain_disk){ priv, "raw", false };
+
+    /* Its own kernel first, else its template's. */
+    snprintf(kernel, sizeof kernel, "%s/kernel/vmlinuz", dir);
+    if (file_exists(kernel))
+        snprintf(kdir, sizeof kdir, "%s", dir);
+    snprintf(kernel, sizeof kernel, "%s/kernel/vmlinuz", kdir);
+    snprintf(initrd, sizeof initrd, "%s/kernel/initramfs", kdir);
+    if (file_exists(kernel)) {
+        const char *opts = qvm_get_bool(vm, "uses_default_kernelopts", true)
+                               ? DEFAULT_KERNELOPTS : qvm_get_attr(vm, "kernelopts");
+        snprintf(cmdline, sizeof cmdline, "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s %s",
+                 vm->name, opts ? opts : "");
+        s.kernel = kernel;
+        s.initrd = file_exists(initrd) ? initrd : NULL;
+        s.cmdline = cmdline;
+    }
+    snprintf(log, sizeof log, "%s/console.log", dir);
+    s.serial_log = log;
+    if (run_path(q, vm->name, NULL, rdir, sizeof rdir, err) < 0 || mkdirs(rdir, err) < 0 ||
+        run_path(q, vm->name, "agent.sock", sock, sizeof sock, err) < 0)
+        return -1;
+    unlink(sock);
+    clear_runtime(q, vm->name);
+    s.agent_socket = sock;
+    s.uuid = qvm_get_attr(vm, "uuid");
+    s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
+    s.maxmem_mib = qvm_get_int(vm, "maxmem", s.memory_mib);
+    s.vcpus = qvm_get_int(vm, "vcpus", 2);
+
+    char *xml = domain_xml(&s, err);
+    if (!xml)
+        return -1;
+    say(progress, "--> Starting domain %s (%s, %ld MiB, %ld vCPU)", vm->name, s.type,
+        s.memory_mib, s.vcpus);
+    int rc = vmm_create(&q->vmm, xml, err);
+    free(xml);
+    return rc;
+}
+
+/* Serialises the check-and-create of every start on the host. */
+static int start_lock(const struct qubes *q, struct qerr *err)
+{
+    char path[PATH_MAX];
+    if (mkdirs(q->cfg.run_dir, err) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/start.lock", q->cfg.run_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR) {
+            close(fd);
+            return qerr_errno(err, errno, "cannot lock %s", path);
+        }
+    return fd;
+}
+
+/* Gives a VM loaded without one a UUID, saved in qubes.xml. */
+static int ensure_uuid(struct qubes *q, const char *name, struct qerr *err)
+{
+    struct qvm *vm = qubes_find_vm(q, name, err);
+    if (!vm || qvm_get_attr(vm, "uuid"))
+        return vm ? 0 : -1;
+    qvm_collection_free(q->coll);
+    q->coll = NULL;
+    if (qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    if (!(vm = qubes_find_vm(q, name, err))) {
+        qubes_unlock(q);
+        return -1;
+    }
+    if (!qvm_get_attr(vm, "uuid")) {
+        char uuid[37];
+        qubes_new_uuid(uuid);
+        if (qvm_set_attr(vm, "uuid", uuid, err) < 0) {
+            qubes_unlock(q);
+            return -1;
+        }
+        return qubes_save_and_unlock(q, err);
+    }
+    qubes_unlock(q);
+    return 0;
+}
+
+static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, struct qerr *err)
+{
+    char sock[PATH_MAX];
+    struct vmm_domain d;
+    long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
+    if (run_path(q, vm->name, "agent.sock", sock, sizeof sock, err) < 0)
+        return -1;
+    say(progress, "--> Waiting for the agent of %s (up to %ld s)", vm->name, timeout / 1000);
+    long t0 = now_ms();
+    struct agent_conn c;
+    if (agent_connect(sock, timeout, &c, err) < 0)
+        return qerr_prefix(err, "'%s' did not become ready", vm->name);
+    agent_close(&c);
+    if (vmm_domain_info(&q->vmm, vm->name, &d, err) < 0)
+        return -1;
+    mark_ready(q, vm->name, d.id);
+    free(d.name);
+    say(progress, "--> %s is running (agent ready after %ld ms)", vm->name, now_ms() - t0);
+    return 0;
+}
+
+int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
+                   struct qerr *err)
+{
+    if (qubes_load_for_reading(q, err) < 0 || ensure_uuid(q, name, err) < 0)
+        return -1;
+    struct qvm *vm = qubes_find_vm(q, name, err);
+    if (!vm)
+        return -1;
+    if (vm->cls == QVM_ADMIN)
+        return qerr_set(err, "dom0 is always running");
+    int lock = start_lock(q, err);
+    if (lock < 0)
+        return -1;
+    enum qvm_power st;
+    int rc = qubes_vm_power(q, vm, NULL, &st, err);
+    if (rc == 0)
+        rc = qvm_op_allowed(QOP_START, st, err);
+    if (rc == 0 && st == QVM_POWER_CRASHED)
+        rc = vmm_destroy(&q->vmm, vm->name, err);
+    if (rc == 0)
+        rc = template_check_start(q, vm, err);
+    if (rc == 0)
+        rc = build_spec_and_start(q, vm, o->progress, err);
+    close(lock);        /* the domain exists: other starts see it running */
+    if (rc < 0)
+        return qerr_prefix(err, "cannot start '%s'", name);
+    return o->wait ? wait_agent(q, vm, o->progress, err) : 0;
+}
+
+/* ---- stopping ---- */
+
+static int load_and_check(struct qubes *q, const char *name, enum qvm_op op, struct qvm **vm,
+                          enum qvm_power *st, struct qerr *err)
+{
+    if (qubes_load_for_reading(q, err) < 0 || !(*vm = qubes_find_vm(q, name, err)))
+        return -1;
+    if ((*vm)->cls == QVM_ADMIN)
+        return qerr_set(err, "dom0 cannot be %s", op == QOP_START ? "started" : "stopped");
+    if (qubes_vm_power(q, *vm, NULL, st, err) < 0)
+        return -1;
+    return qvm_op_allowed(op, *st, err);
+}
+
+static int wait_halted(struct qubes *q, const char *name, long timeout_ms, struct qerr *err)
+{
+    long end = now_ms() + timeout_ms;
+    for (;;) {
+        struct vmm_domain d;
+        if (vmm_domain_info(&q->vmm, name, &d, err) < 0)
+            return -1;
+        free(d.name);
+        if (d.state == QVM_POWER_HALTED)
+            return 0;
+        if (now_ms() > end)
+            return qerr_set(err, "'%s' did not shut down within %ld s (qvm-kill stops it at once)",
+                            name, timeout_ms / 1000);
+        usleep(50000);
+    }
+}
+
+int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct qerr *err)
+{
+    struct qvm *vm;
+    enum qvm_power st;
+    char sock[PATH_MAX];
+    if (load_and_check(q, name, QOP_SHUTDOWN, &vm, &st, err) < 0 ||
+        run_path(q, name, "agent.sock", sock, sizeof sock, err) < 0)
+        return -1;
+    struct agent_conn c;
+    if (agent_connect(sock, timeout_ms < 5000 ? timeout_ms : 5000, &c, err) < 0)
+        return qerr_prefix(err, "cannot ask '%s' to shut down", name);
+    int rc = agent_shutdown(&c, err);
+    agent_close(&c);
+    if (rc == 0)
+        rc = wait_halted(q, name, timeout_ms, err);
+    if (rc == 0)
+        clear_runtime(q, name);
+    return rc;
+}
+
+int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err)
+{
+    struct qvm *vm;
+    enum qvm_power st;
+    if (load_and_check(q, name, QOP_KILL, &vm, &st, err) < 0)
+        return -1;
+    if (vmm_destroy(&q->vmm, name, err) < 0)
+        return -1;
+    clear_runtime(q, name);
+    return 0;
+}
+
+int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err)
+{
+    struct qvm *vm;
+    enum qvm_power st;
+    if (load_and_check(q, name, QOP_PAUSE, &vm, &st, err) < 0)
+        return -1;
+    return vmm_suspend(&q->vmm, name, err);
+}
+
+int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err)
+{
+    struct qvm *vm;
+    enum qvm_power st;
+    if (load_and_check(q, name, QOP_UNPAUSE, &vm, &st, err) < 0)
+        return -1;
+    return vmm_resume(&q->vmm, name, err);
+}
+
+/* ---- running commands ---- */
+
+int qubes_vm_run(struct qubes *q, const char *name, const char *user, const char *cmd,
+                 bool pass_io, FILE *progress, int *status, struct qerr *err)
+{
+    struct qvm *vm;
+    enum qvm_power st;
+    if (load_and_check(q, name, QOP_RUN, &vm, &st, err) < 0)
+        return -1;
+    if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
+        struct qvm_start_opts o = { .wait = true, .progress = progress };
+        qvm_collection_free(q->coll);
+        q->coll = NULL;
+        if (qubes_vm_start(q, name, &o, err) < 0)
+            return -1;
+        vm = qubes_find_vm(q, name, err);
+    }
+    char sock[PATH_MAX], lockpath[PATH_MAX];
+    if (run_path(q, name, "agent.sock", sock, sizeof sock, err) < 0 ||
+        run_path(q, name, "agent.lock", lockpath, sizeof lockpath, err) < 0)
+        return -1;
+    /* One session at a time per VM: the agent serves one. */
+    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0)
+        return qerr_errno(err, errno, "cannot open %s", lockpath);
+    while (flock(lock, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    struct agent_conn c;
+    long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
+    int rc = agent_connect(sock, timeout, &c, err);
+    if (rc == 0) {
+        rc = agent_exec(&c, user ? user : qvm_get_attr(vm, "default_user") ? qvm_get_attr(vm, "default_user") : "user",
+                        cmd, pass_io ? 0 : -1, pass_io ? 1 : -1, pass_io ? 2 : -1, status, err);
+        agent_close(&c);
+    }
+    close(lock);
+    return rc;
+}

@@ -1,0 +1,35 @@
+/* Starting and stopping VMs: the power-state machine over libvirt and the
+ * guest agent. A VM's power state comes from libvirt, refined by the agent:
+ * a running domain whose agent has not answered yet is Transient. */
+#ifndef QUBES_LIFECYCLE_H
+#define QUBES_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "qubes.h"
+
+enum qvm_op { QOP_START, QOP_SHUTDOWN, QOP_KILL, QOP_PAUSE, QOP_UNPAUSE, QOP_RUN, QOP_COUNT };
+
+/* The transition table: 0 when `op` is allowed in state `st`, else -1 with
+ * the original's message. */
+int qvm_op_allowed(enum qvm_op op, enum qvm_power st, struct qerr *err);
+
+struct qvm_start_opts {
+    bool wait;                  /* wait for the agent (Running), else return Transient */
+    FILE *progress;             /* where to say what happens, or NULL */
+};
+
+/* Each loads what it needs; `q` is open, nothing locked. */
+int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
+                   struct qerr *err);
+int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct qerr *err);
+int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err);
+int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err);
+int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err);
+/* Runs `cmd` in the VM (starting it when halted). With `pass_io` the
+ * command's input and output are ours; *status gets its exit status. */
+int qubes_vm_run(struct qubes *q, const char *name, const char *user, const char *cmd,
+                 bool pass_io, FILE *progress, int *status, struct qerr *err);
+
+#endif

@@ -1,0 +1,28 @@
+/* qvm-pause: Pause a running VM. */
+#include "../lifecycle.h"
+#include "tool.h"
+
+static const char *prog = "qvm-pause";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: %s [options] NAME\n"
+"Pause a running VM.\n"
+"\n"
+"      --offline-mode  refused: this needs the hypervisor\n"
+"  -h, --help          show this help\n", prog);
+}
+
+int main(int argc, char **argv)
+{
+    bool offline = tool_simple_options(argc, argv, prog, usage);
+    struct qubes q;
+    struct qerr err;
+    if (qubes_open(&q, offline, &err) < 0 || qubes_vm_pause(&q, argv[optind], &err) < 0) {
+        qubes_close(&q);
+        tool_fail(prog, &err);
+    }
+    qubes_close(&q);
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* qvm-run: run a command in a VM, starting the VM when it is halted. */
+#include <string.h>
+
+#include "../lifecycle.h"
+#include "tool.h"
+
+static const char *prog = "qvm-run";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: %s [options] NAME COMMAND...\n"
+"Run COMMAND (by /bin/sh -c inside the VM) and return its exit status. A\n"
+"halted VM is started first.\n"
+"\n"
+"  -p, --pass-io       the command's input and output are ours\n"
+"  -u, --user USER     run as USER (default: the VM's default_user)\n"
+"      --offline-mode  refused: this needs the hypervisor\n"
+"  -q, --quiet         no progress messages when the VM must start\n"
+"  -h, --help          show this help\n", prog);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "pass-io", no_argument, NULL, 'p' },
+        { "user", required_argument, NULL, 'u' },
+        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
+        { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool offline = false, quiet = false, pass = false;
+    const char *user = NULL;
+    int c;
+    /* '+': options end at the VM name, so the command keeps its own. */
+    while ((c = getopt_long(argc, argv, "+pu:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': pass = true; break;
+        case 'u': user = optarg; break;
+        case TOOL_OFFLINE_OPT: offline = true; break;
+        case 'q': quiet = true; break;
+        case 'h': usage(stdout); return 0;
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    if (argc - optind < 2)
+        tool_usage_error(prog, "expected a VM name and a command");
+    size_t len = 1;
+    for (int i = optind + 1; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    char *cmd = calloc(1, len);
+    if (!cmd)
+        return 1;
+    for (int i = optind + 1; i < argc; i++) {
+        if (i > optind + 1)
+            strcat(cmd, " ");
+        strcat(cmd, argv[i]);
+    }
+    struct qubes q;
+    struct qerr err;
+    int status = 0;
+    if (qubes_open(&q, offline, &err) < 0 ||
+        qubes_vm_run(&q, argv[optind], user, cmd, pass, quiet ? NULL : stderr, &status, &err) < 0) {
+        free(cmd);
+        qubes_close(&q);
+        tool_fail(prog, &err);
+    }
+    free(cmd);
+    qubes_close(&q);
+    return status;
+}
