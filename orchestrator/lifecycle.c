@@ -147,6 +147,16 @@ static void clear_runtime(const struct qubes *q, const char *name)
         unlink(path);
 }
 
+enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
+                                  const struct vmm_domain *d)
+{
+    if (vm->cls == QVM_ADMIN)
+        return QVM_POWER_RUNNING;
+    if (d->state == QVM_POWER_RUNNING && ready_id(q, vm->name) != d->id)
+        return QVM_POWER_TRANSIENT;
+    return d->state;
+}
+
 int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
                    enum qvm_power *out, struct qerr *err)
 {
@@ -159,9 +169,7 @@ int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *inf
     }
     if (vmm_domain_info(&q->vmm, vm->name, d, err) < 0)
         return -1;
-    *out = d->state;
-    if (d->state == QVM_POWER_RUNNING && ready_id(q, vm->name) != d->id)
-        *out = QVM_POWER_TRANSIENT;
+    *out = qubes_refine_power(q, vm, d);
     if (!info)
         free(d->name);
     return 0;

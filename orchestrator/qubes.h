@@ -49,6 +49,9 @@ bool qvm_power_is_running(enum qvm_power p);
  * the VM's agent has answered. */
 int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
                    enum qvm_power *out, struct qerr *err);
+/* The VM's state from a domain's details, as qubes_vm_power() gives it. */
+enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
+                                  const struct vmm_domain *d);
 /* A random (version 4) UUID. */
 void qubes_new_uuid(char out[37]);
 /* $BASE-relative directory the VM's files live in (dir_path, or the default). */

@@ -140,7 +140,7 @@ int main(int argc, char **argv)
         else
             for (size_t k = 0; k < ndoms; k++)
                 if (strcmp(doms[k].name, vm->name) == 0)
-                    st = doms[k].state;
+                    st = qubes_refine_power(&q, vm, &doms[k]);
         const struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q.coll, vm->template_qid) : NULL;
         const struct qvm *net = vm->netvm_qid >= 0 ? qvm_collection_by_qid(q.coll, vm->netvm_qid) : NULL;
         bool is_tpl = qvm_class_is_template(vm->cls), is_net = qvm_class_is_netvm(vm->cls);

@@ -60,10 +60,11 @@ is "$(tail -n 1 "$SCRATCH/watch.out")" "0" "offline mode never connects"
 export QUBES_VMM_URI=test:///default
 QUBES_OFFLINE=1 qvm-create -q -l red -H test
 run qvm-ls
-like "$(echo "$out" | grep ' test ')" "Running" "qvm-ls shows libvirt's state of the domain"
+like "$(echo "$out" | grep ' test ')" "Transient" \
+     "qvm-ls shows a running domain whose agent never answered as Transient"
 like "$(echo "$out" | grep ' \[tpl\] ')" "Halted" "a VM without a domain is Halted"
 run qvm-remove test
-like "$out" "Cannot remove 'test': the VM is Running" "a running VM cannot be removed"
+like "$out" "Cannot remove 'test': the VM is Transient" "a running VM cannot be removed"
 run qvm-prefs -s test name other
 like "$out" "Cannot change the name of a running VM" "a running VM cannot be renamed"
 
