@@ -304,7 +304,10 @@ static int validate_with_origin(const struct qvm_collection *c, const char *orig
                             origin, global_attrs[g], qid);
         bool ok = true;
         const char *need = "";
-        if (g == QG_DEFAULT_TEMPLATE) {
+        if (vm->cls == QVM_ADMIN) {
+            ok = false;
+            need = "a VM other than dom0";
+        } else if (g == QG_DEFAULT_TEMPLATE) {
             ok = qvm_class_is_template(vm->cls);
             need = "a template";
         } else if (g == QG_DEFAULT_NETVM || g == QG_DEFAULT_FW_NETVM) {
@@ -326,10 +329,38 @@ int qvm_collection_validate(const struct qvm_collection *c, struct qerr *err)
 
 /* ---- parsing ---- */
 
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Attributes and elements live in no namespace: a prefixed one would be
+ * read under its bare name and could override another. */
+static int check_namespace(const xmlNode *node, const xmlAttr *a, const char *origin,
+                           struct qerr *err)
+{
+    if (node->ns)
+        return qerr_set(err, "%s:%d: <%s:%s>: namespaced elements are not allowed", origin,
+                        node->line, node->ns->prefix ? (const char *)node->ns->prefix : "",
+                        (const char *)node->name);
+    if (a && a->ns)
+        return qerr_set(err, "%s:%d: <%s> attribute %s:%s: namespaced attributes are not allowed",
+                        origin, node->line, (const char *)node->name,
+                        a->ns->prefix ? (const char *)a->ns->prefix : "", (const char *)a->name);
+    return 0;
+}
+
 static int parse_root(struct qvm_collection *c, xmlNode *root, const char *origin,
                       struct qerr *err)
 {
+    if (check_namespace(root, NULL, origin, err) < 0)
+        return -1;
     for (xmlAttr *a = root->properties; a; a = a->next) {
+        if (check_namespace(root, a, origin, err) < 0)
+            return -1;
         const char *name = (const char *)a->name;
         xmlChar *value = xmlNodeListGetString(root->doc, a->children, 1);
         const char *v = value ? (const char *)value : "";
@@ -339,7 +370,8 @@ static int parse_root(struct qvm_collection *c, xmlNode *root, const char *origi
             if (qparse_qidref(v, &c->globals[g]) < 0)
                 rc = qerr_set(err, "%s:%d: <QubesVmCollection %s=\"%s\">: neither a qid nor None",
                               origin, root->line, name, v);
-        } else if (strcmp(name, "default_kernel") == 0 && (strchr(v, '/') || v[0] == '.')) {
+        } else if (strcmp(name, "default_kernel") == 0 &&
+                   (strchr(v, '/') || v[0] == '.' || has_control(v))) {
             rc = qerr_set(err, "%s:%d: <QubesVmCollection default_kernel=\"%s\">: not a kernel version",
                           origin, root->line, v);
         }
@@ -389,8 +421,16 @@ static int parse_vm(struct qvm_collection *c, xmlNode *node, const char *origin,
     vm->line = line;
     int rc = 0;
     size_t nattrs = 0;
-    for (xmlAttr *a = node->properties; a; a = a->next)
+    for (xmlAttr *a = node->properties; a && rc == 0; a = a->next) {
         nattrs++;
+        rc = check_namespace(node, a, origin, err);
+    }
+    if (rc == 0)
+        rc = check_namespace(node, NULL, origin, err);
+    if (rc < 0) {
+        qvm_free(vm);
+        return -1;
+    }
     if (qattrs_reserve(&vm->attrs, nattrs) < 0)
         rc = qerr_errno(err, ENOMEM, "loading %s", origin);
     for (xmlAttr *a = node->properties; a && rc == 0; a = a->next) {

@@ -233,7 +233,7 @@ static int check_path_text(const char *p, bool must_be_absolute, bool must_be_re
 /* What an attribute holds, for the attributes the model knows. */
 enum attr_kind {
     AK_QID, AK_NAME, AK_QIDREF, AK_NETID, AK_DISPID, AK_LABEL, AK_MEM, AK_VCPUS,
-    AK_UINT, AK_BOOL, AK_DICT, AK_PCIDEVS, AK_DIR, AK_IMG, AK_KERNEL, AK_MAC,
+    AK_UINT, AK_BOOL, AK_DICT, AK_PCIDEVS, AK_DIR, AK_DISK, AK_IMG, AK_KERNEL, AK_MAC,
     AK_UUID, AK_TEXT,
 };
 
@@ -273,9 +273,9 @@ static const struct attr_desc {
     { "services", AK_DICT, C_ALL },
     { "pcidevs", AK_PCIDEVS, C_ALL },
     { "dir_path", AK_DIR, C_ALL },
-    { "root_img", AK_IMG, C_ALL },
-    { "private_img", AK_IMG, C_ALL },
-    { "volatile_img", AK_IMG, C_ALL },
+    { "root_img", AK_DISK, C_ALL },
+    { "private_img", AK_DISK, C_ALL },
+    { "volatile_img", AK_DISK, C_ALL },
     { "firewall_conf", AK_IMG, C_ALL },
     { "conf_file", AK_IMG, C_ALL },
     { "kernel", AK_KERNEL, C_PV },
@@ -423,6 +423,13 @@ static int apply_attr(struct qvm *vm, const struct attr_desc *d, const char *val
     case AK_DIR:
         if (check_path_text(value, true, false) < 0)
             return qerr_set(err, "%s=\"%s\": not an absolute path without '..'", name, value);
+        return 0;
+    case AK_DISK:
+        /* A disk image lives in the VM's directory: an absolute path would
+         * hand the VM any file or device of the host. */
+        if (check_path_text(value, false, true) < 0)
+            return qerr_set(err, "%s=\"%s\": not a path relative to dir_path without '..'",
+                            name, value);
         return 0;
     case AK_IMG:
         if (check_path_text(value, false, false) < 0)

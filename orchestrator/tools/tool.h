@@ -10,10 +10,20 @@
 
 #define TOOL_OFFLINE_OPT 1000   /* getopt value of --offline-mode */
 
-/* Prints "PROG: error: MESSAGE" once and exits 1. */
+/* Prints "PROG: error: MESSAGE" as one line: control characters a message
+ * may carry from a file or a name (a newline above all) are shown escaped. */
 static inline __attribute__((noreturn)) void tool_fail(const char *prog, const struct qerr *err)
 {
-    fprintf(stderr, "%s: error: %s\n", prog, err->msg);
+    fprintf(stderr, "%s: error: ", prog);
+    for (const unsigned char *p = (const unsigned char *)err->msg; *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", stderr);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(stderr, "\\x%02x", *p);
+        else
+            fputc(*p, stderr);
+    }
+    fputc('\n', stderr);
     exit(1);
 }
 
