@@ -1,0 +1,104 @@
+#!/bin/sh
+# End to end on the real libvirt daemon and real QEMU guests (TCG): template
+# HVMs and their children, the exclusion, copy-on-write roots, commands run
+# through the agent, killing. Needs root, `make vmm-up` and `make guest`.
+. "$(dirname "$0")/../lib.sh"
+GUEST=${QUBES_TEST_GUEST:-$top/build/guest}
+export QUBES_VMM_URI=${QUBES_E2E_URI:-qemu:///system}
+if [ "$(id -u)" != 0 ] || [ ! -f "$GUEST/root.img" ] || ! virsh -c "$QUBES_VMM_URI" version >/dev/null 2>&1; then
+    echo "1..0 # SKIP needs root, a libvirt daemon (make vmm-up) and the test guest (make guest)"
+    exit 0
+fi
+# Domain names are host-wide: these are this run's own.
+T=e2e-tpl-$$ C=e2e-child-$$ D=e2e-other-$$
+cleanup() {
+    for vm in $T $C $D; do virsh -c "$QUBES_VMM_URI" destroy "$vm" >/dev/null 2>&1; done
+    rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+state() {
+    qvm-ls 2>/dev/null | awk -F'|' -v n="$1" '{v = $1; gsub(/[][{} ]/, "", v); s = $3; gsub(/ /, "", s)} v == n {print s}'
+}
+
+run qvm-create -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
+is "$rc" 0 "qvm-create makes a template HVM from the test guest"
+run qvm-create -l blue -H -t $T $C
+is "$rc" 0 "and a child based on it"
+qvm-create -q -l green -H -t $T $D
+
+run qvm-start -q $T
+is "$rc" 0 "the template HVM boots and its agent answers"
+is "$(state $T)" "Running" "qvm-ls shows it Running"
+out=$(qvm-run -p $T 'echo out-$(uname -n); echo err >&2; exit 7' 2>/dev/null)
+rc=$?
+is "$out" "out-$T" "qvm-run -p returns the command's output (from the guest, by its hostname)"
+is "$rc" 7 "and its exit status"
+is "$(echo 'piped input' | qvm-run -p $T 'cat')" "piped input" "qvm-run -p passes our input"
+qvm-run -p $T 'echo from-template-1 > /etc/tpl-mark' >/dev/null
+
+run qvm-start $C
+like "$out" "Cannot start the HVM while its template is running" "a child cannot start while its template runs"
+run qvm-remove $T
+like "$out" "Cannot remove" "a running template cannot be removed"
+
+run qvm-shutdown -q $T
+is "$rc" 0 "qvm-shutdown stops the template gracefully"
+is "$(state $T)" "Halted" "it is Halted"
+
+qvm-start -q $C
+is "$(qvm-run -p $C 'cat /etc/tpl-mark')" "from-template-1" "the child sees the template's root files"
+run qvm-start $T
+like "$out" "Cannot start HVM template while VMs based on it are running" \
+     "the template cannot start while a child runs"
+run qvm-remove $C
+like "$out" "Cannot remove '$C': the VM is Running" "a running VM cannot be removed"
+qvm-run -p $C 'echo root-write > /etc/child-root; echo priv-write > /rw/child-priv; sync' >/dev/null
+qvm-shutdown -q $C
+qvm-start -q $C
+is "$(qvm-run -p $C 'cat /etc/child-root 2>/dev/null || echo gone')" "gone" \
+   "a file the child wrote to its root is gone after its next start"
+is "$(qvm-run -p $C 'cat /rw/child-priv')" "priv-write" "a file on its private disk survives"
+qvm-shutdown -q $C
+
+qvm-start -q $T
+qvm-run -p $T 'echo from-template-2 > /etc/tpl-mark; sync' >/dev/null
+qvm-shutdown -q $T
+qvm-start -q $C
+is "$(qvm-run -p $C 'cat /etc/tpl-mark')" "from-template-2" \
+   "a change to the template's root shows at the child's next start"
+
+run qvm-kill $C
+is "$rc" 0 "qvm-kill stops a running VM"
+is "$(state $C)" "Halted" "it is Halted at once"
+run qvm-kill $C
+like "$out" "VM already stopped!" "killing a halted VM says so"
+
+qvm-start -q $C
+pid=$(pgrep -f "guest=$C," | head -n 1)
+kill -9 "$pid" 2>/dev/null
+for i in $(seq 50); do [ "$(state $C)" = Halted ] && break; sleep 0.1; done
+is "$(state $C)" "Halted" "a QEMU killed from outside leaves the VM Halted"
+run qvm-start -q $C
+is "$rc" 0 "and it starts again"
+is "$(qvm-run -p $C 'echo again')" "again" "and runs commands"
+qvm-kill $C
+
+# Concurrent starts of a template and its children: never both running.
+both=0 none=0
+for round in $(seq 30); do
+    qvm-start -q --no-wait $T 2>/dev/null &
+    qvm-start -q --no-wait $C 2>/dev/null &
+    qvm-start -q --no-wait $D 2>/dev/null &
+    wait
+    t=$(state $T) c=$(state $C) d=$(state $D)
+    up_t=0 up_c=0
+    [ "$t" = Halted ] || up_t=1
+    [ "$c" = Halted ] && [ "$d" = Halted ] || up_c=1
+    [ $up_t = 1 ] && [ $up_c = 1 ] && { both=$((both + 1)); diag "round $round: $T $t, $C $c, $D $d"; }
+    [ $up_t = 0 ] && [ $up_c = 0 ] && none=$((none + 1))
+    for vm in $T $C $D; do virsh -c "$QUBES_VMM_URI" destroy "$vm" >/dev/null 2>&1; done
+done
+is "$both" 0 "30 rounds of concurrent starts never leave the template and a child both running"
+is "$none" 0 "and every round started one side"
+
+done_testing
