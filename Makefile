@@ -4,7 +4,7 @@
 #   make            tools in build/bin/
 #   make check      installs missing packages (as root), runs every test
 #                   against a sanitizer build (build/san/)
-#   make demo       the database tools on a scratch QUBES_BASE_DIR
+#   make demo       template HVM and child on libvirt, narrated (installs libvirt)
 #   make bench      timings of load, qvm-ls, qvm-prefs and the locks
 #   make fuzz       the loader under libFuzzer for FUZZ_SECONDS (default 60)
 #   make install    PREFIX (default /usr/local) and DESTDIR
@@ -122,8 +122,8 @@ check: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	prove -v tests/t/
 
-demo: all
-	demo/run.sh $(CURDIR)/build/bin
+demo: all guest vmm-up
+	demo/run.sh $(CURDIR)/build/bin $(CURDIR)/build/guest
 
 bench: all $(OPT_TEST_BINS)
 	bench/run.sh $(CURDIR)/build
