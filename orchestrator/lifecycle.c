@@ -313,7 +313,10 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     s.agent_socket = sock;
     s.uuid = qvm_get_attr(vm, "uuid");
     s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
-    s.maxmem_mib = qvm_get_int(vm, "maxmem", s.memory_mib);
+    /* HVMs get their memory, no more: ballooning up to maxmem is for PV VMs
+     * whose guests report their needs (the original's meminfo-writer). */
+    s.maxmem_mib = qvm_class_is_hvm(vm->cls) ? s.memory_mib
+                                             : qvm_get_int(vm, "maxmem", s.memory_mib);
     s.vcpus = qvm_get_int(vm, "vcpus", 2);
 
     char *xml = domain_xml(&s, err);

@@ -193,10 +193,30 @@ static int lv_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
     virNodeInfo ni;
     if (virNodeGetInfo(vmm->priv, &ni) < 0)
         return lv_error(err, "cannot read the host's resources", vmm->uri);
-    unsigned long long free_bytes = virNodeGetFreeMemory(vmm->priv);
-    out->total_kib = ni.memory;
-    out->free_kib = free_bytes / 1024;
     out->cpus = ni.cpus;
+    out->total_kib = ni.memory;
+    /* The whole host's figures (/proc/meminfo), not one NUMA cell's. Free
+     * counts what the kernel gives back at once: free, buffers, cache. */
+    int n = 0;
+    if (virNodeGetMemoryStats(vmm->priv, VIR_NODE_MEMORY_STATS_ALL_CELLS, NULL, &n, 0) == 0 &&
+        n > 0) {
+        virNodeMemoryStatsPtr st = calloc((size_t)n, sizeof *st);
+        if (st && virNodeGetMemoryStats(vmm->priv, VIR_NODE_MEMORY_STATS_ALL_CELLS, st, &n, 0) == 0) {
+            out->free_kib = 0;
+            for (int i = 0; i < n; i++) {
+                if (strcmp(st[i].field, VIR_NODE_MEMORY_STATS_TOTAL) == 0)
+                    out->total_kib = st[i].value;
+                else if (strcmp(st[i].field, VIR_NODE_MEMORY_STATS_FREE) == 0 ||
+                         strcmp(st[i].field, VIR_NODE_MEMORY_STATS_BUFFERS) == 0 ||
+                         strcmp(st[i].field, VIR_NODE_MEMORY_STATS_CACHED) == 0)
+                    out->free_kib += st[i].value;
+            }
+            free(st);
+            return 0;
+        }
+        free(st);
+    }
+    out->free_kib = virNodeGetFreeMemory(vmm->priv) / 1024;
     return 0;
 }
 

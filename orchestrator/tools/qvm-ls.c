@@ -11,8 +11,9 @@ static void usage(FILE *f)
     fprintf(f,
 "Usage: %s [options]\n"
 "List the VMs: name, running mark, power state, updateable, type, template,\n"
-"netvm (* = the default one) and label. Templates show as [name], NetVMs and\n"
-"ProxyVMs as {name}.\n"
+"netvm (* = the default one), label, and for running VMs their memory and the\n"
+"CPU time they used. Templates show as [name], NetVMs and ProxyVMs as {name}.\n"
+"A first line gives the host's free memory (not in offline mode).\n"
 "\n"
 "      --raw-list       print only the names, one per line (no hypervisor access)\n"
 "      --offline-mode   do not contact the hypervisor (every VM shows Halted)\n"
@@ -62,9 +63,9 @@ static int cmp_display(const void *a, const void *b)
 }
 
 enum { COL_NAME, COL_ON, COL_STATE, COL_UPDBL, COL_TYPE, COL_TEMPLATE, COL_NETVM, COL_LABEL,
-       NCOLS };
+       COL_MEM, COL_CPU, NCOLS };
 static const char *const headers[NCOLS] = { "name", "on", "state", "updbl", "type", "template",
-                                            "netvm", "label" };
+                                            "netvm", "label", "mem MiB", "cpu s" };
 
 static void rule(const size_t *w)
 {
@@ -135,12 +136,15 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n && cells; i++) {
         const struct qvm *vm = vms[i];
         enum qvm_power st = states_known ? QVM_POWER_HALTED : QVM_POWER_NA;
+        const struct vmm_domain *dom = NULL;
         if (vm->cls == QVM_ADMIN)
             st = QVM_POWER_RUNNING;
         else
             for (size_t k = 0; k < ndoms; k++)
-                if (strcmp(doms[k].name, vm->name) == 0)
-                    st = qubes_refine_power(&q, vm, &doms[k]);
+                if (strcmp(doms[k].name, vm->name) == 0) {
+                    dom = &doms[k];
+                    st = qubes_refine_power(&q, vm, dom);
+                }
         const struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q.coll, vm->template_qid) : NULL;
         const struct qvm *net = vm->netvm_qid >= 0 ? qvm_collection_by_qid(q.coll, vm->netvm_qid) : NULL;
         bool is_tpl = qvm_class_is_template(vm->cls), is_net = qvm_class_is_netvm(vm->cls);
@@ -165,6 +169,15 @@ int main(int argc, char **argv)
                           net ? net->name : "-") < 0)
             cell[COL_NETVM] = NULL;
         cell[COL_LABEL] = strdup(vm->label ? vm->label->name : "");
+        if (dom && dom->id >= 0) {
+            if (asprintf(&cell[COL_MEM], "%lu", dom->mem_kib / 1024) < 0)
+                cell[COL_MEM] = NULL;
+            if (asprintf(&cell[COL_CPU], "%.1f", dom->cpu_ns / 1e9) < 0)
+                cell[COL_CPU] = NULL;
+        } else {
+            cell[COL_MEM] = strdup("-");
+            cell[COL_CPU] = strdup("-");
+        }
         for (int k = 0; k < NCOLS; k++) {
             cells[i][k] = cell[k];
             if (cell[k] && strlen(cell[k]) > w[k])
@@ -176,6 +189,10 @@ int main(int argc, char **argv)
         tool_fail(prog, &err);
     }
 
+    struct vmm_host host;
+    if (states_known && !q.vmm.offline && vmm_host_info(&q.vmm, &host, &err) == 0)
+        printf("host: %u CPUs, %llu MiB free of %llu MiB\n", host.cpus, host.free_kib / 1024,
+               host.total_kib / 1024);
     rule(w);
     for (int k = 0; k < NCOLS; k++)
         printf(" %*s |", (int)w[k], headers[k]);
