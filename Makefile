@@ -125,7 +125,7 @@ check: deps
 demo: all guest vmm-up
 	demo/run.sh $(CURDIR)/build/bin $(CURDIR)/build/guest
 
-bench: all $(OPT_TEST_BINS)
+bench: all guest vmm-up $(OPT_TEST_BINS)
 	bench/run.sh $(CURDIR)/build
 
 fuzz:

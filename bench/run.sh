@@ -7,3 +7,11 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/c
 echo "file system of TMPDIR (${TMPDIR:-/tmp}): $(df -T "${TMPDIR:-/tmp}" | awk 'NR==2 {print $2}')"
 echo
 "$build/bench/bench_db" "$build/bin"
+
+echo
+if [ "$(id -u)" = 0 ] && [ -f "$build/guest/root.img" ] &&
+   virsh -c "${QUBES_VMM_URI:-qemu:///system}" version >/dev/null 2>&1; then
+    "$build/bench/bench_lifecycle" "$build/bin" "$build/guest" "${LIFECYCLE_RUNS:-6}"
+else
+    echo "lifecycle: skipped (needs root, make vmm-up and make guest)"
+fi
