@@ -103,7 +103,7 @@ build/guest/qubes-agent: guest/qubes-agent.c guest/protocol.h | deps
 	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-agent.c -o $@
 
 build/guest/root.img: build/guest/qubes-agent guest/build-image.sh guest/initramfs/init \
-                      guest/rootfs/init
+                      guest/rootfs/init $(wildcard guest/rootfs/qubes-rpc/*)
 	guest/build-image.sh build/guest build/guest/qubes-agent
 
 # A libvirt daemon at QUBES_VMM_URI (started when none answers).

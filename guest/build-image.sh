@@ -58,6 +58,8 @@ for a in $("$bb" --list); do
 done
 cp "$here/rootfs/init" "$rfs/sbin/init" && chmod 755 "$rfs/sbin/init"
 cp "$agent" "$rfs/usr/bin/qubes-agent"
+mkdir -p "$rfs/etc/qubes-rpc"
+cp "$here"/rootfs/qubes-rpc/* "$rfs/etc/qubes-rpc/" && chmod 755 "$rfs"/etc/qubes-rpc/*
 echo "root:x:0:0:root:/root:/bin/sh" > "$rfs/etc/passwd"
 echo "test guest root file system" > "$rfs/etc/guest-release"
 rm -f "$out/root.img.tmp"

@@ -7,7 +7,8 @@
  * nonce (anything before that is discarded, so a session never reads what an
  * earlier one left behind). Then, for a command: EXEC, STDIN frames (an
  * empty one is end-of-file) one way, STDOUT/STDERR frames the other, and
- * finally EXIT with the status. SHUTDOWN asks the guest to power off. */
+ * finally EXIT with the status. SERVICE runs a named service the same way.
+ * SHUTDOWN asks the guest to power off. */
 #ifndef QUBES_AGENT_PROTOCOL_H
 #define QUBES_AGENT_PROTOCOL_H
 
@@ -27,6 +28,8 @@ enum qag_type {
     QAG_EXIT = 7,           /* guest -> host: int32 exit status (128+N for signal N) */
     QAG_SHUTDOWN = 8,       /* host -> guest: power off */
     QAG_ERROR = 9,          /* guest -> host: text; the request failed */
+    QAG_SERVICE = 10,       /* host -> guest: "USER\0SERVICE\0SOURCE-VM": run the
+                               service /etc/qubes-rpc/SERVICE, like EXEC */
 };
 
 struct qag_header {

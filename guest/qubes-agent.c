@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +147,8 @@ static void await_hello(void)
     }
 }
 
-static void run_command(const char *user, const char *cmd)
+/* Runs argv (argv[0] a path) with `env` added to the environment. */
+static void run_command(const char *user, char *const argv[], const char *env)
 {
     int in[2], out[2], err[2];
     (void)user;                 /* the test guest runs everything as root */
@@ -160,7 +162,9 @@ static void run_command(const char *user, const char *cmd)
         dup2(out[1], 1);
         dup2(err[1], 2);
         setsid();
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        if (env)
+            putenv((char *)env);
+        execv(argv[0], argv);
         _exit(127);
     }
     close(in[0]);
@@ -227,6 +231,38 @@ static void run_command(const char *user, const char *cmd)
     send_frame(QAG_EXIT, &code, sizeof code);
 }
 
+/* A service is a program in /etc/qubes-rpc named by the request; the name
+ * is checked so that it can only ever name a file there. */
+static void run_service(uint32_t len)
+{
+    const char *user = payload;
+    size_t ul = strnlen(user, len);
+    const char *service = ul < len ? user + ul + 1 : NULL;
+    size_t sl = service ? strnlen(service, len - ul - 1) : 0;
+    const char *source = service && ul + sl + 2 <= len ? service + sl + 1 : "";
+    bool ok = service && sl > 0 && sl < 64 && service[0] != '.';
+    for (size_t i = 0; ok && i < sl; i++) {
+        char ch = service[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '.' || ch == '_' || ch == '-' || ch == '+';
+    }
+    if (!ok) {
+        send_frame(QAG_ERROR, "bad service name", 16);
+        return;
+    }
+    static char path[128], env[128];
+    snprintf(path, sizeof path, "/etc/qubes-rpc/%s", service);
+    if (access(path, X_OK) < 0) {
+        char msg[160];
+        int n = snprintf(msg, sizeof msg, "no service %s in this VM", service);
+        send_frame(QAG_ERROR, msg, (uint32_t)n);
+        return;
+    }
+    snprintf(env, sizeof env, "QREXEC_REMOTE_DOMAIN=%s", source);
+    char *argv[] = { path, NULL };
+    run_command(user, argv, env);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -251,10 +287,14 @@ int main(void)
         } else if (h.type == QAG_EXEC) {
             const char *user = payload;
             size_t ulen = strnlen(payload, h.len);
-            if (ulen >= h.len)
+            if (ulen >= h.len) {
                 send_frame(QAG_ERROR, "bad EXEC frame", 14);
-            else
-                run_command(user, payload + ulen + 1);
+            } else {
+                char *argv[] = { "/bin/sh", "-c", payload + ulen + 1, NULL };
+                run_command(user, argv, NULL);
+            }
+        } else if (h.type == QAG_SERVICE) {
+            run_service(h.len);
         } else if (h.type == QAG_SHUTDOWN) {
             sync();
             send_frame(QAG_EXIT, "\0\0\0\0", 4);

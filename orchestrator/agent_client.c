@@ -154,21 +154,56 @@ void agent_close(struct agent_conn *c)
     c->fd = -1;
 }
 
+/* Sends a request made of NUL-terminated strings. */
+static int send_request(struct agent_conn *c, uint32_t type, const char *const parts[],
+                        int nparts, struct qerr *err)
+{
+    size_t len = 0;
+    for (int i = 0; i < nparts; i++)
+        len += strlen(parts[i]) + 1;
+    if (len > QAG_MAX_PAYLOAD)
+        return qerr_set(err, "request too long (%zu bytes)", len);
+    char *req = malloc(len), *p = req;
+    if (!req)
+        return qerr_errno(err, ENOMEM, "agent request");
+    for (int i = 0; i < nparts; i++) {
+        size_t n = strlen(parts[i]) + 1;
+        memcpy(p, parts[i], n);
+        p += n;
+    }
+    int r = send_frame(c->fd, type, req, (uint32_t)len);
+    free(req);
+    if (r < 0)
+        return qerr_errno(err, errno, "cannot send the request to the agent");
+    return 0;
+}
+
+static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *status,
+                 struct qerr *err);
+
 int agent_exec(struct agent_conn *c, const char *user, const char *cmd, int in_fd, int out_fd,
                int err_fd, int *status, struct qerr *err)
 {
-    size_t ul = strlen(user), cl = strlen(cmd);
-    if (ul + cl + 2 > QAG_MAX_PAYLOAD)
-        return qerr_set(err, "command too long (%zu bytes)", cl);
-    char *req = malloc(ul + cl + 2);
-    if (!req)
-        return qerr_errno(err, ENOMEM, "agent request");
-    memcpy(req, user, ul + 1);
-    memcpy(req + ul + 1, cmd, cl + 1);
-    int r = send_frame(c->fd, QAG_EXEC, req, (uint32_t)(ul + cl + 2));
-    free(req);
-    if (r < 0)
-        return qerr_errno(err, errno, "cannot send the command to the agent");
+    const char *parts[] = { user, cmd };
+    if (send_request(c, QAG_EXEC, parts, 2, err) < 0)
+        return -1;
+    return relay(c, in_fd, out_fd, err_fd, status, err);
+}
+
+int agent_service(struct agent_conn *c, const char *user, const char *service,
+                  const char *source, int in_fd, int out_fd, int err_fd, int *status,
+                  struct qerr *err)
+{
+    const char *parts[] = { user, service, source };
+    if (send_request(c, QAG_SERVICE, parts, 3, err) < 0)
+        return -1;
+    return relay(c, in_fd, out_fd, err_fd, status, err);
+}
+
+/* Streams input to the command and its output back until it exits. */
+static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *status,
+                 struct qerr *err)
+{
     if (in_fd < 0)
         send_frame(c->fd, QAG_STDIN, NULL, 0);
 

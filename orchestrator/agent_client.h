@@ -20,6 +20,11 @@ void agent_close(struct agent_conn *c);
  * *status gets its exit status. */
 int agent_exec(struct agent_conn *c, const char *user, const char *cmd, int in_fd, int out_fd,
                int err_fd, int *status, struct qerr *err);
+/* The same for a named service (/etc/qubes-rpc/SERVICE in the guest), told
+ * which VM asks (`source`). */
+int agent_service(struct agent_conn *c, const char *user, const char *service,
+                  const char *source, int in_fd, int out_fd, int err_fd, int *status,
+                  struct qerr *err);
 /* Asks the guest to power off (returns once the agent acknowledged). */
 int agent_shutdown(struct agent_conn *c, struct qerr *err);
 

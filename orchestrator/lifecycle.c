@@ -507,18 +507,18 @@ int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err)
 
 /* ---- running commands ---- */
 
-int qubes_vm_run(struct qubes *q, const char *name, const char *user, const char *cmd,
-                 bool pass_io, FILE *progress, int *status, struct qerr *err)
+int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o, int *status,
+                 struct qerr *err)
 {
     struct qvm *vm;
     enum qvm_power st;
     if (load_and_check(q, name, QOP_RUN, &vm, &st, err) < 0)
         return -1;
     if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
-        struct qvm_start_opts o = { .wait = true, .progress = progress };
+        struct qvm_start_opts so = { .wait = true, .progress = o->progress };
         qvm_collection_free(q->coll);
         q->coll = NULL;
-        if (qubes_vm_start(q, name, &o, err) < 0)
+        if (qubes_vm_start(q, name, &so, err) < 0)
             return -1;
         vm = qubes_find_vm(q, name, err);
     }
@@ -536,10 +536,58 @@ int qubes_vm_run(struct qubes *q, const char *name, const char *user, const char
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
     int rc = agent_connect(sock, timeout, &c, err);
     if (rc == 0) {
-        rc = agent_exec(&c, user ? user : qvm_get_attr(vm, "default_user") ? qvm_get_attr(vm, "default_user") : "user",
-                        cmd, pass_io ? 0 : -1, pass_io ? 1 : -1, pass_io ? 2 : -1, status, err);
+        const char *user = o->user ? o->user : qvm_get_attr(vm, "default_user");
+        int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
+        if (!user)
+            user = "user";
+        if (o->service)
+            rc = agent_service(&c, user, o->service, o->source ? o->source : "dom0", in, out,
+                               errfd, status, err);
+        else
+            rc = agent_exec(&c, user, o->command, in, out, errfd, status, err);
         agent_close(&c);
     }
+    close(lock);
+    return rc;
+}
+
+/* ---- root image size ---- */
+
+int qubes_vm_grow_root(struct qubes *q, const char *name, unsigned long long bytes,
+                       struct qerr *err)
+{
+    struct qvm *vm;
+    enum qvm_power st;
+    char root[PATH_MAX];
+    if (qubes_load_for_reading(q, err) < 0 || !(vm = qubes_find_vm(q, name, err)))
+        return -1;
+    if (vm->cls == QVM_ADMIN || vm->cls == QVM_DISP)
+        return qerr_set(err, "'%s' has no root image of its own", name);
+    if (vm->template_qid >= 0)
+        return qerr_set(err, "'%s' uses its template's root image: resize the template instead",
+                        name);
+    if (qubes_vm_state(q, vm, &st, err) < 0)
+        return -1;
+    if (qvm_power_is_running(st))
+        return qerr_set(err, "'%s' is %s: shut it down first", name, qvm_power_name(st));
+    /* A running child reads the template's root as its backing file. */
+    int lock = start_lock(q, err);
+    if (lock < 0)
+        return -1;
+    int rc = qvm_class_is_template(vm->cls) ? template_check_start(q, vm, err) : 0;
+    if (rc < 0)
+        qerr_set(err, "Cannot resize the root image of template '%s' while VMs based on it "
+                 "are running", name);
+    if (rc == 0)
+        rc = img_path(q, vm, "root_img", "root.img", root, sizeof root, err);
+    struct stat sb;
+    if (rc == 0 && stat(root, &sb) < 0)
+        rc = qerr_errno(err, errno, "%s", root);
+    if (rc == 0 && (unsigned long long)sb.st_size > bytes)
+        rc = qerr_set(err, "%s is %llu bytes: shrinking to %llu would lose data", root,
+                      (unsigned long long)sb.st_size, bytes);
+    if (rc == 0 && truncate(root, (off_t)bytes) < 0)
+        rc = qerr_errno(err, errno, "cannot grow %s", root);
     close(lock);
     return rc;
 }

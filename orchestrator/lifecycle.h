@@ -27,9 +27,25 @@ int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct
 int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err);
 int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err);
 int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err);
-/* Runs `cmd` in the VM (starting it when halted). With `pass_io` the
- * command's input and output are ours; *status gets its exit status. */
-int qubes_vm_run(struct qubes *q, const char *name, const char *user, const char *cmd,
-                 bool pass_io, FILE *progress, int *status, struct qerr *err);
+struct qvm_run_opts {
+    const char *user;           /* NULL: the VM's default_user */
+    const char *command;        /* by /bin/sh -c in the VM, or */
+    const char *service;        /* a service of /etc/qubes-rpc in the VM */
+    const char *source;         /* who asks for the service ("dom0" by default) */
+    bool pass_io;               /* our input and output are the command's */
+    FILE *progress;             /* when the VM must start first */
+};
+
+/* Runs a command or service in the VM (starting it when halted); *status
+ * gets its exit status. */
+int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o, int *status,
+                 struct qerr *err);
+
+/* Grows the root image of a template or standalone VM to `bytes`: refused
+ * for a VM based on a template ("resize the template instead"), for a
+ * running VM, for a template while a VM based on it runs, and for a
+ * shrink. */
+int qubes_vm_grow_root(struct qubes *q, const char *name, unsigned long long bytes,
+                       struct qerr *err);
 
 #endif

@@ -136,6 +136,19 @@ like "$out" "not a template" "default-template must be a template"
 run qubes-prefs -s nosuch x
 like "$out" "no global property" "an unknown global property is named"
 
+# Root image sizes.
+before=$(stat -c %s "$T/root.img")
+run qvm-grow-root tpl 128M
+is "$rc" 0 "qvm-grow-root grows a template's root image"
+is "$(stat -c %s "$T/root.img")" "134217728" "to the size asked"
+is "$(dd if="$T/root.img" bs=1 skip=1048576 count=9 status=none)" "ROOT-MARK" "keeping its content"
+run qvm-grow-root tpl 64M
+like "$out" "would lose data" "shrinking is refused"
+run qvm-grow-root office 1G
+like "$out" "resize the template instead" "a VM based on a template has no root of its own to grow"
+run qvm-grow-root tpl lots
+is "$rc" 2 "a size that is not one is a usage error"
+
 # Removal rules.
 run qvm-remove tpl
 like "$out" "VMs based on it exist: office" "a template with children cannot be removed"
@@ -176,7 +189,8 @@ ok $? "a database the tools built survives a load/save round trip unchanged"
 
 run qvm-create --help
 like "$out" "Usage: qvm-create" "--help works"
-for t in qvm-ls qvm-prefs qvm-remove qubes-prefs; do
+for t in qvm-ls qvm-prefs qvm-remove qubes-prefs qvm-start qvm-shutdown qvm-kill qvm-pause \
+         qvm-unpause qvm-run qvm-grow-root; do
     "$t" --help | grep -q "Usage: $t"
     ok $? "$t --help"
 done

@@ -34,6 +34,10 @@ rc=$?
 is "$out" "out-$T" "qvm-run -p returns the command's output (from the guest, by its hostname)"
 is "$rc" 7 "and its exit status"
 is "$(echo 'piped input' | qvm-run -p $T 'cat')" "piped input" "qvm-run -p passes our input"
+is "$(echo 'echo svc-$(uname -n) from $QREXEC_REMOTE_DOMAIN' | qvm-run -p --service qubes.VMShell $T)" \
+   "svc-$T from dom0" "qvm-run --service runs the guest's qubes.VMShell with our input as its script"
+run qvm-run -p --service ../../bin/sh $T
+like "$out" "bad service name" "a service name cannot leave /etc/qubes-rpc"
 qvm-run -p $T 'echo from-template-1 > /etc/tpl-mark' >/dev/null
 
 run qvm-start $C
@@ -52,6 +56,9 @@ like "$out" "Cannot start HVM template while VMs based on it are running" \
      "the template cannot start while a child runs"
 run qvm-remove $C
 like "$out" "Cannot remove '$C': the VM is Running" "a running VM cannot be removed"
+run qvm-grow-root $T 200M
+like "$out" "Cannot resize the root image of template '$T' while VMs based on it are running" \
+     "a template's root cannot be resized while a child runs"
 qvm-run -p $C 'echo root-write > /etc/child-root; echo priv-write > /rw/child-priv; sync' >/dev/null
 qvm-shutdown -q $C
 qvm-start -q $C
