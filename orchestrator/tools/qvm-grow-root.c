@@ -45,23 +45,8 @@ static int parse_size(const char *s, unsigned long long *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
-        { "help", no_argument, NULL, 'h' },
-        { 0 },
-    };
-    bool offline = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case TOOL_OFFLINE_OPT: offline = true; break;
-        case 'h': usage(stdout); return 0;
-        default: tool_usage_error(prog, "bad option");
-        }
-    }
+    bool offline = tool_simple_options(argc, argv, prog, usage, 2, "expected a VM name and a size");
     unsigned long long bytes;
-    if (argc - optind != 2)
-        tool_usage_error(prog, "expected a VM name and a size");
     if (parse_size(argv[optind + 1], &bytes) < 0)
         tool_usage_error(prog, "SIZE is a number of bytes, optionally with K, M, G or T");
     struct qubes q;

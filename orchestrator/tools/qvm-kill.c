@@ -16,7 +16,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    bool offline = tool_simple_options(argc, argv, prog, usage);
+    bool offline = tool_simple_options(argc, argv, prog, usage, 1, "expected exactly one VM name");
     struct qubes q;
     struct qerr err;
     if (qubes_open(&q, offline, &err) < 0 || qubes_vm_kill(&q, argv[optind], &err) < 0) {

@@ -62,10 +62,11 @@ static inline int tool_prefs_options(int argc, char **argv, const char *prog,
     return mode;
 }
 
-/* Options of the tools that take only a VM name: returns whether
- * --offline-mode was given; exits on --help and usage errors. */
+/* Options of the tools that take only --offline-mode and `nargs` arguments
+ * (`what` names them in the usage error): returns whether --offline-mode was
+ * given; exits on --help and usage errors. */
 static inline bool tool_simple_options(int argc, char **argv, const char *prog,
-                                       void (*usage)(FILE *))
+                                       void (*usage)(FILE *), int nargs, const char *what)
 {
     static const struct option opts[] = {
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
@@ -81,8 +82,8 @@ static inline bool tool_simple_options(int argc, char **argv, const char *prog,
         default: tool_usage_error(prog, "bad option");
         }
     }
-    if (optind != argc - 1)
-        tool_usage_error(prog, "expected exactly one VM name");
+    if (argc - optind != nargs)
+        tool_usage_error(prog, what);
     return offline;
 }
 
