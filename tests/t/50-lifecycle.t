@@ -74,6 +74,17 @@ qvm-start -q $C
 is "$(qvm-run -p $C 'cat /etc/tpl-mark')" "from-template-2" \
    "a change to the template's root shows at the child's next start"
 
+# Debug mode keeps the child's root layer across starts.
+qvm-kill $C
+qvm-prefs -s $C debug True
+qvm-start -q $C
+qvm-run -p $C 'echo kept-in-debug > /etc/debug-mark; sync' >/dev/null
+qvm-shutdown -q $C
+qvm-start -q $C
+is "$(qvm-run -p $C 'cat /etc/debug-mark 2>/dev/null || echo gone')" "kept-in-debug" \
+   "in debug mode the child's root writes survive a restart"
+qvm-prefs -s $C debug False
+
 run qvm-kill $C
 is "$rc" 0 "qvm-kill stops a running VM"
 is "$(state $C)" "Halted" "it is Halted at once"
