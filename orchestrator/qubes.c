@@ -36,6 +36,8 @@ void qubes_close(struct qubes *q)
 
 int qubes_load_for_reading(struct qubes *q, struct qerr *err)
 {
+    qvm_collection_free(q->coll);   /* a reload replaces what was loaded */
+    q->coll = NULL;
     if (qdb_lock_for_reading(&q->db, err) < 0)
         return -1;
     int rc = qdb_load(&q->db, &q->coll, err);
@@ -45,6 +47,8 @@ int qubes_load_for_reading(struct qubes *q, struct qerr *err)
 
 int qubes_load_for_writing(struct qubes *q, bool create, struct qerr *err)
 {
+    qvm_collection_free(q->coll);
+    q->coll = NULL;
     if (qdb_lock_for_writing(&q->db, create ? QDB_CREATE : 0, err) < 0)
         return -1;
     if (qdb_load(&q->db, &q->coll, err) < 0) {

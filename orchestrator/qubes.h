@@ -28,7 +28,8 @@ struct qubes {
 int qubes_open(struct qubes *q, bool offline, struct qerr *err);
 void qubes_close(struct qubes *q);
 
-/* Read lock, load, unlock: the collection stays loaded, the lock does not. */
+/* Read lock, load, unlock: the collection stays loaded, the lock does not.
+ * Both loads replace a collection loaded before (and its VM pointers). */
 int qubes_load_for_reading(struct qubes *q, struct qerr *err);
 /* Write lock (creating an empty database if `create`) and load; the lock is
  * held until qubes_save_and_unlock() or qubes_unlock(). */

@@ -157,6 +157,16 @@ int vmm_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
     VMM_CALL(host_info, out);
 }
 
+int vmm_save(struct vmm *vmm, const char *name, const char *path, struct qerr *err)
+{
+    VMM_CALL(save, name, path);
+}
+
+int vmm_restore(struct vmm *vmm, const char *path, struct qerr *err)
+{
+    VMM_CALL(restore, path);
+}
+
 void vmm_domains_free(struct vmm_domain *d, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -64,6 +64,10 @@ struct vmm_backend {
     int (*suspend)(struct vmm *vmm, const char *name, struct qerr *err);
     int (*resume)(struct vmm *vmm, const char *name, struct qerr *err);
     int (*host_info)(struct vmm *vmm, struct vmm_host *out, struct qerr *err);
+    /* Saves a running domain's memory and device state to `path` (the
+     * domain stops); restores a domain from such a file, running. */
+    int (*save)(struct vmm *vmm, const char *name, const char *path, struct qerr *err);
+    int (*restore)(struct vmm *vmm, const char *path, struct qerr *err);
 };
 
 struct vmm {
@@ -90,6 +94,8 @@ int vmm_destroy(struct vmm *vmm, const char *name, struct qerr *err);
 int vmm_suspend(struct vmm *vmm, const char *name, struct qerr *err);
 int vmm_resume(struct vmm *vmm, const char *name, struct qerr *err);
 int vmm_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err);
+int vmm_save(struct vmm *vmm, const char *name, const char *path, struct qerr *err);
+int vmm_restore(struct vmm *vmm, const char *path, struct qerr *err);
 void vmm_domains_free(struct vmm_domain *d, size_t n);
 
 /* The symbol a backend object exports: a `const struct vmm_backend`. */

@@ -220,6 +220,25 @@ static int lv_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
     return 0;
 }
 
+static int lv_save(struct vmm *vmm, const char *name, const char *path, struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom)
+        return lv_error(err, "cannot find the domain to save", vmm->uri);
+    int r = virDomainSave(dom, path);
+    if (r < 0)
+        lv_error(err, "cannot save the domain", vmm->uri);
+    virDomainFree(dom);
+    return r < 0 ? -1 : 0;
+}
+
+static int lv_restore(struct vmm *vmm, const char *path, struct qerr *err)
+{
+    if (virDomainRestoreFlags(vmm->priv, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
+        return lv_error(err, "cannot restore the domain", vmm->uri);
+    return 0;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -232,4 +251,6 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .suspend = lv_suspend,
     .resume = lv_resume,
     .host_info = lv_host_info,
+    .save = lv_save,
+    .restore = lv_restore,
 };

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdbool.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,43 @@ int storage_create_sparse(const char *path, uint64_t size, struct qerr *err)
     return 0;
 }
 
+int storage_copy_range(int in, off_t *in_off, int out, off_t len)
+{
+    bool fallback = false;
+    static char buf[1 << 16];
+    off_t end = *in_off + len;
+    while (*in_off < end) {
+        size_t want = (size_t)(end - *in_off);
+        if (!fallback) {
+            ssize_t r = copy_file_range(in, in_off, out, NULL, want, 0);
+            if (r > 0)
+                continue;
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0)
+                return 0;       /* end of the input */
+            if (errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS)
+                return -1;
+            fallback = true;    /* across file systems the kernel may refuse */
+        }
+        ssize_t r = pread(in, buf, want < sizeof buf ? want : sizeof buf, *in_off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r;
+        for (ssize_t done = 0; done < r;) {
+            ssize_t w = write(out, buf + done, (size_t)(r - done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return -1;
+            done += w;
+        }
+        *in_off += r;
+    }
+    return 0;
+}
+
 static int copy_extents(int in, int out, off_t size)
 {
     off_t pos = 0;
@@ -39,16 +77,9 @@ static int copy_extents(int in, int out, off_t size)
         off_t hole = lseek(in, data, SEEK_HOLE);
         if (hole < 0)
             return -1;
-        off_t ipos = data, opos = data;
-        while (ipos < hole) {
-            ssize_t r = copy_file_range(in, &ipos, out, &opos, (size_t)(hole - ipos), 0);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                return -1;
-            if (r == 0)
-                break;
-        }
+        off_t ipos = data;
+        if (lseek(out, data, SEEK_SET) < 0 || storage_copy_range(in, &ipos, out, hole - data) < 0)
+            return -1;
         pos = hole;
     }
     return ftruncate(out, size);

@@ -3,6 +3,7 @@
 #define QUBES_STORAGE_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../orchestrator/error.h"
 
@@ -16,6 +17,10 @@ int storage_create_sparse(const char *path, uint64_t size, struct qerr *err);
  * system offers one, else copy_file_range over the data extents only.
  * Written under a temporary name and renamed, so dst is whole or absent. */
 int storage_copy_sparse(const char *src, const char *dst, struct qerr *err);
+/* Copies `len` bytes from in at *in_off to out at its current offset:
+ * copy_file_range where the kernel can (same file system), else read and
+ * write. Advances *in_off. */
+int storage_copy_range(int in, off_t *in_off, int out, off_t len);
 /* Renames src to dst, copying (then removing src) across file systems. */
 int storage_move(const char *src, const char *dst, struct qerr *err);
 /* Removes a directory tree without following symbolic links. */

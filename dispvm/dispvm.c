@@ -1,0 +1,683 @@
+#include "dispvm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../orchestrator/agent_client.h"
+#include "../orchestrator/lifecycle.h"
+#include "../storage/storage.h"
+#include "savefile.h"
+
+extern char **environ;
+
+static void say(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(FILE *f, const char *fmt, ...)
+{
+    if (!f)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+static int run_program(char *const argv[], struct qerr *err)
+{
+    pid_t pid;
+    int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    if (r != 0)
+        return qerr_errno(err, r, "cannot run %s", argv[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return qerr_errno(err, errno, "waiting for %s", argv[0]);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return qerr_set(err, "%s failed", argv[0]);
+    return 0;
+}
+
+static int mkdirs(const char *path, struct qerr *err)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return qerr_errno(err, errno, "cannot create %s", buf);
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* $BASE/dvmdata/<dvm>.<what> */
+static void dvm_path(const struct qubes *q, const char *dvm, const char *what, char *out,
+                     size_t len)
+{
+    snprintf(out, len, "%s/dvmdata/%s.%s", q->cfg.base_dir, dvm, what);
+}
+
+static int dvm_name(const char *tpl, char *out, size_t len, struct qerr *err)
+{
+    if (snprintf(out, len, "%s-dvm", tpl) >= (int)len || strlen(out) > QUBES_NAME_MAX)
+        return qerr_set(err, "template name '%s' is too long for its '-dvm' VM", tpl);
+    return 0;
+}
+
+static struct qvm *template_of(struct qubes *q, const char *name, struct qerr *err)
+{
+    struct qvm *tpl;
+    if (name) {
+        tpl = qubes_find_vm(q, name, err);
+    } else {
+        int qid = q->coll->globals[QG_DEFAULT_TEMPLATE];
+        tpl = qid >= 0 ? qvm_collection_by_qid(q->coll, qid) : NULL;
+        if (!tpl)
+            qerr_set(err, "no default template: name one (qubes-prefs default-template)");
+    }
+    if (tpl && !qvm_class_is_template(tpl->cls)) {
+        qerr_set(err, "'%s' is a %s, not a template", tpl->name, qvm_class_label(tpl->cls));
+        return NULL;
+    }
+    return tpl;
+}
+
+/* What the savefile was made from: the template's root image and kernel. */
+static int source_stamp(struct qubes *q, const struct qvm *tpl, char *out, size_t len,
+                        struct qerr *err)
+{
+    char dir[PATH_MAX], root[PATH_MAX + 16], kernel[PATH_MAX + 32];
+    struct stat r, k;
+    if (qubes_vm_dir(q, tpl, dir, sizeof dir, err) < 0)
+        return -1;
+    snprintf(root, sizeof root, "%s/root.img", dir);
+    snprintf(kernel, sizeof kernel, "%s/kernel/vmlinuz", dir);
+    if (stat(root, &r) < 0)
+        return qerr_errno(err, errno, "template root image %s", root);
+    if (stat(kernel, &k) < 0)
+        memset(&k, 0, sizeof k);
+    snprintf(out, len, "root %lu:%lu %lld %lld.%09ld kernel %lld %lld.%09ld\n",
+             (unsigned long)r.st_dev, (unsigned long)r.st_ino, (long long)r.st_size,
+             (long long)r.st_mtim.tv_sec, r.st_mtim.tv_nsec, (long long)k.st_size,
+             (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
+    return 0;
+}
+
+static int read_small(const char *path, char *out, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, out, len - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+static int write_small(const char *path, const char *text, struct qerr *err)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot write %s", tmp);
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return qerr_errno(err, errno ? errno : EIO, "cannot write %s", path);
+    }
+    return 0;
+}
+
+int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usable,
+                          char *why, size_t whylen, struct qerr *err)
+{
+    char dvm[64], save[PATH_MAX], meta[PATH_MAX], was[512], now[512];
+    struct qvm *tpl = template_of(q, template_name, err);
+    if (!tpl || dvm_name(tpl->name, dvm, sizeof dvm, err) < 0)
+        return -1;
+    dvm_path(q, dvm, "savefile", save, sizeof save);
+    dvm_path(q, dvm, "meta", meta, sizeof meta);
+    *usable = false;
+    if (access(save, R_OK) < 0) {
+        snprintf(why, whylen, "there is no savefile %s", save);
+        return 0;
+    }
+    if (read_small(meta, was, sizeof was) < 0) {
+        snprintf(why, whylen, "%s is missing", meta);
+        return 0;
+    }
+    if (source_stamp(q, tpl, now, sizeof now, err) < 0)
+        return -1;
+    if (strcmp(was, now) != 0) {
+        snprintf(why, whylen, "the template '%s' changed (root image or kernel) since the "
+                 "savefile was made", tpl->name);
+        return 0;
+    }
+    *usable = true;
+    return 0;
+}
+
+/* ---- preparation ---- */
+
+static int global_lock(const struct qubes *q, struct qerr *err)
+{
+    char path[PATH_MAX];
+    if (mkdirs(q->cfg.run_dir, err) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/qfile-daemon-dvm.lock", q->cfg.run_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR) {
+            close(fd);
+            return qerr_errno(err, errno, "cannot lock %s", path);
+        }
+    return fd;
+}
+
+/* Takes the template by name: loading for writing replaces the collection. */
+static int ensure_dvm_vm(struct qubes *q, const char *tname, bool hvm, const char *dvm,
+                         FILE *progress, struct qerr *err)
+{
+    if (qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    if (qvm_collection_by_name(q->coll, dvm)) {
+        qubes_unlock(q);
+        return 0;
+    }
+    struct qvm_create_opts o = {
+        .name = dvm, .label = "gray", .template = tname,
+        .hvm = hvm, .internal = true, .vcpus = 1,
+    };
+    struct qvm *vm;
+    say(progress, "--> Creating the DispVM template '%s'", dvm);
+    if (qubes_vm_create(q, &o, &vm, err) < 0) {
+        qubes_unlock(q);
+        return -1;
+    }
+    return 0;
+}
+
+int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
+                   struct qerr *err)
+{
+    char dvm[64], dir[PATH_MAX], save[PATH_MAX], save_tmp[PATH_MAX + 8], root[PATH_MAX],
+        root_tmp[PATH_MAX + 8], priv[PATH_MAX], priv_tmp[PATH_MAX + 8], meta[PATH_MAX],
+        stamp[512], src[PATH_MAX + 32], ddir[PATH_MAX];
+    if (qubes_load_for_reading(q, err) < 0)
+        return -1;
+    struct qvm *tpl = template_of(q, template_name, err);
+    if (!tpl || dvm_name(tpl->name, dvm, sizeof dvm, err) < 0)
+        return -1;
+    char tname[QUBES_NAME_MAX + 1];
+    snprintf(tname, sizeof tname, "%s", tpl->name);
+    if (ensure_dvm_vm(q, tname, tpl->cls == QVM_TEMPLATE_HVM, dvm, progress, err) < 0)
+        return -1;
+
+    struct qvm_start_opts so = { .wait = true, .progress = progress };
+    say(progress, "--> Booting '%s' to save it warmed up", dvm);
+    if (qubes_vm_start(q, dvm, &so, err) < 0)
+        return -1;
+    struct qvm *vm = qubes_find_vm(q, dvm, err);
+    tpl = vm ? qubes_find_vm(q, tname, err) : NULL;
+    if (!tpl)
+        return -1;
+    if (source_stamp(q, tpl, stamp, sizeof stamp, err) < 0)
+        goto kill;
+    /* The guest flushes its caches first: the disk snapshot must hold what
+     * the saved memory believes is on disk. */
+    struct qvm_run_opts ro = { .command = "sync" };
+    int status;
+    if (qubes_vm_run(q, dvm, &ro, &status, err) < 0)
+        goto kill;
+    vm = qubes_find_vm(q, dvm, err);
+    if (!vm || qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
+        goto kill;
+    snprintf(ddir, sizeof ddir, "%s/dvmdata", q->cfg.base_dir);
+    if (mkdirs(ddir, err) < 0)
+        goto kill;
+    dvm_path(q, dvm, "savefile", save, sizeof save);
+    dvm_path(q, dvm, "root.qcow2", root, sizeof root);
+    dvm_path(q, dvm, "private.img", priv, sizeof priv);
+    dvm_path(q, dvm, "meta", meta, sizeof meta);
+    snprintf(save_tmp, sizeof save_tmp, "%s.tmp", save);
+    snprintf(root_tmp, sizeof root_tmp, "%s.tmp", root);
+    snprintf(priv_tmp, sizeof priv_tmp, "%s.tmp", priv);
+    unlink(save_tmp);
+    unlink(root_tmp);
+    unlink(priv_tmp);
+
+    say(progress, "--> Saving '%s' to %s", dvm, save);
+    if (vmm_save(&q->vmm, dvm, save_tmp, err) < 0)
+        goto fail;
+    /* The domain has stopped: its disks are the state the memory expects. */
+    snprintf(src, sizeof src, "%s/volatile.img", dir);
+    if (storage_copy_sparse(src, root_tmp, err) < 0)
+        goto fail;
+    snprintf(src, sizeof src, "%s/private.img", dir);
+    if (storage_copy_sparse(src, priv_tmp, err) < 0)
+        goto fail;
+
+    int lock = global_lock(q, err);
+    if (lock < 0)
+        goto fail;
+    /* Replace the set together, under the lock restores take. */
+    int rc = rename(root_tmp, root) == 0 && rename(priv_tmp, priv) == 0 &&
+             rename(save_tmp, save) == 0 ? 0 : qerr_errno(err, errno, "cannot put %s in place", save);
+    if (rc == 0)
+        rc = write_small(meta, stamp, err);
+    close(lock);
+    if (rc < 0)
+        goto fail;
+
+    /* The original's links and the shared-memory copy. */
+    char link[PATH_MAX], tplroot[PATH_MAX], tdir[PATH_MAX];
+    snprintf(link, sizeof link, "%s/default-savefile", ddir);
+    unlink(link);
+    if (symlink(save, link) < 0)
+        say(progress, "warning: cannot link %s", link);
+    tpl = qubes_find_vm(q, tname, NULL);
+    if (tpl && qubes_vm_dir(q, tpl, tdir, sizeof tdir, NULL) == 0) {
+        snprintf(tplroot, sizeof tplroot, "%s/root.img", tdir);
+        snprintf(link, sizeof link, "%s/savefile-root", ddir);
+        unlink(link);
+        if (symlink(tplroot, link) < 0)
+            say(progress, "warning: cannot link %s", link);
+    }
+    snprintf(link, sizeof link, "%s/dont-use-shm", ddir);
+    if (access(link, F_OK) != 0 && access("/dev/shm", W_OK) == 0) {
+        char shm[PATH_MAX];
+        snprintf(shm, sizeof shm, "/dev/shm/qubes");
+        mkdir(shm, 0755);
+        snprintf(shm, sizeof shm, "/dev/shm/qubes/%s.savefile", dvm);
+        char shm_tmp[PATH_MAX + 8];
+        snprintf(shm_tmp, sizeof shm_tmp, "%s.tmp", shm);
+        unlink(shm_tmp);
+        if (storage_copy_sparse(save, shm_tmp, NULL) == 0 && rename(shm_tmp, shm) == 0) {
+            snprintf(link, sizeof link, "/dev/shm/qubes/current-savefile");
+            unlink(link);
+            if (symlink(shm, link) < 0)
+                say(progress, "warning: cannot link %s", link);
+        } else {
+            unlink(shm_tmp);
+        }
+    }
+    struct stat st;
+    stat(save, &st);
+    say(progress, "--> Savefile ready: %s (%lld MiB)", save, (long long)st.st_size >> 20);
+    return 0;
+fail:
+    unlink(save_tmp);
+    unlink(root_tmp);
+    unlink(priv_tmp);
+kill:
+    vmm_destroy(&q->vmm, dvm, NULL);
+    return qerr_prefix(err, "cannot prepare the DispVM savefile of '%s'", tname);
+}
+
+/* ---- running a DispVM ---- */
+
+/* The next dispid, from a counter file under its own lock. */
+static int next_dispid(const struct qubes *q, struct qerr *err)
+{
+    char path[PATH_MAX], text[32] = "";
+    snprintf(path, sizeof path, "%s/dvmdata/dispid", q->cfg.base_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    int id = n > 0 ? atoi(text) + 1 : 1;
+    if (id <= 0 || id > 1000000000)
+        id = 1;
+    int len = snprintf(text, sizeof text, "%d\n", id);
+    if (pwrite(fd, text, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
+        close(fd);
+        return qerr_errno(err, errno, "cannot update %s", path);
+    }
+    close(fd);
+    return id;
+}
+
+struct dispvm {
+    char name[32];
+    char rundir[PATH_MAX];
+    bool domain, record;
+};
+
+static void remove_runtime(const char *rundir)
+{
+    storage_remove_tree(rundir, NULL);
+}
+
+/* Destroys the domain, removes the record and the files: whatever exists. */
+static int teardown(struct qubes *q, struct dispvm *d, struct qerr *err)
+{
+    int rc = 0;
+    struct qerr e2;
+    if (d->domain) {
+        struct vmm_domain info;
+        if (vmm_domain_info(&q->vmm, d->name, &info, &e2) == 0 && info.state != QVM_POWER_HALTED &&
+            vmm_destroy(&q->vmm, d->name, err) < 0)
+            rc = -1;
+        free(info.name);
+        d->domain = false;
+    }
+    remove_runtime(d->rundir);
+    if (d->record) {
+        if (qubes_load_for_writing(q, false, rc < 0 ? &e2 : err) < 0)
+            return -1;
+        struct qvm *vm = qvm_collection_by_name(q->coll, d->name);
+        if (vm && vm->cls == QVM_DISP) {
+            qvm_collection_remove(q->coll, vm);
+            qvm_free(vm);
+            if (qubes_save_and_unlock(q, rc < 0 ? &e2 : err) < 0)
+                return -1;
+        } else {
+            qubes_unlock(q);
+        }
+        d->record = false;
+    }
+    return rc;
+}
+
+static int make_layer(const char *backing, const char *fmt, const char *layer, struct qerr *err)
+{
+    char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)fmt, "-b",
+                     (char *)backing, (char *)layer, NULL };
+    return run_program(argv, err);
+}
+
+/* Restores the savefile as the DispVM `d` and records it, under the
+ * qubes.xml write lock. */
+static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
+                   const char *dvm, struct dispvm *d, struct qerr *err)
+{
+    char save[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], lroot[PATH_MAX + 16],
+        lpriv[PATH_MAX + 16], clone[PATH_MAX + 16], sock[PATH_MAX + 16], log[PATH_MAX + 16];
+    char uuid[37], num[16];
+    dvm_path(q, dvm, "savefile", save, sizeof save);
+    dvm_path(q, dvm, "root.qcow2", root, sizeof root);
+    dvm_path(q, dvm, "private.img", priv, sizeof priv);
+    /* The shared-memory copy, when it is the current one. */
+    char shm[PATH_MAX];
+    struct stat a, b;
+    snprintf(shm, sizeof shm, "/dev/shm/qubes/%s.savefile", dvm);
+    const char *from = stat(shm, &a) == 0 && stat(save, &b) == 0 && a.st_size == b.st_size &&
+                               a.st_mtime >= b.st_mtime ? shm : save;
+
+    int dispid = next_dispid(q, err);
+    if (dispid < 0)
+        return -1;
+    snprintf(d->name, sizeof d->name, "disp%d", dispid);
+    snprintf(d->rundir, sizeof d->rundir, "%s/vms/%s", q->cfg.run_dir, d->name);
+    if (mkdirs(d->rundir, err) < 0)
+        return -1;
+    snprintf(lroot, sizeof lroot, "%s/root.qcow2", d->rundir);
+    snprintf(lpriv, sizeof lpriv, "%s/private.qcow2", d->rundir);
+    snprintf(clone, sizeof clone, "%s/savefile", d->rundir);
+    snprintf(sock, sizeof sock, "%s/agent.sock", d->rundir);
+    snprintf(log, sizeof log, "%s/console.log", d->rundir);
+    qubes_new_uuid(uuid);
+    /* Each DispVM writes to its own layers over the disks as they were at
+     * the save: its memory and its disks agree, and it sees no other's. */
+    if (make_layer(root, "qcow2", lroot, err) < 0 || make_layer(priv, "raw", lpriv, err) < 0)
+        return -1;
+    struct savefile_identity id = {
+        .name = d->name, .uuid = uuid, .disks = { lroot, lpriv }, .ndisks = 2,
+        .agent_socket = sock, .serial_log = log,
+    };
+    if (savefile_clone(from, clone, &id, err) < 0)
+        return -1;
+
+    if (qubes_load_for_writing(q, false, err) < 0) {
+        unlink(clone);
+        return -1;
+    }
+    int rc = 0;
+    struct qvm *src = qvm_collection_by_name(q->coll, r->source);
+    const char *label = r->label ? r->label : src && src->label ? src->label->name : "red";
+    struct qvm *vm = qvm_new(QVM_DISP);
+    int qid = qvm_collection_alloc_qid(q->coll, err);
+    if (!vm || qid < 0)
+        rc = -1;
+    snprintf(num, sizeof num, "%d", qid);
+    if (rc == 0 && (qvm_set_attr(vm, "qid", num, err) < 0 ||
+                    qvm_set_attr(vm, "name", d->name, err) < 0))
+        rc = -1;
+    snprintf(num, sizeof num, "%d", dispid);
+    if (rc == 0 && qvm_set_attr(vm, "dispid", num, err) < 0)
+        rc = -1;
+    snprintf(num, sizeof num, "%d", tpl_qid);
+    if (rc == 0 && (qvm_set_attr(vm, "template_qid", num, err) < 0 ||
+                    qvm_set_attr(vm, "label", label, err) < 0 ||
+                    qvm_set_attr(vm, "firewall_conf", "firewall.xml", err) < 0 ||
+                    qvm_set_attr(vm, "netvm_qid", "none", err) < 0 ||
+                    qvm_set_attr(vm, "uuid", uuid, err) < 0))
+        rc = -1;
+    if (rc == 0 && qvm_collection_add(q->coll, vm, err) < 0)
+        rc = -1;
+    if (rc < 0) {
+        qvm_free(vm);
+        qubes_unlock(q);
+        unlink(clone);
+        return -1;
+    }
+    say(r->progress, "--> Restoring %s from %s", d->name, from);
+    if (vmm_restore(&q->vmm, clone, err) < 0) {
+        qubes_unlock(q);
+        unlink(clone);
+        return -1;
+    }
+    d->domain = true;
+    unlink(clone);
+    if (qubes_save_and_unlock(q, err) < 0)
+        return -1;
+    d->record = true;
+    return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* The service session runs in a child; we wait for it or for a signal. */
+static int serve(const struct dispvm_request *r, struct dispvm *d,
+                 int *status, struct qerr *err)
+{
+    char sock[PATH_MAX + 16];
+    snprintf(sock, sizeof sock, "%s/agent.sock", d->rundir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return qerr_errno(err, errno, "fork");
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        struct agent_conn c;
+        struct qerr e;
+        int st = 0;
+        char rename_cmd[64];
+        const char *user = r->user && strcmp(r->user, "DEFAULT") != 0 ? r->user : "user";
+        /* The guest learns it was restored as another VM: its name. */
+        snprintf(rename_cmd, sizeof rename_cmd, "hostname %s", d->name);
+        if (agent_connect(sock, 30000, &c, &e) < 0 ||
+            agent_exec(&c, "root", rename_cmd, -1, -1, -1, &st, &e) < 0 ||
+            agent_service(&c, user, r->service, r->source, 0, 1, 2, &st, &e) < 0) {
+            fprintf(stderr, "qfile-daemon-dvm: %s: %s\n", d->name, e.msg);
+            _exit(125);
+        }
+        _exit(st & 0xff);
+    }
+    int st;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, 0);
+        if (w == pid)
+            break;
+        if (w < 0 && errno == EINTR && stop_signal) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return qerr_set(err, "stopped by signal %d", (int)stop_signal);
+        }
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 125)
+        return qerr_set(err, "the service could not run in %s", d->name);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return 0;
+}
+
+int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err)
+{
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char dvm[64], why[512], tname[QUBES_NAME_MAX + 1];
+    struct dispvm d = { 0 };
+    if (qubes_load_for_reading(q, err) < 0)
+        return -1;
+    struct qvm *tpl = template_of(q, r->template_name, err);
+    if (!tpl || dvm_name(tpl->name, dvm, sizeof dvm, err) < 0)
+        return -1;
+    snprintf(tname, sizeof tname, "%s", tpl->name);
+    if (strcmp(r->source, "dom0") != 0 && !qvm_collection_by_name(q->coll, r->source))
+        return qerr_set(err, "source VM '%s' does not exist", r->source);
+
+    int lock = global_lock(q, err);
+    if (lock < 0)
+        return -1;
+    bool usable;
+    int rc = dispvm_savefile_state(q, tname, &usable, why, sizeof why, err);
+    if (rc == 0 && !usable) {
+        if (!r->regenerate) {
+            rc = qerr_set(err, "the DispVM savefile cannot be used: %s (run "
+                          "qvm-create-default-dvm %s)", why, tname);
+        } else {
+            say(r->progress, "--> Savefile unusable (%s): making it again", why);
+            close(lock);
+            if (dispvm_prepare(q, tname, r->progress, err) < 0)
+                return -1;
+            if ((lock = global_lock(q, err)) < 0)
+                return -1;
+        }
+    }
+    if (rc == 0 && qubes_load_for_reading(q, err) < 0)
+        rc = -1;
+    if (rc == 0 && !(tpl = qubes_find_vm(q, tname, err)))
+        rc = -1;
+    if (rc == 0)
+        rc = restore(q, r, tpl->qid, dvm, &d, err);
+    close(lock);
+    if (rc == 0 && !stop_signal)
+        rc = serve(r, &d, status, err);
+    else if (rc == 0)
+        rc = qerr_set(err, "stopped by signal %d", (int)stop_signal);
+    struct qerr e2;
+    if (teardown(q, &d, rc < 0 ? &e2 : err) < 0 && rc == 0)
+        rc = -1;
+    return rc;
+}
+
+/* ---- cleanup ---- */
+
+static bool is_dispvm_name(const char *n)
+{
+    if (strncmp(n, "disp", 4) != 0 || !n[4])
+        return false;
+    for (const char *p = n + 4; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *err)
+{
+    *removed = 0;
+    if (qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    /* Records of DispVMs whose domain is gone. */
+    size_t n;
+    struct qvm **vms = qvm_collection_sorted(q->coll, &n);
+    bool changed = false;
+    for (size_t i = 0; vms && i < n; i++) {
+        if (vms[i]->cls != QVM_DISP)
+            continue;
+        enum qvm_power st;
+        if (qubes_vm_state(q, vms[i], &st, err) < 0) {
+            free(vms);
+            qubes_unlock(q);
+            return -1;
+        }
+        if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
+            char rundir[PATH_MAX];
+            snprintf(rundir, sizeof rundir, "%s/vms/%s", q->cfg.run_dir, vms[i]->name);
+            if (st == QVM_POWER_CRASHED)
+                vmm_destroy(&q->vmm, vms[i]->name, NULL);
+            remove_runtime(rundir);
+            say(progress, "--> Removed the record of %s (not running)", vms[i]->name);
+            qvm_collection_remove(q->coll, vms[i]);
+            qvm_free(vms[i]);
+            changed = true;
+            (*removed)++;
+        }
+    }
+    free(vms);
+    /* Domains and files of DispVMs without a record: ours are the ones
+     * with a runtime directory here. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/vms", q->cfg.run_dir);
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    while (dh && (e = readdir(dh))) {
+        if (!is_dispvm_name(e->d_name) || qvm_collection_by_name(q->coll, e->d_name))
+            continue;
+        struct vmm_domain info;
+        if (vmm_domain_info(&q->vmm, e->d_name, &info, err) == 0 &&
+            info.state != QVM_POWER_HALTED) {
+            vmm_destroy(&q->vmm, e->d_name, NULL);
+            say(progress, "--> Destroyed the leftover domain %s", e->d_name);
+        }
+        free(info.name);
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        remove_runtime(path);
+        say(progress, "--> Removed the files of %s", e->d_name);
+        (*removed)++;
+    }
+    if (dh)
+        closedir(dh);
+    if (changed)
+        return qubes_save_and_unlock(q, err);
+    qubes_unlock(q);
+    return 0;
+}

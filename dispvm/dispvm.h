@@ -1,0 +1,43 @@
+/* Disposable VMs: a savefile of a booted, warmed-up VM (`<template>-dvm`),
+ * restored under a new identity for every request, destroyed afterwards. */
+#ifndef QUBES_DISPVM_H
+#define QUBES_DISPVM_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "../orchestrator/qubes.h"
+
+/* qvm-create-default-dvm: creates `<template>-dvm` when missing, boots it,
+ * waits for its agent, saves it, and replaces the savefile (and the disk
+ * snapshots it goes with) atomically in $BASE/dvmdata. */
+int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
+                   struct qerr *err);
+
+/* Whether the savefile of `template_name` is missing or stale (its template's
+ * root image or kernel changed since); *why says which. */
+int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usable,
+                          char *why, size_t whylen, struct qerr *err);
+
+struct dispvm_request {
+    const char *service;        /* e.g. qubes.VMShell */
+    const char *source;         /* the VM that asks */
+    const char *user;           /* "DEFAULT": the DispVM's default user */
+    const char *label;          /* NULL: the source VM's label */
+    const char *template_name;  /* NULL: the default template */
+    bool regenerate;            /* a stale savefile is made again (else refused) */
+    FILE *progress;
+};
+
+/* qfile-daemon-dvm: a fresh DispVM runs the service with our stdin and
+ * stdout, then is destroyed and its record removed. *status gets the
+ * service's exit status. SIGTERM, SIGINT and SIGHUP end the service and
+ * still clean up. */
+int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err);
+
+/* qvm-cleanup-dispvms: drops the records of DispVMs that do not run,
+ * destroys DispVM domains that have no record, removes their files.
+ * *removed counts what was cleaned. */
+int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *err);
+
+#endif

@@ -1,0 +1,221 @@
+#include "savefile.h"
+
+#include "../storage/storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#define MAGIC "LibvirtQemudSave"
+#define HEADER_SIZE 92
+
+static int read_at(int fd, void *buf, size_t len, off_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int savefile_read(const char *path, struct savefile_info *out, struct qerr *err)
+{
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open the savefile %s", path);
+    unsigned char h[HEADER_SIZE];
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) < 0 || read_at(fd, h, sizeof h, 0) < 0) {
+        rc = qerr_set(err, "%s: too short for a savefile", path);
+        goto out;
+    }
+    if (memcmp(h, MAGIC, 16) != 0) {
+        rc = qerr_set(err, "%s: not a libvirt QEMU savefile (bad magic)", path);
+        goto out;
+    }
+    uint32_t f[5];
+    memcpy(f, h + 16, sizeof f);
+    out->version = f[0];
+    out->data_len = f[1];
+    out->was_running = f[2];
+    out->compressed = f[3];
+    out->cookie_offset = f[4];
+    out->size = st.st_size;
+    out->stream_offset = HEADER_SIZE + (off_t)out->data_len;
+    if (out->version != 2 || out->compressed != 0 || out->data_len == 0 ||
+        out->stream_offset >= st.st_size || out->cookie_offset > out->data_len) {
+        rc = qerr_set(err, "%s: unsupported savefile (version %u, compressed %u, data %u bytes)",
+                      path, out->version, out->compressed, out->data_len);
+        goto out;
+    }
+    char *data = calloc(1, (size_t)out->data_len + 1);
+    if (!data || read_at(fd, data, out->data_len, HEADER_SIZE) < 0) {
+        free(data);
+        rc = qerr_errno(err, data ? EIO : ENOMEM, "cannot read the header of %s", path);
+        goto out;
+    }
+    size_t xml_end = out->cookie_offset ? out->cookie_offset : out->data_len;
+    out->xml = strndup(data, xml_end);
+    out->cookie = out->cookie_offset ? strndup(data + out->cookie_offset,
+                                               out->data_len - out->cookie_offset) : strdup("");
+    free(data);
+    if (!out->xml || !out->cookie)
+        rc = qerr_errno(err, ENOMEM, "reading %s", path);
+out:
+    close(fd);
+    if (rc < 0)
+        savefile_info_free(out);
+    return rc;
+}
+
+void savefile_info_free(struct savefile_info *si)
+{
+    free(si->xml);
+    free(si->cookie);
+    si->xml = si->cookie = NULL;
+}
+
+static xmlNode *child(xmlNode *n, const char *name)
+{
+    for (xmlNode *c = n ? n->children : NULL; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+static void set_text(xmlNode *n, const char *text)
+{
+    if (n)
+        xmlNodeSetContent(n, (const xmlChar *)text);
+}
+
+/* The domain XML of the savefile, changed to the clone's identity. */
+static char *rewrite(const char *xml, const struct savefile_identity *id, struct qerr *err)
+{
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "savefile.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) {
+        qerr_set(err, "the savefile's domain XML does not parse");
+        return NULL;
+    }
+    xmlNode *dom = xmlDocGetRootElement(doc);
+    set_text(child(dom, "name"), id->name);
+    set_text(child(dom, "uuid"), id->uuid);
+    xmlNode *devices = child(dom, "devices");
+    int disk = 0;
+    for (xmlNode *d = devices ? devices->children : NULL; d; d = d->next) {
+        if (d->type != XML_ELEMENT_NODE)
+            continue;
+        const char *tag = (const char *)d->name;
+        if (strcmp(tag, "disk") == 0 && disk < id->ndisks) {
+            xmlNode *src = child(d, "source");
+            if (src)
+                xmlSetProp(src, (const xmlChar *)"file", (const xmlChar *)id->disks[disk]);
+            /* The clone's layer has other backing files: let libvirt read
+             * the chain from the images. */
+            xmlNode *bs;
+            while ((bs = child(d, "backingStore"))) {
+                xmlUnlinkNode(bs);
+                xmlFreeNode(bs);
+            }
+            disk++;
+        } else if (strcmp(tag, "channel") == 0 && id->agent_socket) {
+            xmlNode *src = child(d, "source");
+            if (src)
+                xmlSetProp(src, (const xmlChar *)"path", (const xmlChar *)id->agent_socket);
+        } else if ((strcmp(tag, "serial") == 0 || strcmp(tag, "console") == 0) && id->serial_log) {
+            xmlNode *src = child(d, "source");
+            if (src && xmlHasProp(src, (const xmlChar *)"path"))
+                xmlSetProp(src, (const xmlChar *)"path", (const xmlChar *)id->serial_log);
+        }
+    }
+    xmlChar *outbuf = NULL;
+    int len = 0;
+    xmlDocDumpMemory(doc, &outbuf, &len);
+    xmlFreeDoc(doc);
+    if (!outbuf) {
+        qerr_errno(err, ENOMEM, "rewriting the savefile's XML");
+        return NULL;
+    }
+    /* Without the XML declaration, as libvirt writes it. */
+    const char *start = strstr((const char *)outbuf, "<domain");
+    char *copy = strdup(start ? start : (const char *)outbuf);
+    xmlFree(outbuf);
+    if (!copy)
+        qerr_errno(err, ENOMEM, "rewriting the savefile's XML");
+    return copy;
+}
+
+int savefile_clone(const char *src, const char *dst, const struct savefile_identity *id,
+                   struct qerr *err)
+{
+    struct savefile_info si;
+    if (savefile_read(src, &si, err) < 0)
+        return -1;
+    char *xml = rewrite(si.xml, id, err);
+    int rc = -1, in = -1, out = -1;
+    if (!xml)
+        goto done;
+    size_t xml_len = strlen(xml) + 1, cookie_len = strlen(si.cookie) + 1;
+    uint32_t data_len = (uint32_t)(xml_len + cookie_len);
+    unsigned char h[HEADER_SIZE] = { 0 };
+    uint32_t f[5] = { si.version, data_len, si.was_running, si.compressed, (uint32_t)xml_len };
+    memcpy(h, MAGIC, 16);
+    memcpy(h + 16, f, sizeof f);
+
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (in < 0 || out < 0) {
+        qerr_errno(err, errno, "cannot clone %s to %s", src, dst);
+        goto done;
+    }
+    if (write_all(out, h, sizeof h) < 0 || write_all(out, xml, xml_len) < 0 ||
+        write_all(out, si.cookie, cookie_len) < 0) {
+        qerr_errno(err, errno, "cannot write %s", dst);
+        goto done;
+    }
+    off_t ipos = si.stream_offset;
+    if (storage_copy_range(in, &ipos, out, si.size - si.stream_offset) < 0) {
+        qerr_errno(err, errno, "cannot copy the savefile's stream to %s", dst);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    if (rc < 0 && out >= 0)
+        unlink(dst);
+    free(xml);
+    savefile_info_free(&si);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* libvirt's QEMU savefile, and clones of it under another identity.
+ *
+ * libvirt refuses to restore a savefile under another name or UUID: the XML
+ * it may be given on restore can only change disk and channel paths. So a
+ * DispVM is restored from a clone whose header carries its own domain XML.
+ * The layout (libvirt 9.0, qemu_saveimage.h): a 92-byte header (16-byte magic
+ * "LibvirtQemudSave", uint32 version 2, data_len, was_running, compressed,
+ * cookieOffset, 14 unused), then data_len bytes holding the domain XML and,
+ * from cookieOffset, a cookie XML, both NUL-terminated and zero-padded; the
+ * QEMU migration stream follows at 92 + data_len. libvirt reads the header
+ * and hands QEMU the same descriptor, positioned at the stream, so the clone
+ * may have any data_len. */
+#ifndef QUBES_SAVEFILE_H
+#define QUBES_SAVEFILE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../orchestrator/error.h"
+
+struct savefile_info {
+    uint32_t version, data_len, was_running, compressed, cookie_offset;
+    char *xml;                  /* the domain XML */
+    char *cookie;
+    off_t stream_offset;
+    off_t size;
+};
+
+int savefile_read(const char *path, struct savefile_info *out, struct qerr *err);
+void savefile_info_free(struct savefile_info *si);
+
+/* What a clone changes in the domain. */
+struct savefile_identity {
+    const char *name, *uuid;
+    const char *disks[4];       /* new source of the domain's 1st, 2nd... disk */
+    int ndisks;
+    const char *agent_socket;   /* the agent channel's unix socket */
+    const char *serial_log;
+};
+
+/* Writes `dst` (created, mode 0600): src's header with the domain XML
+ * rewritten for `id`, then src's stream. */
+int savefile_clone(const char *src, const char *dst, const struct savefile_identity *id,
+                   struct qerr *err);
+
+#endif
