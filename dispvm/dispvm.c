@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -364,6 +365,34 @@ static int next_dispid(const struct qubes *q, struct qerr *err)
     return id;
 }
 
+/* A process, told apart from a later one with its pid: "PID STARTTIME". */
+static int process_id(pid_t pid, char *out, size_t len)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_small(path, buf, sizeof buf) < 0)
+        return -1;
+    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    unsigned long long start = 0;
+    for (int field = 2; p && *p; p++) {
+        if (*p == ' ' && ++field == 22) {
+            start = strtoull(p + 1, NULL, 10);
+            break;
+        }
+    }
+    snprintf(out, len, "%d %llu\n", (int)pid, start);
+    return 0;
+}
+
+static bool owner_alive(const char *rundir)
+{
+    char path[PATH_MAX + 16], rec[64], now[64];
+    snprintf(path, sizeof path, "%s/owner", rundir);
+    if (read_small(path, rec, sizeof rec) < 0)
+        return false;
+    return process_id((pid_t)atoi(rec), now, sizeof now) == 0 && strcmp(rec, now) == 0;
+}
+
 struct dispvm {
     char name[32];
     char rundir[PATH_MAX];
@@ -437,6 +466,11 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     snprintf(d->name, sizeof d->name, "disp%d", dispid);
     snprintf(d->rundir, sizeof d->rundir, "%s/vms/%s", q->cfg.run_dir, d->name);
     if (mkdirs(d->rundir, err) < 0)
+        return -1;
+    /* Who owns it: qvm-cleanup-dispvms removes DispVMs whose owner died. */
+    char owner[64], opath[PATH_MAX + 16];
+    snprintf(opath, sizeof opath, "%s/owner", d->rundir);
+    if (process_id(getpid(), owner, sizeof owner) < 0 || write_small(opath, owner, err) < 0)
         return -1;
     snprintf(lroot, sizeof lroot, "%s/root.qcow2", d->rundir);
     snprintf(lpriv, sizeof lpriv, "%s/private.qcow2", d->rundir);
@@ -519,6 +553,7 @@ static int serve(const struct dispvm_request *r, struct dispvm *d,
     if (pid < 0)
         return qerr_errno(err, errno, "fork");
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive qfile-daemon-dvm */
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
@@ -638,13 +673,15 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
             qubes_unlock(q);
             return -1;
         }
-        if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
-            char rundir[PATH_MAX];
-            snprintf(rundir, sizeof rundir, "%s/vms/%s", q->cfg.run_dir, vms[i]->name);
-            if (st == QVM_POWER_CRASHED)
+        char rundir[PATH_MAX];
+        snprintf(rundir, sizeof rundir, "%s/vms/%s", q->cfg.run_dir, vms[i]->name);
+        bool orphan = st != QVM_POWER_HALTED && !owner_alive(rundir);
+        if (st == QVM_POWER_HALTED || orphan) {
+            if (st != QVM_POWER_HALTED)
                 vmm_destroy(&q->vmm, vms[i]->name, NULL);
             remove_runtime(rundir);
-            say(progress, "--> Removed the record of %s (not running)", vms[i]->name);
+            say(progress, "--> Removed %s (%s)", vms[i]->name,
+                orphan ? "the process that ran it is gone" : "not running");
             qvm_collection_remove(q->coll, vms[i]);
             qvm_free(vms[i]);
             changed = true;

@@ -1,0 +1,124 @@
+#!/bin/sh
+# Disposable VMs end to end on the real daemon: the savefile, fresh DispVMs
+# that run a service and vanish, concurrency, isolation, killing, staleness
+# and a full disk. Needs root, `make vmm-up` and `make guest`.
+. "$(dirname "$0")/../lib.sh"
+GUEST=${QUBES_TEST_GUEST:-$top/build/guest}
+export QUBES_VMM_URI=${QUBES_E2E_URI:-qemu:///system}
+if [ "$(id -u)" != 0 ] || [ ! -f "$GUEST/root.img" ] || ! virsh -c "$QUBES_VMM_URI" version >/dev/null 2>&1; then
+    echo "1..0 # SKIP needs root, a libvirt daemon (make vmm-up) and the test guest (make guest)"
+    exit 0
+fi
+T=dvt-$$
+B=$QUBES_BASE_DIR R=$QUBES_RUN_DIR
+cleanup() {
+    for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
+        [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" destroy "$d" >/dev/null 2>&1
+    done
+    umount "$B/dvmdata" 2>/dev/null
+    rm -rf "$SCRATCH" "/dev/shm/qubes/$T-dvm.savefile"
+}
+trap cleanup EXIT
+disp_records() { qvm-ls --raw-list 2>/dev/null | grep -c '^disp[0-9]*$'; }
+disp_domains() {
+    n=0
+    for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
+        [ -d "$R/vms/$d" ] && case $d in disp*) n=$((n + 1)) ;; esac
+    done
+    echo $n
+}
+leftovers() { echo "$(disp_records)/$(disp_domains)/$(ls "$R/vms" 2>/dev/null | grep -c '^disp')"; }
+
+qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
+run qvm-create-default-dvm $T
+is "$rc" 0 "qvm-create-default-dvm prepares the savefile"
+test -f "$B/dvmdata/$T-dvm.savefile" && test -L "$B/dvmdata/default-savefile" && test -L "$B/dvmdata/savefile-root"
+ok $? "the savefile and the dvmdata links are in place"
+like "$(qvm-prefs -g $T-dvm internal)" "True" "the $T-dvm VM is internal"
+
+out=$(echo 'echo hello; uname -n' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT red)
+rc=$?
+is "$rc" 0 "qfile-daemon-dvm succeeds"
+is "$(echo "$out" | head -n 1)" "hello" "the service's output comes back"
+like "$(echo "$out" | tail -n 1)" "disp" "from a DispVM with its own name ($(echo "$out" | tail -n 1))"
+is "$(leftovers)" "0/0/0" "no record, domain or file is left behind"
+echo 'exit 5' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
+is "$?" 5 "the service's exit status is returned"
+
+# The record exists while the service runs.
+(echo 'sleep 3; echo done' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/slow.out") &
+slow=$!
+for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
+is "$(disp_records)" "1" "while the service runs, the DispVM has a record"
+like "$(qvm-ls | grep ' disp')" "Disp" "qvm-ls lists it as a DispVM"
+run qvm-start $T
+like "$out" "Cannot start HVM template while VMs based on it are running" \
+     "the template cannot start while a DispVM of it runs"
+wait $slow
+is "$(cat "$SCRATCH/slow.out")" "done" "the slow service finished"
+is "$(leftovers)" "0/0/0" "and left nothing behind"
+
+# Isolation: a DispVM's writes are invisible to the next one.
+echo 'echo mine > /rw/secret; echo mine > /etc/secret; sync' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
+out=$(echo 'cat /rw/secret /etc/secret 2>&1' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT)
+like "$out" "No such file" "the next DispVM does not see the previous one's files"
+
+# Eight at once.
+for i in 1 2 3 4 5 6 7 8; do
+    (echo 'uname -n; sleep 8' |
+     qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err"
+     echo $? > "$SCRATCH/c$i.rc") &
+done
+# While they run: eight domains, each with its own UUID.
+for i in $(seq 300); do [ "$(disp_domains)" = 8 ] && break; sleep 0.05; done
+diag "DispVM domains running together: $(disp_domains)"
+uuids=$(for d in $(virsh -c "$QUBES_VMM_URI" list --name); do
+            case $d in disp*) [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" domuuid "$d" ;; esac
+        done | grep . | sort -u | wc -l)
+is "$uuids" "8" "8 DispVMs run at once, with 8 distinct UUIDs"
+wait
+fails=0
+for i in 1 2 3 4 5 6 7 8; do [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fails + 1)); diag "$(cat "$SCRATCH/c$i.err")"; }; done
+is "$fails" 0 "8 concurrent requests all succeed"
+is "$(for i in 1 2 3 4 5 6 7 8; do sed -n 1p "$SCRATCH/c$i.out"; done | grep '^disp[0-9]*$' | sort -u | wc -l)" \
+   "8" "with 8 distinct names (disp<N>)"
+is "$(leftovers)" "0/0/0" "and leave nothing behind"
+
+# Killed: by SIGTERM it cleans up; by SIGKILL qvm-cleanup-dispvms does.
+(echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
+for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
+pkill -TERM -f "qfile-daemon-dvm -q -t $T"
+wait
+is "$(leftovers)" "0/0/0" "SIGTERM to qfile-daemon-dvm: the DispVM is destroyed and its record removed"
+(echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
+for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
+pkill -KILL -f "qfile-daemon-dvm -q -t $T"
+wait
+is "$(disp_records)" "1" "SIGKILL leaves a record behind"
+run qvm-cleanup-dispvms
+is "$rc" 0 "qvm-cleanup-dispvms runs"
+is "$(leftovers)" "0/0/0" "and nothing is left"
+
+# A stale savefile: the template's root image changed.
+touch "$B/vm-templates/$T/root.img"
+run sh -c "echo 'echo x' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT"
+like "$out" "changed (root image or kernel) since the savefile was made" \
+     "a stale savefile is detected after the template's root image changes"
+out=$(echo 'echo regenerated' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT)
+is "$out" "regenerated" "and made again on the next request"
+
+# A full disk while saving a new savefile: the old one still works.
+mkdir -p "$SCRATCH/dvmold" && cp -a "$B/dvmdata/." "$SCRATCH/dvmold/"
+used=$(du -sm "$B/dvmdata" | cut -f1)
+if mount -t tmpfs -o size=$((used + 30))m tmpfs "$B/dvmdata" 2>/dev/null; then
+    cp -a "$SCRATCH/dvmold/." "$B/dvmdata/"
+    run qvm-create-default-dvm -q $T
+    like "$out" "No space left on device" "saving a new savefile on a full disk fails clearly"
+    is "$(ls -A "$B/dvmdata" | grep -c '\.tmp$')" "0" "and leaves no temporary file"
+    out=$(echo 'echo still-works' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT)
+    is "$out" "still-works" "the old savefile still works"
+    is "$(leftovers)" "0/0/0" "nothing left behind"
+else
+    ok 1 "mounting a small tmpfs for the disk-full case"
+fi
+done_testing
