@@ -566,7 +566,8 @@ static int serve(const struct dispvm_request *r, struct dispvm *d,
         snprintf(rename_cmd, sizeof rename_cmd, "hostname %s", d->name);
         if (agent_connect(sock, 30000, &c, &e) < 0 ||
             agent_exec(&c, "root", rename_cmd, -1, -1, -1, &st, &e) < 0 ||
-            agent_service(&c, user, r->service, r->source, 0, 1, 2, &st, &e) < 0) {
+            (r->command ? agent_exec(&c, user, r->command, 0, 1, 2, &st, &e)
+                        : agent_service(&c, user, r->service, r->source, 0, 1, 2, &st, &e)) < 0) {
             fprintf(stderr, "qfile-daemon-dvm: %s: %s\n", d->name, e.msg);
             _exit(125);
         }

@@ -20,7 +20,8 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
                           char *why, size_t whylen, struct qerr *err);
 
 struct dispvm_request {
-    const char *service;        /* e.g. qubes.VMShell */
+    const char *service;        /* e.g. qubes.VMShell, or */
+    const char *command;        /* a command by /bin/sh -c (qvm-run --dispvm) */
     const char *source;         /* the VM that asks */
     const char *user;           /* "DEFAULT": the DispVM's default user */
     const char *label;          /* NULL: the source VM's label */

@@ -45,6 +45,10 @@ is "$(leftovers)" "0/0/0" "no record, domain or file is left behind"
 echo 'exit 5' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
 is "$?" 5 "the service's exit status is returned"
 
+out=$(qvm-run -q --dispvm=$T 'echo via-qvm-run-$(uname -n | cut -c1-4)' 2>&1)
+is "$out" "via-qvm-run-disp" "qvm-run --dispvm runs a command in a fresh DispVM"
+is "$(leftovers)" "0/0/0" "and cleans up after it"
+
 # The record exists while the service runs.
 (echo 'sleep 3; echo done' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/slow.out") &
 slow=$!
