@@ -1,11 +1,16 @@
 /* Cold start of the test guest to agent-ready, the orchestrator's own CPU
  * time per start against the wall time spent in libvirt and QEMU, and the
- * time to kill. Prints figures only.
+ * time to kill; then DispVMs from the savefile against a cold start, each
+ * measured from the request to the service's complete output, with the
+ * teardown apart. Prints figures only.
  * Usage: bench_lifecycle TOOLS-DIR GUEST-DIR [RUNS] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +63,157 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+static double children_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* qfile-daemon-dvm with `script` as the service's input: *output gets the
+ * time until `expect` arrived, the return value the time until it exited. */
+static double dispvm_once(const char *tpl, const char *script, const char *expect,
+                          double *output)
+{
+    int in[2], out[2];
+    if (pipe(in) < 0 || pipe(out) < 0)
+        exit(1);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qfile-daemon-dvm", tools);
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl(path, "qfile-daemon-dvm", "-q", "-t", tpl, "qubes.VMShell", "dom0", "DEFAULT",
+              (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (write(in[1], script, strlen(script)) < 0)
+        exit(1);
+    close(in[1]);
+    char buf[4096];
+    size_t got = 0;
+    *output = -1;
+    ssize_t r;
+    while ((r = read(out[0], buf + got, sizeof buf - 1 - got)) > 0) {
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (*output < 0 && strstr(buf, expect))
+            *output = now_s() - t0;
+    }
+    close(out[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (*output < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "bench_lifecycle: qfile-daemon-dvm failed\n");
+        exit(1);
+    }
+    return now_s() - t0;
+}
+
+/* The proportional memory of the QEMU running domain `name`, in KiB. */
+static long qemu_pss_kib(const char *name)
+{
+    char needle[96];
+    snprintf(needle, sizeof needle, "guest=%s,", name);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    long pss = -1;
+    while (d && (e = readdir(d)) && pss < 0) {
+        char path[300], buf[8192];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        for (ssize_t i = 0; i < n; i++)
+            if (!buf[i])
+                buf[i] = ' ';
+        buf[n] = '\0';
+        if (!strstr(buf, needle))
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/smaps_rollup", e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(buf, sizeof buf, f))
+            if (sscanf(buf, "Pss: %ld kB", &pss) == 1)
+                break;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return pss;
+}
+
+static void dispvm_bench(const char *tpl, int runs, double cold, double cold_teardown)
+{
+    char *prep[] = { "qvm-create-default-dvm", "-q", (char *)tpl, NULL };
+    double prep_cpu, t_prep = run(prep, &prep_cpu);
+    char save[4200];
+    snprintf(save, sizeof save, "%s/dvmdata/%s-dvm.savefile", getenv("QUBES_BASE_DIR"), tpl);
+    struct stat st;
+    stat(save, &st);
+
+    double *out = calloc((size_t)runs, sizeof *out), *down = calloc((size_t)runs, sizeof *down);
+    double cpu0 = children_cpu();
+    for (int i = 0; i < runs; i++) {
+        double total = dispvm_once(tpl, "echo hi\n", "hi\n", &out[i]);
+        down[i] = total - out[i];
+    }
+    double cpu = (children_cpu() - cpu0) / runs;
+    double b = median(out, runs), bd = median(down, runs);
+
+    /* Memory of one running DispVM. */
+    int in[2];
+    if (pipe(in) < 0)
+        exit(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        double o;
+        dispvm_once(tpl, "echo up; sleep 4\n", "up\n", &o);
+        _exit(0);
+    }
+    long pss = -1;
+    usleep(1500000);    /* restored and running its service by now */
+    for (int i = 0; i < 20 && pss < 0; i++) {
+        usleep(100000);
+        char vms[4200];
+        snprintf(vms, sizeof vms, "%s/vms", getenv("QUBES_RUN_DIR"));
+        DIR *v = opendir(vms);
+        struct dirent *e;
+        while (v && (e = readdir(v)))
+            if (strncmp(e->d_name, "disp", 4) == 0 && (pss = qemu_pss_kib(e->d_name)) >= 0)
+                break;
+        if (v)
+            closedir(v);
+    }
+    waitpid(pid, NULL, 0);
+
+    printf("\nDispVMs (%d runs each; time from the request to the service's complete output):\n",
+           runs);
+    printf("  savefile: %lld MiB for a 512 MiB guest; made in %.1f s (qvm-create-default-dvm)\n",
+           (long long)st.st_size >> 20, t_prep);
+    printf("  (a) cold: qvm-start + qvm-run echo:   %6.0f ms   teardown (qvm-kill) %4.0f ms\n",
+           cold * 1e3, cold_teardown * 1e3);
+    printf("  (b) DispVM from the savefile:         %6.0f ms   teardown %4.0f ms\n", b * 1e3,
+           bd * 1e3);
+    printf("  (c) preloaded DispVM:                 not implemented yet\n");
+    printf("  b/a = %.3f\n", b / cold);
+    printf("  CPU in our own processes per DispVM (qfile-daemon-dvm, qemu-img, the session):"
+           " %.1f ms\n", cpu * 1e3);
+    if (pss >= 0)
+        printf("  memory of one running DispVM (QEMU's PSS): %ld MiB\n", pss / 1024);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -106,6 +262,8 @@ int main(int argc, char **argv)
            median(echo, runs) * 1e3, median(rcpu, runs) * 1e3);
     printf("qvm-kill: median %.0f ms (our CPU %.1f ms)\n", median(kill_t, runs) * 1e3,
            median(kcpu, runs) * 1e3);
+    dispvm_bench(tpl, runs < 10 ? 10 : runs, median(start, runs) + median(echo, runs),
+                 median(kill_t, runs));
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : 1;
