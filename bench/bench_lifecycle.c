@@ -29,6 +29,7 @@ static double run(char *const argv[], double *cpu)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", tools, argv[0]);
+    fflush(stdout);
     double t0 = now_s();
     pid_t pid = fork();
     if (pid == 0) {
@@ -81,6 +82,7 @@ static double dispvm_once(const char *tpl, const char *script, const char *expec
         exit(1);
     char path[4096];
     snprintf(path, sizeof path, "%s/qfile-daemon-dvm", tools);
+    fflush(stdout);
     double t0 = now_s();
     pid_t pid = fork();
     if (pid == 0) {
@@ -176,6 +178,7 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
     int in[2];
     if (pipe(in) < 0)
         exit(1);
+    fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         double o;
