@@ -223,6 +223,8 @@ static int ensure_dvm_vm(struct qubes *q, const char *tname, bool hvm, const cha
     return 0;
 }
 
+static int drop_preloads(struct qubes *q, const char *tname, struct qerr *err);
+
 int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err)
 {
@@ -330,6 +332,9 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     struct stat st;
     stat(save, &st);
     say(progress, "--> Savefile ready: %s (%lld MiB)", save, (long long)st.st_size >> 20);
+    /* Preloads restored from the old savefile go; new ones come. */
+    if (drop_preloads(q, tname, err) < 0 || dispvm_preload_fill(q, tname, progress, err) < 0)
+        return qerr_prefix(err, "the savefile is ready, but preloading failed");
     return 0;
 fail:
     unlink(save_tmp);
@@ -384,12 +389,17 @@ static int process_id(pid_t pid, char *out, size_t len)
     return 0;
 }
 
+/* Preloads belong to the pool, not to a process. */
+#define PRELOAD_OWNER "preload\n"
+
 static bool owner_alive(const char *rundir)
 {
     char path[PATH_MAX + 16], rec[64], now[64];
     snprintf(path, sizeof path, "%s/owner", rundir);
     if (read_small(path, rec, sizeof rec) < 0)
         return false;
+    if (strcmp(rec, PRELOAD_OWNER) == 0)
+        return true;
     return process_id((pid_t)atoi(rec), now, sizeof now) == 0 && strcmp(rec, now) == 0;
 }
 
@@ -445,7 +455,7 @@ static int make_layer(const char *backing, const char *fmt, const char *layer, s
 /* Restores the savefile as the DispVM `d` and records it, under the
  * qubes.xml write lock. */
 static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
-                   const char *dvm, struct dispvm *d, struct qerr *err)
+                   const char *dvm, bool preload, struct dispvm *d, struct qerr *err)
 {
     char save[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], lroot[PATH_MAX + 16],
         lpriv[PATH_MAX + 16], clone[PATH_MAX + 16], sock[PATH_MAX + 16], log[PATH_MAX + 16];
@@ -460,17 +470,33 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     const char *from = stat(shm, &a) == 0 && stat(save, &b) == 0 && a.st_size == b.st_size &&
                                a.st_mtime >= b.st_mtime ? shm : save;
 
-    int dispid = next_dispid(q, err);
-    if (dispid < 0)
-        return -1;
-    snprintf(d->name, sizeof d->name, "disp%d", dispid);
+    /* Domain names are host-wide: skip a dispid whose name another
+     * database (or a leftover) already holds. */
+    int dispid;
+    for (int tries = 0;; tries++) {
+        if ((dispid = next_dispid(q, err)) < 0)
+            return -1;
+        snprintf(d->name, sizeof d->name, "disp%d", dispid);
+        struct vmm_domain info;
+        if (vmm_domain_info(&q->vmm, d->name, &info, err) < 0)
+            return -1;
+        free(info.name);
+        if (info.state == QVM_POWER_HALTED)
+            break;
+        if (tries == 100)
+            return qerr_set(err, "no free DispVM name: disp%d and the 100 before are taken", dispid);
+    }
     snprintf(d->rundir, sizeof d->rundir, "%s/vms/%s", q->cfg.run_dir, d->name);
     if (mkdirs(d->rundir, err) < 0)
         return -1;
     /* Who owns it: qvm-cleanup-dispvms removes DispVMs whose owner died. */
     char owner[64], opath[PATH_MAX + 16];
     snprintf(opath, sizeof opath, "%s/owner", d->rundir);
-    if (process_id(getpid(), owner, sizeof owner) < 0 || write_small(opath, owner, err) < 0)
+    if (preload)
+        snprintf(owner, sizeof owner, "%s", PRELOAD_OWNER);
+    else if (process_id(getpid(), owner, sizeof owner) < 0)
+        return qerr_set(err, "cannot read this process's start time");
+    if (write_small(opath, owner, err) < 0)
         return -1;
     snprintf(lroot, sizeof lroot, "%s/root.qcow2", d->rundir);
     snprintf(lpriv, sizeof lpriv, "%s/private.qcow2", d->rundir);
@@ -483,7 +509,8 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     if (make_layer(root, "qcow2", lroot, err) < 0 || make_layer(priv, "raw", lpriv, err) < 0)
         return -1;
     struct savefile_identity id = {
-        .name = d->name, .uuid = uuid, .disks = { lroot, lpriv }, .ndisks = 2,
+        .name = d->name, .uuid = uuid, .disks = { lroot, lpriv },
+        .formats = { "qcow2", "qcow2" }, .ndisks = 2,
         .agent_socket = sock, .serial_log = log,
     };
     if (savefile_clone(from, clone, &id, err) < 0)
@@ -514,6 +541,10 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
                     qvm_set_attr(vm, "netvm_qid", "none", err) < 0 ||
                     qvm_set_attr(vm, "uuid", uuid, err) < 0))
         rc = -1;
+    /* A preload waits, paused and internal, for a request to claim it. */
+    if (rc == 0 && preload && (qvm_set_attr(vm, "internal", "True", err) < 0 ||
+                               qvm_set_attr(vm, "preload", "True", err) < 0))
+        rc = -1;
     if (rc == 0 && qvm_collection_add(q->coll, vm, err) < 0)
         rc = -1;
     if (rc < 0) {
@@ -530,10 +561,169 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     }
     d->domain = true;
     unlink(clone);
+    if (preload && vmm_suspend(&q->vmm, d->name, err) < 0) {
+        qubes_unlock(q);
+        return -1;
+    }
     if (qubes_save_and_unlock(q, err) < 0)
         return -1;
     d->record = true;
     return 0;
+}
+
+/* ---- preloaded DispVMs ---- */
+
+static int preload_target(const struct qubes *q)
+{
+    const char *v = qattrs_get(&q->coll->root_attrs, "dispvm_preload");
+    long n;
+    return v && qparse_int(v, 0, DISPVM_PRELOAD_MAX, &n) == 0 ? (int)n : 0;
+}
+
+static bool is_preload_of(const struct qvm *vm, int tpl_qid)
+{
+    return vm->cls == QVM_DISP && vm->template_qid == tpl_qid &&
+           qvm_get_bool(vm, "preload", false);
+}
+
+/* Takes a paused preload of the template, makes it the caller's and resumes
+ * it. 0: claimed; 1: none ready (the caller restores one); -1: error. A
+ * preload that fails is torn down and never stalls the request. */
+static int claim_preload(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
+                         struct dispvm *d, struct qerr *err)
+{
+    char name[32] = "";
+    for (struct qvm *vm = q->coll->by_qid; vm; vm = vm->hh_qid.next) {
+        enum qvm_power st;
+        if (is_preload_of(vm, tpl_qid) && qubes_vm_state(q, vm, &st, NULL) == 0 &&
+            st == QVM_POWER_PAUSED) {
+            snprintf(name, sizeof name, "%s", vm->name);
+            break;
+        }
+    }
+    if (!name[0])
+        return 1;
+    struct qerr e;
+    if (qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    struct qvm *vm = qvm_collection_by_name(q->coll, name);
+    struct qvm *src = qvm_collection_by_name(q->coll, r->source);
+    const char *label = r->label ? r->label : src && src->label ? src->label->name : "red";
+    if (!vm || !is_preload_of(vm, tpl_qid)) {
+        qubes_unlock(q);
+        return 1;
+    }
+    snprintf(d->name, sizeof d->name, "%s", name);
+    snprintf(d->rundir, sizeof d->rundir, "%s/vms/%s", q->cfg.run_dir, name);
+    d->domain = d->record = true;
+    char owner[64], opath[PATH_MAX + 16];
+    snprintf(opath, sizeof opath, "%s/owner", d->rundir);
+    qattrs_del(&vm->attrs, "preload");
+    if (qvm_set_attr(vm, "internal", "False", &e) < 0 || qvm_set_attr(vm, "label", label, &e) < 0 ||
+        process_id(getpid(), owner, sizeof owner) < 0 || write_small(opath, owner, &e) < 0 ||
+        qubes_save_and_unlock(q, &e) < 0 || vmm_resume(&q->vmm, name, &e) < 0) {
+        qubes_unlock(q);
+        say(r->progress, "--> Preloaded %s failed (%s): restoring one instead", name, e.msg);
+        teardown(q, d, &e);
+        memset(d, 0, sizeof *d);
+        if (qubes_load_for_reading(q, err) < 0)
+            return -1;
+        return 1;
+    }
+    say(r->progress, "--> Using preloaded %s", name);
+    return 0;
+}
+
+static int drop_preloads(struct qubes *q, const char *tname, struct qerr *err)
+{
+    if (qubes_load_for_reading(q, err) < 0)
+        return -1;
+    struct qvm *tpl = qubes_find_vm(q, tname, err);
+    if (!tpl)
+        return -1;
+    int tpl_qid = tpl->qid;
+    char names[DISPVM_PRELOAD_MAX * 4][32];
+    int n = 0;
+    for (struct qvm *vm = q->coll->by_qid; vm && n < DISPVM_PRELOAD_MAX * 4; vm = vm->hh_qid.next)
+        if (is_preload_of(vm, tpl_qid))
+            snprintf(names[n++], sizeof names[0], "%s", vm->name);
+    for (int i = 0; i < n; i++) {
+        struct dispvm d = { .domain = true, .record = true };
+        snprintf(d.name, sizeof d.name, "%s", names[i]);
+        snprintf(d.rundir, sizeof d.rundir, "%s/vms/%s", q->cfg.run_dir, names[i]);
+        if (teardown(q, &d, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progress,
+                        struct qerr *err)
+{
+    char dvm[64], why[512];
+    int lock = global_lock(q, err);
+    if (lock < 0)
+        return -1;
+    int rc = qubes_load_for_reading(q, err);
+    struct qvm *tpl = rc == 0 ? template_of(q, template_name, err) : NULL;
+    bool usable = false;
+    if (!tpl || dvm_name(tpl->name, dvm, sizeof dvm, err) < 0 ||
+        dispvm_savefile_state(q, tpl->name, &usable, why, sizeof why, err) < 0)
+        rc = -1;
+    if (rc == 0 && !usable)
+        rc = qerr_set(err, "no preloading: %s", why);
+    int tpl_qid = tpl ? tpl->qid : -1;
+    int want = rc == 0 ? preload_target(q) : 0, have = 0;
+    for (struct qvm *vm = rc == 0 ? q->coll->by_qid : NULL; vm; vm = vm->hh_qid.next)
+        if (is_preload_of(vm, tpl_qid))
+            have++;
+    struct dispvm_request r = { .source = "dom0", .label = "gray", .progress = progress };
+    while (rc == 0 && have < want) {
+        struct dispvm d = { 0 };
+        if (restore(q, &r, tpl_qid, dvm, true, &d, err) < 0) {
+            struct qerr e2;
+            teardown(q, &d, &e2);
+            rc = -1;
+            break;
+        }
+        say(progress, "--> Preloaded %s (paused)", d.name);
+        have++;
+        if (qubes_load_for_reading(q, err) < 0)
+            rc = -1;
+    }
+    close(lock);
+    return rc;
+}
+
+/* A replacement is prepared in the background: a detached grandchild, so
+ * that the request does not wait for it. */
+static void replenish_in_background(const char *template_name)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        return;
+    }
+    setsid();
+    if (fork() != 0)
+        _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+    }
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    struct qubes q;
+    struct qerr err;
+    if (qubes_open(&q, false, &err) == 0)
+        dispvm_preload_fill(&q, template_name, NULL, &err);
+    qubes_close(&q);
+    _exit(0);
 }
 
 static volatile sig_atomic_t stop_signal;
@@ -632,8 +822,13 @@ int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, str
     if (rc == 0 && !(tpl = qubes_find_vm(q, tname, err)))
         rc = -1;
     if (rc == 0)
-        rc = restore(q, r, tpl->qid, dvm, &d, err);
+        rc = claim_preload(q, r, tpl->qid, &d, err);
+    if (rc == 1)        /* none ready: restore one now */
+        rc = restore(q, r, tpl->qid, dvm, false, &d, err);
+    bool preloading = rc == 0 && q->coll && preload_target(q) > 0;
     close(lock);
+    if (preloading)
+        replenish_in_background(tname);
     if (rc == 0 && !stop_signal)
         rc = serve(r, &d, status, err);
     else if (rc == 0)
@@ -676,7 +871,10 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
         }
         char rundir[PATH_MAX];
         snprintf(rundir, sizeof rundir, "%s/vms/%s", q->cfg.run_dir, vms[i]->name);
-        bool orphan = st != QVM_POWER_HALTED && !owner_alive(rundir);
+        /* With preloading off, waiting preloads are not wanted any more. */
+        bool orphan = st != QVM_POWER_HALTED &&
+                      (!owner_alive(rundir) ||
+                       (qvm_get_bool(vms[i], "preload", false) && preload_target(q) == 0));
         if (st == QVM_POWER_HALTED || orphan) {
             if (st != QVM_POWER_HALTED)
                 vmm_destroy(&q->vmm, vms[i]->name, NULL);

@@ -36,6 +36,14 @@ struct dispvm_request {
  * still clean up. */
 int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err);
 
+#define DISPVM_PRELOAD_MAX 16
+
+/* Restores and pauses DispVMs of the template until as many wait as the
+ * global `dispvm-preload` setting asks (qubes-prefs). A request takes one,
+ * and a replacement is restored in the background. */
+int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progress,
+                        struct qerr *err);
+
 /* qvm-cleanup-dispvms: drops the records of DispVMs that do not run,
  * destroys DispVM domains that have no record, removes their files.
  * *removed counts what was cleaned. */

@@ -136,9 +136,13 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
             continue;
         const char *tag = (const char *)d->name;
         if (strcmp(tag, "disk") == 0 && disk < id->ndisks) {
-            xmlNode *src = child(d, "source");
+            xmlNode *src = child(d, "source"), *drv = child(d, "driver");
             if (src)
                 xmlSetProp(src, (const xmlChar *)"file", (const xmlChar *)id->disks[disk]);
+            /* A raw disk of the saved VM may be a qcow2 layer in the clone:
+             * read as raw, the guest would see the layer's metadata. */
+            if (drv && id->formats[disk])
+                xmlSetProp(drv, (const xmlChar *)"type", (const xmlChar *)id->formats[disk]);
             /* The clone's layer has other backing files: let libvirt read
              * the chain from the images. */
             xmlNode *bs;

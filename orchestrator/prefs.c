@@ -602,7 +602,7 @@ int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const cha
 
 static const struct {
     const char *name;
-    int global;                 /* enum qglobal, or -1 for default-kernel */
+    int global;                 /* enum qglobal; -1 default-kernel, -2 dispvm-preload */
 } globals[] = {
     { "default-template", QG_DEFAULT_TEMPLATE },
     { "default-netvm", QG_DEFAULT_NETVM },
@@ -610,6 +610,7 @@ static const struct {
     { "updatevm", QG_UPDATEVM },
     { "clockvm", QG_CLOCKVM },
     { "default-kernel", -1 },
+    { "dispvm-preload", -2 },
 };
 
 static int find_global(const char *name, struct qerr *err)
@@ -629,6 +630,10 @@ static int find_global(const char *name, struct qerr *err)
 
 static char *global_value(struct qubes *q, size_t i)
 {
+    if (globals[i].global == -2) {
+        const char *v = qattrs_get(&q->coll->root_attrs, "dispvm_preload");
+        return xstrdup(v ? v : "0");
+    }
     if (globals[i].global < 0) {
         const char *k = qvm_collection_default_kernel(q->coll);
         return xstrdup(k ? k : "none");
@@ -670,6 +675,16 @@ int qubes_global_set(struct qubes *q, const char *prop, const char *value, struc
         return -1;
     bool none = strcasecmp(value, "none") == 0;
     int g = globals[i].global;
+    if (g == -2) {
+        long n;
+        if (qparse_int(value, 0, 16, &n) < 0)
+            return qerr_set(err, "dispvm-preload: '%s' is not a number in 0..16", value);
+        char num[8];
+        snprintf(num, sizeof num, "%ld", n);
+        if (qattrs_set(&q->coll->root_attrs, "dispvm_preload", num) < 0)
+            return qerr_errno(err, ENOMEM, "dispvm-preload");
+        return 0;
+    }
     if (g < 0) {
         if (!none && kernel_installed(q, value, err) < 0)
             return qerr_prefix(err, "default-kernel");
