@@ -210,12 +210,18 @@ static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *s
     static char payload[QAG_MAX_PAYLOAD];
     char buf[16384];
     for (;;) {
-        struct pollfd p[2] = { { .fd = c->fd, .events = POLLIN }, { .fd = in_fd, .events = POLLIN } };
-        if (poll(p, in_fd >= 0 ? 2 : 1, -1) < 0) {
+        /* The output too: a pipe whose reader is gone reports an error at
+         * once, and nobody wants the command's output any more. */
+        struct pollfd p[3] = { { .fd = c->fd, .events = POLLIN },
+                               { .fd = in_fd, .events = POLLIN },
+                               { .fd = out_fd, .events = 0 } };
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return qerr_errno(err, errno, "poll");
         }
+        if (out_fd >= 0 && (p[2].revents & POLLERR))
+            return qerr_set(err, "the caller went away (its end of the output is closed)");
         if (in_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t n = read(in_fd, buf, sizeof buf);
             if (n > 0) {

@@ -97,6 +97,13 @@ is "$(for i in 1 2 3 4 5 6 7 8; do sed -n 1p "$SCRATCH/c$i.out"; done | grep '^d
    "8" "with 8 distinct names (disp<N>)"
 is "$(leftovers)" "0/0/0" "and leave nothing behind"
 
+# The caller goes away: the reader of the service's output exits.
+t0=$(date +%s)
+echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>/dev/null | (sleep 2; exit 0)
+for i in $(seq 100); do [ "$(leftovers)" = "0/0/0" ] && break; sleep 0.1; done
+is "$(leftovers)" "0/0/0" "when the caller goes away mid-service, the DispVM is destroyed and its record removed"
+ok "$([ $(( $(date +%s) - t0 )) -lt 30 ]; echo $?)" "without waiting for the service to end"
+
 # Killed: by SIGTERM it cleans up; by SIGKILL qvm-cleanup-dispvms does.
 (echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
