@@ -225,6 +225,58 @@ static int ensure_dvm_vm(struct qubes *q, const char *tname, bool hvm, const cha
 
 static int drop_preloads(struct qubes *q, const char *tname, struct qerr *err);
 
+/* Shrinks the VM to what its guest uses (and a margin) with the balloon
+ * before the save: the memory handed back is not saved. Best effort: a
+ * guest without a balloon driver is saved as it is. */
+static void shrink_memory(struct qubes *q, const char *dvm, FILE *progress)
+{
+    char sock[PATH_MAX], used[64] = "";
+    struct agent_conn c;
+    struct qerr e;
+    snprintf(sock, sizeof sock, "%s/vms/%s/agent.sock", q->cfg.run_dir, dvm);
+    int out[2], st;
+    if (pipe(out) < 0)
+        return;
+    if (agent_connect(sock, 5000, &c, &e) == 0) {
+        agent_exec(&c, "root", "awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} "
+                   "END {print t - a}' /proc/meminfo", -1, out[1], -1, &st, &e);
+        agent_close(&c);
+    }
+    close(out[1]);
+    ssize_t n = read(out[0], used, sizeof used - 1);
+    close(out[0]);
+    if (n <= 0)
+        return;
+    used[n] = '\0';
+    unsigned long kib = strtoul(used, NULL, 10);
+    if (kib == 0)
+        return;
+    kib += 96 * 1024;           /* room for the service the DispVM will run */
+    if (kib < 160 * 1024)
+        kib = 160 * 1024;
+    struct vmm_domain d;
+    if (vmm_domain_info(&q->vmm, dvm, &d, &e) < 0)
+        return;
+    free(d.name);
+    if (kib >= d.mem_kib)
+        return;
+    say(progress, "--> Shrinking '%s' from %lu to %lu MiB (its guest uses %lu MiB)", dvm,
+        d.mem_kib / 1024, kib / 1024, strtoul(used, NULL, 10) / 1024);
+    if (vmm_set_memory(&q->vmm, dvm, kib, &e) < 0) {
+        say(progress, "warning: %s", e.msg);
+        return;
+    }
+    /* Give the balloon time to inflate. */
+    for (int i = 0; i < 30; i++) {
+        usleep(100000);
+        if (vmm_domain_info(&q->vmm, dvm, &d, &e) < 0)
+            return;
+        free(d.name);
+        if (d.mem_kib <= kib + 1024)
+            break;
+    }
+}
+
 int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err)
 {
@@ -257,6 +309,7 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     int status;
     if (qubes_vm_run(q, dvm, &ro, &status, err) < 0)
         goto kill;
+    shrink_memory(q, dvm, progress);
     vm = qubes_find_vm(q, dvm, err);
     if (!vm || qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
         goto kill;
@@ -561,6 +614,15 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     }
     d->domain = true;
     unlink(clone);
+    /* The savefile was made with the balloon inflated: give the memory back. */
+    struct vmm_domain info;
+    if (vmm_domain_info(&q->vmm, d->name, &info, err) == 0) {
+        struct qvm *tvm = qvm_collection_by_qid(q->coll, tpl_qid);
+        long mib = tvm ? qvm_get_int(tvm, "memory", 512) : 512;
+        if (info.mem_kib < (unsigned long)mib * 1024)
+            vmm_set_memory(&q->vmm, d->name, (unsigned long)mib * 1024, NULL);
+        free(info.name);
+    }
     if (preload && vmm_suspend(&q->vmm, d->name, err) < 0) {
         qubes_unlock(q);
         return -1;

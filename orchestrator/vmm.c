@@ -167,6 +167,11 @@ int vmm_restore(struct vmm *vmm, const char *path, struct qerr *err)
     VMM_CALL(restore, path);
 }
 
+int vmm_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err)
+{
+    VMM_CALL(set_memory, name, kib);
+}
+
 void vmm_domains_free(struct vmm_domain *d, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -68,6 +68,8 @@ struct vmm_backend {
      * domain stops); restores a domain from such a file, running. */
     int (*save)(struct vmm *vmm, const char *name, const char *path, struct qerr *err);
     int (*restore)(struct vmm *vmm, const char *path, struct qerr *err);
+    /* Sets a running domain's balloon target. */
+    int (*set_memory)(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err);
 };
 
 struct vmm {
@@ -96,6 +98,7 @@ int vmm_resume(struct vmm *vmm, const char *name, struct qerr *err);
 int vmm_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err);
 int vmm_save(struct vmm *vmm, const char *name, const char *path, struct qerr *err);
 int vmm_restore(struct vmm *vmm, const char *path, struct qerr *err);
+int vmm_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err);
 void vmm_domains_free(struct vmm_domain *d, size_t n);
 
 /* The symbol a backend object exports: a `const struct vmm_backend`. */

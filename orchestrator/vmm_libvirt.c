@@ -239,6 +239,18 @@ static int lv_restore(struct vmm *vmm, const char *path, struct qerr *err)
     return 0;
 }
 
+static int lv_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom)
+        return lv_error(err, "cannot find the domain", vmm->uri);
+    int r = virDomainSetMemory(dom, kib);
+    if (r < 0)
+        lv_error(err, "cannot set the domain's memory", vmm->uri);
+    virDomainFree(dom);
+    return r < 0 ? -1 : 0;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -253,4 +265,5 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .host_info = lv_host_info,
     .save = lv_save,
     .restore = lv_restore,
+    .set_memory = lv_set_memory,
 };
