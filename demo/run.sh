@@ -1,7 +1,8 @@
 #!/bin/sh
 # The demo behind `make demo`: a template HVM and a child made from the test
 # guest, started on a real libvirt daemon, the exclusion between them, a
-# command in each, and the database tools; narrated as it goes.
+# command in each, disposable VMs (plain and preloaded), and the database
+# tools; narrated as it goes.
 # Usage: demo/run.sh BIN-DIR GUEST-DIR
 set -eu
 bin=${1:?usage: demo/run.sh BIN-DIR GUEST-DIR}
@@ -13,7 +14,10 @@ export QUBES_RUN_DIR="$QUBES_BASE_DIR/run"
 export QUBES_VMM_URI=${QUBES_VMM_URI:-qemu:///system}
 T=demo-template C=demo-work
 cleanup() {
-    for vm in $C $T; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
+    qubes-prefs -s dispvm-preload 0 >/dev/null 2>&1 || true
+    qvm-cleanup-dispvms -q >/dev/null 2>&1 || true
+    for vm in $C $T $T-dvm; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
+    rm -f "/dev/shm/qubes/$T-dvm.savefile"
     [ "${KEEP:-0}" = 1 ] || rm -rf "$QUBES_BASE_DIR"
 }
 trap cleanup EXIT
@@ -51,6 +55,28 @@ echo "(qvm-run returned the command's exit status: 3)"
 
 say "Stop everything"
 show qvm-kill $C
+show qvm-ls
+
+say "Disposable VMs: save a booted VM once, restore a fresh copy per request"
+show qvm-create-default-dvm $T
+printf '$ echo '"'"'echo hello from $(uname -n)'"'"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT red\n'
+start=$(date +%s%N)
+echo 'echo "hello from $(uname -n)"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT red || true
+echo "(request to end, teardown included: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+show qvm-run --dispvm "echo a second DispVM: \$(uname -n)"
+echo 'echo scratch > /rw/mine' | qfile-daemon-dvm -q qubes.VMShell dom0 DEFAULT
+show qvm-run -q --dispvm 'ls /rw; echo "(nothing of the previous DispVM)"'
+
+say "Preloaded: DispVMs restored and paused ahead"
+show qubes-prefs -s dispvm-preload 1
+show qvm-create-default-dvm -q $T
+show qvm-ls
+start=$(date +%s%N)
+echo 'echo "served by $(uname -n)"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT || true
+echo "(request to end, teardown included: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+show qubes-prefs -s dispvm-preload 0
+sleep 2
+show qvm-cleanup-dispvms
 show qvm-ls
 
 say "The database tools: typed properties, class rules, refusals"

@@ -934,15 +934,15 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
         char rundir[PATH_MAX];
         snprintf(rundir, sizeof rundir, "%s/vms/%s", q->cfg.run_dir, vms[i]->name);
         /* With preloading off, waiting preloads are not wanted any more. */
-        bool orphan = st != QVM_POWER_HALTED &&
-                      (!owner_alive(rundir) ||
-                       (qvm_get_bool(vms[i], "preload", false) && preload_target(q) == 0));
+        bool unwanted = qvm_get_bool(vms[i], "preload", false) && preload_target(q) == 0;
+        bool orphan = st != QVM_POWER_HALTED && (unwanted || !owner_alive(rundir));
         if (st == QVM_POWER_HALTED || orphan) {
             if (st != QVM_POWER_HALTED)
                 vmm_destroy(&q->vmm, vms[i]->name, NULL);
             remove_runtime(rundir);
             say(progress, "--> Removed %s (%s)", vms[i]->name,
-                orphan ? "the process that ran it is gone" : "not running");
+                !orphan ? "not running" : unwanted ? "a preload, and preloading is off"
+                                                   : "the process that ran it is gone");
             qvm_collection_remove(q->coll, vms[i]);
             qvm_free(vms[i]);
             changed = true;
