@@ -618,18 +618,31 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     struct vmm_domain info;
     if (vmm_domain_info(&q->vmm, d->name, &info, err) == 0) {
         struct qvm *tvm = qvm_collection_by_qid(q->coll, tpl_qid);
-        long mib = tvm ? qvm_get_int(tvm, "memory", 512) : 512;
-        if (info.mem_kib < (unsigned long)mib * 1024)
-            vmm_set_memory(&q->vmm, d->name, (unsigned long)mib * 1024, NULL);
+        unsigned long want = (unsigned long)(tvm ? qvm_get_int(tvm, "memory", 512) : 512) * 1024;
         free(info.name);
-    }
-    if (preload && vmm_suspend(&q->vmm, d->name, err) < 0) {
-        qubes_unlock(q);
-        return -1;
+        if (info.mem_kib < want)
+            vmm_set_memory(&q->vmm, d->name, want, NULL);
+        info.mem_kib = want;
     }
     if (qubes_save_and_unlock(q, err) < 0)
         return -1;
     d->record = true;
+    if (preload) {
+        /* A preload takes its memory back before it is paused (outside the
+         * write lock), so that the request claiming it does not wait for
+         * the balloon; until paused, no request takes it. */
+        unsigned long want = info.mem_kib;
+        for (int i = 0; i < 40; i++) {
+            usleep(50000);
+            if (vmm_domain_info(&q->vmm, d->name, &info, NULL) < 0)
+                break;
+            free(info.name);
+            if (info.mem_kib + 1024 >= want)
+                break;
+        }
+        if (vmm_suspend(&q->vmm, d->name, err) < 0)
+            return -1;
+    }
     return 0;
 }
 
