@@ -505,6 +505,29 @@ static int make_layer(const char *backing, const char *fmt, const char *layer, s
     return run_program(argv, err);
 }
 
+/* Restores a clone of the savefile with the DispVM's identity: fed through
+ * a FIFO (no copy), or, when the restore refuses that, from a copy. */
+static int restore_clone(struct qubes *q, const char *from, const char *clone,
+                         const struct savefile_identity *id, FILE *progress, struct qerr *err)
+{
+    struct qerr e;
+    pid_t writer = savefile_feed(from, clone, id, &e);
+    if (writer > 0) {
+        int rc = vmm_restore(&q->vmm, clone, &e);
+        kill(writer, SIGKILL);      /* finished already, unless the restore failed */
+        waitpid(writer, NULL, 0);
+        unlink(clone);
+        if (rc == 0)
+            return 0;
+    }
+    say(progress, "--> Restoring from a copy (through a pipe: %s)", e.msg);
+    if (savefile_clone(from, clone, id, err) < 0)
+        return -1;
+    int rc = vmm_restore(&q->vmm, clone, err);
+    unlink(clone);
+    return rc;
+}
+
 /* Restores the savefile as the DispVM `d` and records it, under the
  * qubes.xml write lock. */
 static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
@@ -566,8 +589,6 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
         .formats = { "qcow2", "qcow2" }, .ndisks = 2,
         .agent_socket = sock, .serial_log = log,
     };
-    if (savefile_clone(from, clone, &id, err) < 0)
-        return -1;
 
     if (qubes_load_for_writing(q, false, err) < 0) {
         unlink(clone);
@@ -607,9 +628,8 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
         return -1;
     }
     say(r->progress, "--> Restoring %s from %s", d->name, from);
-    if (vmm_restore(&q->vmm, clone, err) < 0) {
+    if (restore_clone(q, from, clone, &id, r->progress, err) < 0) {
         qubes_unlock(q);
-        unlink(clone);
         return -1;
     }
     d->domain = true;

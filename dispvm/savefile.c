@@ -178,14 +178,16 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
     return copy;
 }
 
-int savefile_clone(const char *src, const char *dst, const struct savefile_identity *id,
-                   struct qerr *err)
+/* Writes the clone to `out`: the new header, then src's stream (spliced
+ * when `out` is a pipe, so the stream's pages are not copied). */
+static int clone_to_fd(const char *src, int out, const char *dst, const struct savefile_identity *id,
+                       struct qerr *err)
 {
     struct savefile_info si;
     if (savefile_read(src, &si, err) < 0)
         return -1;
     char *xml = rewrite(si.xml, id, err);
-    int rc = -1, in = -1, out = -1;
+    int rc = -1, in = -1;
     if (!xml)
         goto done;
     size_t xml_len = strlen(xml) + 1, cookie_len = strlen(si.cookie) + 1;
@@ -196,9 +198,8 @@ int savefile_clone(const char *src, const char *dst, const struct savefile_ident
     memcpy(h + 16, f, sizeof f);
 
     in = open(src, O_RDONLY | O_CLOEXEC);
-    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (in < 0 || out < 0) {
-        qerr_errno(err, errno, "cannot clone %s to %s", src, dst);
+    if (in < 0) {
+        qerr_errno(err, errno, "cannot open %s", src);
         goto done;
     }
     if (write_all(out, h, sizeof h) < 0 || write_all(out, xml, xml_len) < 0 ||
@@ -207,7 +208,18 @@ int savefile_clone(const char *src, const char *dst, const struct savefile_ident
         goto done;
     }
     off_t ipos = si.stream_offset;
-    if (storage_copy_range(in, &ipos, out, si.size - si.stream_offset) < 0) {
+    struct stat st;
+    if (fstat(out, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        while (ipos < si.size) {
+            ssize_t r = splice(in, &ipos, out, NULL, (size_t)(si.size - ipos), SPLICE_F_MOVE);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                qerr_errno(err, r < 0 ? errno : EIO, "cannot feed the savefile's stream to %s", dst);
+                goto done;
+            }
+        }
+    } else if (storage_copy_range(in, &ipos, out, si.size - si.stream_offset) < 0) {
         qerr_errno(err, errno, "cannot copy the savefile's stream to %s", dst);
         goto done;
     }
@@ -215,11 +227,39 @@ int savefile_clone(const char *src, const char *dst, const struct savefile_ident
 done:
     if (in >= 0)
         close(in);
-    if (out >= 0)
-        close(out);
-    if (rc < 0 && out >= 0)
-        unlink(dst);
     free(xml);
     savefile_info_free(&si);
     return rc;
+}
+
+int savefile_clone(const char *src, const char *dst, const struct savefile_identity *id,
+                   struct qerr *err)
+{
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0)
+        return qerr_errno(err, errno, "cannot create %s", dst);
+    int rc = clone_to_fd(src, out, dst, id, err);
+    close(out);
+    if (rc < 0)
+        unlink(dst);
+    return rc;
+}
+
+pid_t savefile_feed(const char *src, const char *fifo, const struct savefile_identity *id,
+                    struct qerr *err)
+{
+    if (mkfifo(fifo, 0600) < 0)
+        return qerr_errno(err, errno, "cannot create %s", fifo);
+    pid_t pid = fork();
+    if (pid < 0) {
+        unlink(fifo);
+        return qerr_errno(err, errno, "fork");
+    }
+    if (pid == 0) {
+        /* Blocks until the reader (libvirt) opens the other end. */
+        int out = open(fifo, O_WRONLY | O_CLOEXEC);
+        struct qerr e;
+        _exit(out >= 0 && clone_to_fd(src, out, fifo, id, &e) == 0 ? 0 : 1);
+    }
+    return pid;
 }
