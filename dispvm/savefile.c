@@ -259,6 +259,8 @@ pid_t savefile_feed(const char *src, const char *fifo, const struct savefile_ide
         /* Blocks until the reader (libvirt) opens the other end. */
         int out = open(fifo, O_WRONLY | O_CLOEXEC);
         struct qerr e;
+        if (out >= 0)
+            fcntl(out, F_SETPIPE_SZ, 1 << 20);  /* fewer, larger hand-overs */
         _exit(out >= 0 && clone_to_fd(src, out, fifo, id, &e) == 0 ? 0 : 1);
     }
     return pid;
