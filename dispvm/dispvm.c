@@ -511,7 +511,8 @@ static int restore_clone(struct qubes *q, const char *from, const char *clone,
                          const struct savefile_identity *id, FILE *progress, struct qerr *err)
 {
     struct qerr e;
-    pid_t writer = savefile_feed(from, clone, id, &e);
+    const char *feed = getenv("QUBES_DISPVM_FEED");
+    pid_t writer = feed && strcmp(feed, "fifo") == 0 ? savefile_feed(from, clone, id, &e) : 0;
     if (writer > 0) {
         int rc = vmm_restore(&q->vmm, clone, &e);
         kill(writer, SIGKILL);      /* finished already, unless the restore failed */
@@ -520,7 +521,8 @@ static int restore_clone(struct qubes *q, const char *from, const char *clone,
         if (rc == 0)
             return 0;
     }
-    say(progress, "--> Restoring from a copy (through a pipe: %s)", e.msg);
+    if (writer < 0 || (writer > 0 && feed))
+        say(progress, "--> Restoring from a copy (through a pipe: %s)", e.msg);
     if (savefile_clone(from, clone, id, err) < 0)
         return -1;
     int rc = vmm_restore(&q->vmm, clone, err);

@@ -44,8 +44,8 @@ struct savefile_identity {
 int savefile_clone(const char *src, const char *dst, const struct savefile_identity *id,
                    struct qerr *err);
 
-/* The same without a copy on disk: a child process writes the clone into
- * the FIFO `fifo` (created here) as the restore reads it. libvirt 9.0 opens
+/* The same without a copy on disk (QUBES_DISPVM_FEED=fifo): a child process
+ * writes the clone into the FIFO `fifo` (created here) as the restore reads it. libvirt 9.0 opens
  * the image once and reads it in order, so this works; should a libvirt not,
  * the restore fails and the caller falls back to savefile_clone(). Returns
  * the writer's pid (the caller kills and reaps it after the restore). */
