@@ -47,6 +47,10 @@ is "$rc" 0 "qfile-daemon-dvm succeeds"
 is "$(echo "$out" | head -n 1)" "hello" "the service's output comes back"
 like "$(echo "$out" | tail -n 1)" "disp" "from a DispVM with its own name ($(echo "$out" | tail -n 1))"
 is "$(leftovers)" "0/0/0" "no record, domain or file is left behind"
+out=$(echo 'uname -n' | QUBES_DISPVM_FEED=fifo qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT 2>&1)
+like "$out" "disp" "a DispVM restored from a clone fed through a FIFO works"
+case $out in *"from a copy"*) ok 1 "and really came through the FIFO" ;; *) ok 0 "and really came through the FIFO" ;; esac
+is "$(leftovers)" "0/0/0" "and leaves nothing behind (no FIFO, no writer)"
 echo 'exit 5' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
 is "$?" 5 "the service's exit status is returned"
 
