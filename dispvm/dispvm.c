@@ -18,56 +18,11 @@
 
 #include "../orchestrator/agent_client.h"
 #include "../orchestrator/lifecycle.h"
+#include "../orchestrator/util.h"
 #include "../storage/storage.h"
 #include "savefile.h"
 
 extern char **environ;
-
-static void say(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(FILE *f, const char *fmt, ...)
-{
-    if (!f)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    fputc('\n', f);
-    fflush(f);
-}
-
-static int run_program(char *const argv[], struct qerr *err)
-{
-    pid_t pid;
-    int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
-    if (r != 0)
-        return qerr_errno(err, r, "cannot run %s", argv[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return qerr_errno(err, errno, "waiting for %s", argv[0]);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return qerr_set(err, "%s failed", argv[0]);
-    return 0;
-}
-
-static int mkdirs(const char *path, struct qerr *err)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return qerr_errno(err, errno, "cannot create %s", buf);
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    return 0;
-}
 
 /* $BASE/dvmdata/<dvm>.<what> */
 static void dvm_path(const struct qubes *q, const char *dvm, const char *what, char *out,
@@ -186,7 +141,7 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
 static int global_lock(const struct qubes *q, struct qerr *err)
 {
     char path[PATH_MAX];
-    if (mkdirs(q->cfg.run_dir, err) < 0)
+    if (qmkdirs(q->cfg.run_dir, err) < 0)
         return -1;
     snprintf(path, sizeof path, "%s/qfile-daemon-dvm.lock", q->cfg.run_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -215,7 +170,7 @@ static int ensure_dvm_vm(struct qubes *q, const char *tname, bool hvm, const cha
         .hvm = hvm, .internal = true, .vcpus = 1,
     };
     struct qvm *vm;
-    say(progress, "--> Creating the DispVM template '%s'", dvm);
+    qsay(progress, "--> Creating the DispVM template '%s'", dvm);
     if (qubes_vm_create(q, &o, &vm, err) < 0) {
         qubes_unlock(q);
         return -1;
@@ -260,10 +215,10 @@ static void shrink_memory(struct qubes *q, const char *dvm, FILE *progress)
     free(d.name);
     if (kib >= d.mem_kib)
         return;
-    say(progress, "--> Shrinking '%s' from %lu to %lu MiB (its guest uses %lu MiB)", dvm,
+    qsay(progress, "--> Shrinking '%s' from %lu to %lu MiB (its guest uses %lu MiB)", dvm,
         d.mem_kib / 1024, kib / 1024, strtoul(used, NULL, 10) / 1024);
     if (vmm_set_memory(&q->vmm, dvm, kib, &e) < 0) {
-        say(progress, "warning: %s", e.msg);
+        qsay(progress, "warning: %s", e.msg);
         return;
     }
     /* Give the balloon time to inflate. */
@@ -294,7 +249,7 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
         return -1;
 
     struct qvm_start_opts so = { .wait = true, .progress = progress };
-    say(progress, "--> Booting '%s' to save it warmed up", dvm);
+    qsay(progress, "--> Booting '%s' to save it warmed up", dvm);
     if (qubes_vm_start(q, dvm, &so, err) < 0)
         return -1;
     struct qvm *vm = qubes_find_vm(q, dvm, err);
@@ -314,7 +269,7 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     if (!vm || qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
         goto kill;
     snprintf(ddir, sizeof ddir, "%s/dvmdata", q->cfg.base_dir);
-    if (mkdirs(ddir, err) < 0)
+    if (qmkdirs(ddir, err) < 0)
         goto kill;
     dvm_path(q, dvm, "savefile", save, sizeof save);
     dvm_path(q, dvm, "root.qcow2", root, sizeof root);
@@ -327,7 +282,7 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     unlink(root_tmp);
     unlink(priv_tmp);
 
-    say(progress, "--> Saving '%s' to %s", dvm, save);
+    qsay(progress, "--> Saving '%s' to %s", dvm, save);
     if (vmm_save(&q->vmm, dvm, save_tmp, err) < 0)
         goto fail;
     /* The domain has stopped: its disks are the state the memory expects. */
@@ -355,14 +310,14 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     snprintf(link, sizeof link, "%s/default-savefile", ddir);
     unlink(link);
     if (symlink(save, link) < 0)
-        say(progress, "warning: cannot link %s", link);
+        qsay(progress, "warning: cannot link %s", link);
     tpl = qubes_find_vm(q, tname, NULL);
     if (tpl && qubes_vm_dir(q, tpl, tdir, sizeof tdir, NULL) == 0) {
         snprintf(tplroot, sizeof tplroot, "%s/root.img", tdir);
         snprintf(link, sizeof link, "%s/savefile-root", ddir);
         unlink(link);
         if (symlink(tplroot, link) < 0)
-            say(progress, "warning: cannot link %s", link);
+            qsay(progress, "warning: cannot link %s", link);
     }
     snprintf(link, sizeof link, "%s/dont-use-shm", ddir);
     if (access(link, F_OK) != 0 && access("/dev/shm", W_OK) == 0) {
@@ -377,14 +332,14 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
             snprintf(link, sizeof link, "/dev/shm/qubes/current-savefile");
             unlink(link);
             if (symlink(shm, link) < 0)
-                say(progress, "warning: cannot link %s", link);
+                qsay(progress, "warning: cannot link %s", link);
         } else {
             unlink(shm_tmp);
         }
     }
     struct stat st;
     stat(save, &st);
-    say(progress, "--> Savefile ready: %s (%lld MiB)", save, (long long)st.st_size >> 20);
+    qsay(progress, "--> Savefile ready: %s (%lld MiB)", save, (long long)st.st_size >> 20);
     /* Preloads restored from the old savefile go; new ones come. */
     if (drop_preloads(q, tname, err) < 0 || dispvm_preload_fill(q, tname, progress, err) < 0)
         return qerr_prefix(err, "the savefile is ready, but preloading failed");
@@ -502,7 +457,7 @@ static int make_layer(const char *backing, const char *fmt, const char *layer, s
 {
     char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)fmt, "-b",
                      (char *)backing, (char *)layer, NULL };
-    return run_program(argv, err);
+    return qrun_program(argv, err);
 }
 
 /* Restores a clone of the savefile with the DispVM's identity: fed through
@@ -522,7 +477,7 @@ static int restore_clone(struct qubes *q, const char *from, const char *clone,
             return 0;
     }
     if (writer < 0 || (writer > 0 && feed))
-        say(progress, "--> Restoring from a copy (through a pipe: %s)", e.msg);
+        qsay(progress, "--> Restoring from a copy (through a pipe: %s)", e.msg);
     if (savefile_clone(from, clone, id, err) < 0)
         return -1;
     int rc = vmm_restore(&q->vmm, clone, err);
@@ -565,7 +520,7 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
             return qerr_set(err, "no free DispVM name: disp%d and the 100 before are taken", dispid);
     }
     snprintf(d->rundir, sizeof d->rundir, "%s/vms/%s", q->cfg.run_dir, d->name);
-    if (mkdirs(d->rundir, err) < 0)
+    if (qmkdirs(d->rundir, err) < 0)
         return -1;
     /* Who owns it: qvm-cleanup-dispvms removes DispVMs whose owner died. */
     char owner[64], opath[PATH_MAX + 16];
@@ -629,7 +584,7 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
         unlink(clone);
         return -1;
     }
-    say(r->progress, "--> Restoring %s from %s", d->name, from);
+    qsay(r->progress, "--> Restoring %s from %s", d->name, from);
     if (restore_clone(q, from, clone, &id, r->progress, err) < 0) {
         qubes_unlock(q);
         return -1;
@@ -720,14 +675,14 @@ static int claim_preload(struct qubes *q, const struct dispvm_request *r, int tp
         process_id(getpid(), owner, sizeof owner) < 0 || write_small(opath, owner, &e) < 0 ||
         qubes_save_and_unlock(q, &e) < 0 || vmm_resume(&q->vmm, name, &e) < 0) {
         qubes_unlock(q);
-        say(r->progress, "--> Preloaded %s failed (%s): restoring one instead", name, e.msg);
+        qsay(r->progress, "--> Preloaded %s failed (%s): restoring one instead", name, e.msg);
         teardown(q, d, &e);
         memset(d, 0, sizeof *d);
         if (qubes_load_for_reading(q, err) < 0)
             return -1;
         return 1;
     }
-    say(r->progress, "--> Using preloaded %s", name);
+    qsay(r->progress, "--> Using preloaded %s", name);
     return 0;
 }
 
@@ -783,7 +738,7 @@ int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progre
             rc = -1;
             break;
         }
-        say(progress, "--> Preloaded %s (paused)", d.name);
+        qsay(progress, "--> Preloaded %s (paused)", d.name);
         have++;
         if (qubes_load_for_reading(q, err) < 0)
             rc = -1;
@@ -906,7 +861,7 @@ int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, str
             rc = qerr_set(err, "the DispVM savefile cannot be used: %s (run "
                           "qvm-create-default-dvm %s)", why, tname);
         } else {
-            say(r->progress, "--> Savefile unusable (%s): making it again", why);
+            qsay(r->progress, "--> Savefile unusable (%s): making it again", why);
             close(lock);
             if (dispvm_prepare(q, tname, r->progress, err) < 0)
                 return -1;
@@ -975,7 +930,7 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
             if (st != QVM_POWER_HALTED)
                 vmm_destroy(&q->vmm, vms[i]->name, NULL);
             remove_runtime(rundir);
-            say(progress, "--> Removed %s (%s)", vms[i]->name,
+            qsay(progress, "--> Removed %s (%s)", vms[i]->name,
                 !orphan ? "not running" : unwanted ? "a preload, and preloading is off"
                                                    : "the process that ran it is gone");
             qvm_collection_remove(q->coll, vms[i]);
@@ -998,13 +953,13 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
         if (vmm_domain_info(&q->vmm, e->d_name, &info, err) == 0 &&
             info.state != QVM_POWER_HALTED) {
             vmm_destroy(&q->vmm, e->d_name, NULL);
-            say(progress, "--> Destroyed the leftover domain %s", e->d_name);
+            qsay(progress, "--> Destroyed the leftover domain %s", e->d_name);
         }
         free(info.name);
         char path[PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         remove_runtime(path);
-        say(progress, "--> Removed the files of %s", e->d_name);
+        qsay(progress, "--> Removed the files of %s", e->d_name);
         (*removed)++;
     }
     if (dh)

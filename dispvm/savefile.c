@@ -1,5 +1,6 @@
 #include "savefile.h"
 
+#include "../orchestrator/util.h"
 #include "../storage/storage.h"
 
 #include <errno.h>
@@ -25,21 +26,6 @@ static int read_at(int fd, void *buf, size_t len, off_t off)
         if (r <= 0)
             return -1;
         done += (size_t)r;
-    }
-    return 0;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
     }
     return 0;
 }
@@ -202,8 +188,8 @@ static int clone_to_fd(const char *src, int out, const char *dst, const struct s
         qerr_errno(err, errno, "cannot open %s", src);
         goto done;
     }
-    if (write_all(out, h, sizeof h) < 0 || write_all(out, xml, xml_len) < 0 ||
-        write_all(out, si.cookie, cookie_len) < 0) {
+    if (qwrite_all(out, h, sizeof h) < 0 || qwrite_all(out, xml, xml_len) < 0 ||
+        qwrite_all(out, si.cookie, cookie_len) < 0) {
         qerr_errno(err, errno, "cannot write %s", dst);
         goto done;
     }

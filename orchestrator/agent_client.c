@@ -14,35 +14,14 @@
 #include <unistd.h>
 
 #include "../guest/protocol.h"
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
+#include "util.h"
 
 static int send_frame(int fd, uint32_t type, const void *data, uint32_t len)
 {
     struct qag_header h = { QAG_MAGIC, type, len };
-    if (write_all(fd, &h, sizeof h) < 0)
+    if (qwrite_all(fd, &h, sizeof h) < 0)
         return -1;
-    return len ? write_all(fd, data, len) : 0;
+    return len ? qwrite_all(fd, data, len) : 0;
 }
 
 /* Reads exactly len bytes, waiting at most until `deadline` (ms, 0: none).
@@ -52,7 +31,7 @@ static int read_all(int fd, void *buf, size_t len, long deadline)
     char *p = buf;
     while (len > 0) {
         if (deadline) {
-            long left = deadline - now_ms();
+            long left = deadline - qnow_ms();
             struct pollfd pfd = { .fd = fd, .events = POLLIN };
             if (left <= 0)
                 return -2;
@@ -107,12 +86,12 @@ static int try_session(const char *sock, long deadline, int *out)
     }
     uint64_t nonce;
     if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
-        nonce = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+        nonce = (uint64_t)qnow_ms() ^ ((uint64_t)getpid() << 32);
     /* The same HELLO again every 250 ms until the agent answers it. */
-    while (now_ms() < deadline) {
+    while (qnow_ms() < deadline) {
         if (send_frame(fd, QAG_HELLO, &nonce, sizeof nonce) < 0)
             break;
-        long until = now_ms() + 250;
+        long until = qnow_ms() + 250;
         if (until > deadline)
             until = deadline;
         struct qag_header h;
@@ -134,10 +113,10 @@ static int try_session(const char *sock, long deadline, int *out)
 
 int agent_connect(const char *sock, long timeout_ms, struct agent_conn *c, struct qerr *err)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = qnow_ms() + timeout_ms;
     int last = 0;
     c->fd = -1;
-    while (now_ms() < deadline) {
+    while (qnow_ms() < deadline) {
         if (try_session(sock, deadline, &c->fd) == 0)
             return 0;
         last = errno;
@@ -240,7 +219,7 @@ static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *s
             case QAG_STDOUT:
             case QAG_STDERR: {
                 int fd = h.type == QAG_STDOUT ? out_fd : err_fd;
-                if (fd >= 0 && write_all(fd, payload, h.len) < 0 && errno != EPIPE)
+                if (fd >= 0 && qwrite_all(fd, payload, h.len) < 0 && errno != EPIPE)
                     return qerr_errno(err, errno, "cannot write the command's output");
                 break;
             }

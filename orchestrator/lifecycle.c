@@ -17,6 +17,7 @@
 #include "../templates/templates.h"
 #include "agent_client.h"
 #include "domain.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -93,23 +94,6 @@ static int run_path(const struct qubes *q, const char *name, const char *file, c
     return 0;
 }
 
-static int mkdirs(const char *path, struct qerr *err)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return qerr_errno(err, errno, "cannot create %s", buf);
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return qerr_errno(err, errno, "cannot create %s", buf);
-    return 0;
-}
-
 /* The agent answered for the domain instance `id`. */
 static void mark_ready(const struct qubes *q, const char *name, int id)
 {
@@ -177,43 +161,6 @@ int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *inf
 
 /* ---- starting ---- */
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void say(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(FILE *f, const char *fmt, ...)
-{
-    if (!f)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
-    va_end(ap);
-    fputc('\n', f);
-    fflush(f);
-}
-
-/* Runs a program with an argument vector (never a shell) and waits. */
-static int run_program(char *const argv[], struct qerr *err)
-{
-    pid_t pid;
-    int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
-    if (r != 0)
-        return qerr_errno(err, r, "cannot run %s", argv[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return qerr_errno(err, errno, "waiting for %s", argv[0]);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return qerr_set(err, "%s failed (status %d)", argv[0],
-                        WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-    return 0;
-}
-
 static int img_path(const struct qubes *q, const struct qvm *vm, const char *attr,
                     const char *dflt, char *out, size_t len, struct qerr *err)
 {
@@ -245,7 +192,7 @@ static int prepare_overlay(const struct qvm *vm, const char *tpl_root, const cha
         return qerr_errno(err, errno, "cannot remove %s", overlay);
     char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                      (char *)tpl_root, (char *)overlay, NULL };
-    return run_program(argv, err);
+    return qrun_program(argv, err);
 }
 
 static int file_exists(const char *path)
@@ -282,7 +229,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
         snprintf(kdir, sizeof kdir, "%s", dir);
     }
     if (!file_exists(priv)) {
-        say(progress, "--> Creating private image %s", priv);
+        qsay(progress, "--> Creating private image %s", priv);
         if (storage_create_sparse(priv, STORAGE_PRIVATE_SIZE, err) < 0)
             return -1;
     }
@@ -305,7 +252,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     }
     snprintf(log, sizeof log, "%s/console.log", dir);
     s.serial_log = log;
-    if (run_path(q, vm->name, NULL, rdir, sizeof rdir, err) < 0 || mkdirs(rdir, err) < 0 ||
+    if (run_path(q, vm->name, NULL, rdir, sizeof rdir, err) < 0 || qmkdirs(rdir, err) < 0 ||
         run_path(q, vm->name, "agent.sock", sock, sizeof sock, err) < 0)
         return -1;
     unlink(sock);
@@ -322,7 +269,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     char *xml = domain_xml(&s, err);
     if (!xml)
         return -1;
-    say(progress, "--> Starting domain %s (%s, %ld MiB, %ld vCPU)", vm->name, s.type,
+    qsay(progress, "--> Starting domain %s (%s, %ld MiB, %ld vCPU)", vm->name, s.type,
         s.memory_mib, s.vcpus);
     int rc = vmm_create(&q->vmm, xml, err);
     free(xml);
@@ -333,7 +280,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
 static int start_lock(const struct qubes *q, struct qerr *err)
 {
     char path[PATH_MAX];
-    if (mkdirs(q->cfg.run_dir, err) < 0)
+    if (qmkdirs(q->cfg.run_dir, err) < 0)
         return -1;
     snprintf(path, sizeof path, "%s/start.lock", q->cfg.run_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -381,8 +328,8 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
     if (run_path(q, vm->name, "agent.sock", sock, sizeof sock, err) < 0)
         return -1;
-    say(progress, "--> Waiting for the agent of %s (up to %ld s)", vm->name, timeout / 1000);
-    long t0 = now_ms();
+    qsay(progress, "--> Waiting for the agent of %s (up to %ld s)", vm->name, timeout / 1000);
+    long t0 = qnow_ms();
     struct agent_conn c;
     if (agent_connect(sock, timeout, &c, err) < 0)
         return qerr_prefix(err, "'%s' did not become ready", vm->name);
@@ -391,7 +338,7 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
         return -1;
     mark_ready(q, vm->name, d.id);
     free(d.name);
-    say(progress, "--> %s is running (agent ready after %ld ms)", vm->name, now_ms() - t0);
+    qsay(progress, "--> %s is running (agent ready after %ld ms)", vm->name, qnow_ms() - t0);
     return 0;
 }
 
@@ -440,7 +387,7 @@ static int load_and_check(struct qubes *q, const char *name, enum qvm_op op, str
 
 static int wait_halted(struct qubes *q, const char *name, long timeout_ms, struct qerr *err)
 {
-    long end = now_ms() + timeout_ms;
+    long end = qnow_ms() + timeout_ms;
     for (;;) {
         struct vmm_domain d;
         if (vmm_domain_info(&q->vmm, name, &d, err) < 0)
@@ -448,7 +395,7 @@ static int wait_halted(struct qubes *q, const char *name, long timeout_ms, struc
         free(d.name);
         if (d.state == QVM_POWER_HALTED)
             return 0;
-        if (now_ms() > end)
+        if (qnow_ms() > end)
             return qerr_set(err, "'%s' did not shut down within %ld s (qvm-kill stops it at once)",
                             name, timeout_ms / 1000);
         usleep(50000);

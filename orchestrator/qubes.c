@@ -10,6 +10,7 @@
 
 #include "../storage/storage.h"
 #include "../templates/templates.h"
+#include "util.h"
 
 int qubes_open(struct qubes *q, bool offline, struct qerr *err)
 {
@@ -308,25 +309,6 @@ static int copy_kernel(const char *from, const char *vmdir, struct qerr *err)
     return 0;
 }
 
-static int mkdir_p(const char *path, struct qerr *err)
-{
-    char buf[PATH_MAX];
-    if (strlen(path) >= sizeof buf)
-        return qerr_set(err, "path too long: %s", path);
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return qerr_errno(err, errno, "cannot create %s", buf);
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-        return qerr_errno(err, errno, "cannot create %s", buf);
-    return 0;
-}
-
 static void apply_first_defaults(struct qubes *q, const struct qvm *vm)
 {
     int *g = q->coll->globals;
@@ -385,7 +367,7 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
 
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%s/%s", q->cfg.base_dir, qvm_class_subdir(cls));
-    if (mkdir_p(parent, err) < 0)
+    if (qmkdirs(parent, err) < 0)
         goto fail_free;
     if (mkdir(dir, 0775) < 0) {
         qerr_errno(err, errno, "cannot create the VM directory %s", dir);

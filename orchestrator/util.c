@@ -1,0 +1,86 @@
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+void qsay(FILE *f, const char *fmt, ...)
+{
+    if (!f)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fflush(f);
+}
+
+int qrun_program(char *const argv[], struct qerr *err)
+{
+    pid_t pid;
+    int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+    if (r != 0)
+        return qerr_errno(err, r, "cannot run %s", argv[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return qerr_errno(err, errno, "waiting for %s", argv[0]);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return qerr_set(err, "%s failed (status %d)", argv[0],
+                        WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    return 0;
+}
+
+int qmkdirs(const char *path, struct qerr *err)
+{
+    char buf[PATH_MAX];
+    if (strlen(path) >= sizeof buf)
+        return qerr_set(err, "path too long: %s", path);
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return qerr_errno(err, errno, "cannot create %s", buf);
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return 0;
+}
+
+int qwrite_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+long qnow_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}

@@ -1,0 +1,22 @@
+/* Small helpers the library's parts share. */
+#ifndef QUBES_UTIL_H
+#define QUBES_UTIL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "error.h"
+
+/* One progress line on `f` ("--> ..."), nothing when f is NULL. */
+void qsay(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Runs a program with an argument vector (never through a shell), waits,
+ * and fails unless it exits 0. */
+int qrun_program(char *const argv[], struct qerr *err);
+/* mkdir -p, mode 0755. */
+int qmkdirs(const char *path, struct qerr *err);
+/* Writes all of buf, retrying short writes and EINTR; -1 with errno. */
+int qwrite_all(int fd, const void *buf, size_t len);
+/* CLOCK_MONOTONIC in milliseconds. */
+long qnow_ms(void);
+
+#endif
