@@ -133,7 +133,8 @@ fuzz:
 	$(MAKE) build/fuzz/fuzz_load
 	mkdir -p build/fuzz/corpus
 	cp tests/corpus/*.xml ../shared/fixtures/*.xml build/fuzz/corpus/ 2>/dev/null || true
-	build/fuzz/fuzz_load -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	build/fuzz/fuzz_load -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=20 \
+	    -dict=tests/fuzz/qubes.dict -artifact_prefix=build/fuzz/ \
 	    -print_final_stats=1 build/fuzz/corpus
 
 build/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
