@@ -106,6 +106,7 @@ int qvm_collection_add(struct qvm_collection *c, struct qvm *vm, struct qerr *er
                         other->qid);
     HASH_ADD(hh_qid, c->by_qid, qid, sizeof vm->qid, vm);
     HASH_ADD_KEYPTR(hh_name, c->by_name, vm->name, strlen(vm->name), vm);
+    vm->indexed = true;
     return 0;
 }
 
@@ -113,6 +114,7 @@ void qvm_collection_remove(struct qvm_collection *c, struct qvm *vm)
 {
     HASH_DELETE(hh_qid, c->by_qid, vm);
     HASH_DELETE(hh_name, c->by_name, vm);
+    vm->indexed = false;
     for (int g = 0; g < QG_COUNT; g++)
         if (c->globals[g] == vm->qid)
             qvm_collection_set_global(c, (enum qglobal)g, -1, NULL);
@@ -126,7 +128,9 @@ int qvm_collection_rename(struct qvm_collection *c, struct qvm *vm, const char *
         return qerr_set(err, "name '%s' is already used by the VM with qid %d", name,
                         other->qid);
     HASH_DELETE(hh_name, c->by_name, vm);
+    vm->indexed = false;
     int r = qvm_set_attr(vm, "name", name, err);
+    vm->indexed = true;
     HASH_ADD_KEYPTR(hh_name, c->by_name, vm->name, strlen(vm->name), vm);
     return r;
 }

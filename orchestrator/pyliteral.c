@@ -310,7 +310,7 @@ static void sb_repr_str(struct sbuf *b, const char *s)
             sb_puts(b, "\\t");
         } else if (*p == '\r') {
             sb_puts(b, "\\r");
-        } else if (*p < 0x20 || *p == 0x7f) {
+        } else if (*p < 0x20 || *p >= 0x7f) {   /* Python 2's repr of a byte string */
             static const char hex[] = "0123456789abcdef";
             sb_puts(b, "\\x");
             sb_putc(b, hex[*p >> 4]);

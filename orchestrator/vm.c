@@ -483,6 +483,8 @@ void qvm_free(struct qvm *vm)
 
 int qvm_set_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err)
 {
+    if (vm->indexed && (strcmp(name, "qid") == 0 || strcmp(name, "name") == 0))
+        return qerr_set(err, "the %s of a VM in a collection does not change this way", name);
     const struct attr_desc *d = attr_lookup(vm->cls, name);
     if (d && apply_attr(vm, d, value, err) < 0)
         return -1;

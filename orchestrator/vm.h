@@ -63,6 +63,7 @@ struct qvm {
     const struct qlabel *label;
     struct qattrs attrs;
     int line;                   /* where it was in qubes.xml, 0 if new */
+    bool indexed;               /* in a collection: qid and name are its keys */
     UT_hash_handle hh_qid;
     UT_hash_handle hh_name;
 };
@@ -72,7 +73,9 @@ void qvm_free(struct qvm *vm);
 
 /* Validates `value` for attribute `name` of a VM of this class and, when it
  * is one we model, refreshes the typed field. Unknown attributes are kept
- * as they are. The error names the attribute and the problem. */
+ * as they are. The error names the attribute and the problem. The qid and
+ * name of a VM in a collection are its index keys: they are refused here
+ * (qvm_collection_rename changes a name). */
 int qvm_set_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err);
 /* The same for loading: the attribute is known to be new on this VM. */
 int qvm_load_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err);

@@ -775,6 +775,28 @@ static void test_indexes(const char *fixture, size_t flen)
     qvm_collection_free(c);
 }
 
+/* The qid and name of a VM in a collection are index keys: changing them
+ * through qvm_set_attr would leave the index pointing at freed text. */
+static void test_keys_guarded(const char *fixture, size_t flen)
+{
+    struct qvm_collection *c;
+    struct qerr err;
+    if (qvm_collection_parse(fixture, flen, "qubes-r2.xml", &c, &err) < 0)
+        return;
+    struct qvm *vm = qvm_collection_by_name(c, "banking");
+    ok(vm && qvm_set_attr(vm, "name", "bank2", &err) < 0 && strstr(err.msg, "does not change"),
+       "qvm_set_attr refuses a new name for an indexed VM: %s", err.msg);
+    ok(vm && qvm_set_attr(vm, "qid", "77", &err) < 0, "and a new qid");
+    ok(qvm_collection_by_name(c, "banking") == vm, "the name index still finds it");
+    ok(vm && qvm_collection_rename(c, vm, "bank2", &err) == 0 &&
+       qvm_collection_by_name(c, "bank2") == vm && !qvm_collection_by_name(c, "banking"),
+       "qvm_collection_rename changes it with the index");
+    qvm_collection_remove(c, vm);
+    ok(qvm_set_attr(vm, "name", "free-again", &err) == 0, "once removed, the VM is free to change");
+    qvm_free(vm);
+    qvm_collection_free(c);
+}
+
 int main(void)
 {
     char *path = fixture_path();
@@ -823,6 +845,7 @@ int main(void)
     test_unknown_attrs(fixture);
     test_alloc(fixture, flen);
     test_indexes(fixture, flen);
+    test_keys_guarded(fixture, flen);
 
     xdoc_free(&x);
     free(fixture);
