@@ -140,19 +140,7 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
 
 static int global_lock(const struct qubes *q, struct qerr *err)
 {
-    char path[PATH_MAX];
-    if (qmkdirs(q->cfg.run_dir, err) < 0)
-        return -1;
-    snprintf(path, sizeof path, "%s/qfile-daemon-dvm.lock", q->cfg.run_dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return qerr_errno(err, errno, "cannot open %s", path);
-    while (flock(fd, LOCK_EX) < 0)
-        if (errno != EINTR) {
-            close(fd);
-            return qerr_errno(err, errno, "cannot lock %s", path);
-        }
-    return fd;
+    return qflock(q->cfg.run_dir, "qfile-daemon-dvm.lock", err);
 }
 
 /* Takes the template by name: loading for writing replaces the collection. */

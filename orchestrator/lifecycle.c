@@ -279,19 +279,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
 /* Serialises the check-and-create of every start on the host. */
 static int start_lock(const struct qubes *q, struct qerr *err)
 {
-    char path[PATH_MAX];
-    if (qmkdirs(q->cfg.run_dir, err) < 0)
-        return -1;
-    snprintf(path, sizeof path, "%s/start.lock", q->cfg.run_dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return qerr_errno(err, errno, "cannot open %s", path);
-    while (flock(fd, LOCK_EX) < 0)
-        if (errno != EINTR) {
-            close(fd);
-            return qerr_errno(err, errno, "cannot lock %s", path);
-        }
-    return fd;
+    return qflock(q->cfg.run_dir, "start.lock", err);
 }
 
 /* Gives a VM loaded without one a UUID, saved in qubes.xml. */
@@ -469,16 +457,14 @@ int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o
             return -1;
         vm = qubes_find_vm(q, name, err);
     }
-    char sock[PATH_MAX], lockpath[PATH_MAX];
+    char sock[PATH_MAX], rdir[PATH_MAX];
     if (run_path(q, name, "agent.sock", sock, sizeof sock, err) < 0 ||
-        run_path(q, name, "agent.lock", lockpath, sizeof lockpath, err) < 0)
+        run_path(q, name, NULL, rdir, sizeof rdir, err) < 0)
         return -1;
     /* One session at a time per VM: the agent serves one. */
-    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int lock = qflock(rdir, "agent.lock", err);
     if (lock < 0)
-        return qerr_errno(err, errno, "cannot open %s", lockpath);
-    while (flock(lock, LOCK_EX) < 0 && errno == EINTR)
-        ;
+        return -1;
     struct agent_conn c;
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
     int rc = agent_connect(sock, timeout, &c, err);

@@ -1,6 +1,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -58,6 +60,25 @@ int qmkdirs(const char *path, struct qerr *err)
         }
     }
     return 0;
+}
+
+int qflock(const char *dir, const char *name, struct qerr *err)
+{
+    char path[PATH_MAX];
+    if (qmkdirs(dir, err) < 0)
+        return -1;
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return qerr_set(err, "path too long: %s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return qerr_errno(err, e, "cannot lock %s", path);
+        }
+    return fd;
 }
 
 int qwrite_all(int fd, const void *buf, size_t len)

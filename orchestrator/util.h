@@ -14,6 +14,9 @@ void qsay(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qrun_program(char *const argv[], struct qerr *err);
 /* mkdir -p, mode 0755. */
 int qmkdirs(const char *path, struct qerr *err);
+/* Opens (creating) DIR/NAME and takes an exclusive flock on it, waiting;
+ * returns the descriptor that holds it (close() releases), or -1. */
+int qflock(const char *dir, const char *name, struct qerr *err);
 /* Writes all of buf, retrying short writes and EINTR; -1 with errno. */
 int qwrite_all(int fd, const void *buf, size_t len);
 /* CLOCK_MONOTONIC in milliseconds. */
