@@ -2,10 +2,7 @@
  * driver), built as the shared object qubes-vmm-libvirt.so that vmm.c loads
  * on first use. */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,62 +173,9 @@ static int on_domain(struct vmm *vmm, const char *name, int (*op)(virDomainPtr),
     return r < 0 ? -1 : 0;
 }
 
-/* The QEMU process of a domain of the local system daemon, when its pid
- * file names a process that is that domain's QEMU; else 0. */
-static pid_t qemu_pid(const struct vmm *vmm, const char *name)
-{
-    if (strcmp(vmm->uri, "qemu:///system") != 0)
-        return 0;
-    char path[512], buf[4096];
-    snprintf(path, sizeof path, "/run/libvirt/qemu/%s.pid", name);
-    FILE *f = fopen(path, "re");
-    long pid = 0;
-    if (!f)
-        return 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    if (pid <= 1)
-        return 0;
-    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    for (ssize_t i = 0; i < n; i++)
-        if (!buf[i])
-            buf[i] = ' ';
-    buf[n] = '\0';
-    char needle[300];
-    snprintf(needle, sizeof needle, "guest=%s,", name);
-    return strstr(buf, needle) ? (pid_t)pid : 0;
-}
-
 static int lv_destroy(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    /* libvirt's destroy asks QEMU to quit and waits for it to be reaped:
-     * 0.2 s and more. Killing QEMU first leaves libvirt only the
-     * bookkeeping (about 10 ms here). */
-    pid_t pid = qemu_pid(vmm, name);
-    if (pid > 0 && kill(pid, SIGKILL) == 0) {
-        /* Let it be gone (reaped) before libvirt looks, or libvirt checks
-         * again only 200 ms later. */
-        for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
-            usleep(2000);
-    }
-    if (on_domain(vmm, name, virDomainDestroy, "cannot destroy the domain", err) < 0) {
-        /* Killed first, the domain may already be gone. */
-        virDomainPtr dom = pid > 0 ? virDomainLookupByName(vmm->priv, name) : NULL;
-        if (pid > 0 && !dom)
-            return 0;
-        if (dom)
-            virDomainFree(dom);
-        return -1;
-    }
-    return 0;
+    return on_domain(vmm, name, virDomainDestroy, "cannot destroy the domain", err);
 }
 
 static int lv_suspend(struct vmm *vmm, const char *name, struct qerr *err)
