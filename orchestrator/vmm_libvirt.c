@@ -159,33 +159,62 @@ static int lv_create(struct vmm *vmm, const char *xml, struct qerr *err)
     return 0;
 }
 
-/* Looks the domain up and applies one operation to it. */
-static int on_domain(struct vmm *vmm, const char *name, int (*op)(virDomainPtr),
-                     const char *what, struct qerr *err)
+/* Looks the domain up and applies one operation to it (`arg` is passed on). */
+static int on_domain(struct vmm *vmm, const char *name,
+                     int (*op)(virDomainPtr, const void *), const void *arg, const char *what,
+                     struct qerr *err)
 {
     virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
     if (!dom)
         return lv_error(err, what, vmm->uri);
-    int r = op(dom);
+    int r = op(dom, arg);
     if (r < 0)
         lv_error(err, what, vmm->uri);
     virDomainFree(dom);
     return r < 0 ? -1 : 0;
 }
 
+static int do_destroy(virDomainPtr d, const void *a)
+{
+    (void)a;
+    return virDomainDestroy(d);
+}
+
+static int do_suspend(virDomainPtr d, const void *a)
+{
+    (void)a;
+    return virDomainSuspend(d);
+}
+
+static int do_resume(virDomainPtr d, const void *a)
+{
+    (void)a;
+    return virDomainResume(d);
+}
+
+static int do_save(virDomainPtr d, const void *path)
+{
+    return virDomainSave(d, path);
+}
+
+static int do_set_memory(virDomainPtr d, const void *kib)
+{
+    return virDomainSetMemory(d, *(const unsigned long *)kib);
+}
+
 static int lv_destroy(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    return on_domain(vmm, name, virDomainDestroy, "cannot destroy the domain", err);
+    return on_domain(vmm, name, do_destroy, NULL, "cannot destroy the domain", err);
 }
 
 static int lv_suspend(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    return on_domain(vmm, name, virDomainSuspend, "cannot pause the domain", err);
+    return on_domain(vmm, name, do_suspend, NULL, "cannot pause the domain", err);
 }
 
 static int lv_resume(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    return on_domain(vmm, name, virDomainResume, "cannot unpause the domain", err);
+    return on_domain(vmm, name, do_resume, NULL, "cannot unpause the domain", err);
 }
 
 static int lv_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
@@ -222,14 +251,7 @@ static int lv_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
 
 static int lv_save(struct vmm *vmm, const char *name, const char *path, struct qerr *err)
 {
-    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
-    if (!dom)
-        return lv_error(err, "cannot find the domain to save", vmm->uri);
-    int r = virDomainSave(dom, path);
-    if (r < 0)
-        lv_error(err, "cannot save the domain", vmm->uri);
-    virDomainFree(dom);
-    return r < 0 ? -1 : 0;
+    return on_domain(vmm, name, do_save, path, "cannot save the domain", err);
 }
 
 static int lv_restore(struct vmm *vmm, const char *path, struct qerr *err)
@@ -241,14 +263,7 @@ static int lv_restore(struct vmm *vmm, const char *path, struct qerr *err)
 
 static int lv_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err)
 {
-    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
-    if (!dom)
-        return lv_error(err, "cannot find the domain", vmm->uri);
-    int r = virDomainSetMemory(dom, kib);
-    if (r < 0)
-        lv_error(err, "cannot set the domain's memory", vmm->uri);
-    virDomainFree(dom);
-    return r < 0 ? -1 : 0;
+    return on_domain(vmm, name, do_set_memory, &kib, "cannot set the domain's memory", err);
 }
 
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {

@@ -7,18 +7,15 @@
 
 static const char *prog = "qvm-grow-root";
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-"Usage: %s [options] NAME SIZE\n"
+static const char help[] =
+"Usage: qvm-grow-root [options] NAME SIZE\n"
 "Grow the root image of a template or standalone VM to SIZE (bytes, or with\n"
 "a K, M, G or T suffix). The file grows sparse; the guest grows its file\n"
 "system. Refused for a VM based on a template (resize the template), for a\n"
 "running VM, for a template while a VM based on it runs, and for a shrink.\n"
 "\n"
 "      --offline-mode  do not contact the hypervisor (VMs taken as halted)\n"
-"  -h, --help          show this help\n", prog);
-}
+"  -h, --help          show this help\n";
 
 static int parse_size(const char *s, unsigned long long *out)
 {
@@ -45,7 +42,7 @@ static int parse_size(const char *s, unsigned long long *out)
 
 int main(int argc, char **argv)
 {
-    bool offline = tool_simple_options(argc, argv, prog, usage, 2, "expected a VM name and a size");
+    bool offline = tool_simple_options(argc, argv, prog, help, 2, "expected a VM name and a size");
     unsigned long long bytes;
     if (parse_size(argv[optind + 1], &bytes) < 0)
         tool_usage_error(prog, "SIZE is a number of bytes, optionally with K, M, G or T");

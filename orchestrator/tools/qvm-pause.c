@@ -2,27 +2,7 @@
 #include "../lifecycle.h"
 #include "tool.h"
 
-static const char *prog = "qvm-pause";
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-"Usage: %s [options] NAME\n"
-"Pause a running VM.\n"
-"\n"
-"      --offline-mode  refused: this needs the hypervisor\n"
-"  -h, --help          show this help\n", prog);
-}
-
 int main(int argc, char **argv)
 {
-    bool offline = tool_simple_options(argc, argv, prog, usage, 1, "expected exactly one VM name");
-    struct qubes q;
-    struct qerr err;
-    if (qubes_open(&q, offline, &err) < 0 || qubes_vm_pause(&q, argv[optind], &err) < 0) {
-        qubes_close(&q);
-        tool_fail(prog, &err);
-    }
-    qubes_close(&q);
-    return 0;
+    return tool_vm_op_main(argc, argv, "qvm-pause", "Pause a running VM.", qubes_vm_pause);
 }

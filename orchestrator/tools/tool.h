@@ -64,9 +64,9 @@ static inline int tool_prefs_options(int argc, char **argv, const char *prog,
 
 /* Options of the tools that take only --offline-mode and `nargs` arguments
  * (`what` names them in the usage error): returns whether --offline-mode was
- * given; exits on --help and usage errors. */
+ * given; exits on --help (printing `help`) and on usage errors. */
 static inline bool tool_simple_options(int argc, char **argv, const char *prog,
-                                       void (*usage)(FILE *), int nargs, const char *what)
+                                       const char *help, int nargs, const char *what)
 {
     static const struct option opts[] = {
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
@@ -78,13 +78,34 @@ static inline bool tool_simple_options(int argc, char **argv, const char *prog,
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case TOOL_OFFLINE_OPT: offline = true; break;
-        case 'h': usage(stdout); exit(0);
+        case 'h': fputs(help, stdout); exit(0);
         default: tool_usage_error(prog, "bad option");
         }
     }
     if (argc - optind != nargs)
         tool_usage_error(prog, what);
     return offline;
+}
+
+/* The whole main of a tool that applies one operation to one VM
+ * (qvm-kill, qvm-pause, qvm-unpause): `what` is its one-line description. */
+static inline int tool_vm_op_main(int argc, char **argv, const char *prog, const char *what,
+                                  int (*op)(struct qubes *, const char *, struct qerr *))
+{
+    char help[512];
+    snprintf(help, sizeof help,
+             "Usage: %s [options] NAME\n%s\n\n"
+             "      --offline-mode  refused: this needs the hypervisor\n"
+             "  -h, --help          show this help\n", prog, what);
+    bool offline = tool_simple_options(argc, argv, prog, help, 1, "expected exactly one VM name");
+    struct qubes q;
+    struct qerr err;
+    if (qubes_open(&q, offline, &err) < 0 || op(&q, argv[optind], &err) < 0) {
+        qubes_close(&q);
+        tool_fail(prog, &err);
+    }
+    qubes_close(&q);
+    return 0;
 }
 
 #endif

@@ -89,6 +89,14 @@ is "$(qvm-run -p $C 'cat /etc/debug-mark 2>/dev/null || echo gone')" "kept-in-de
    "in debug mode the child's root writes survive a restart"
 qvm-prefs -s $C debug False
 
+run qvm-pause $C
+is "$rc/$(state $C)" "0/Paused" "qvm-pause pauses a running VM"
+run qvm-pause $C
+like "$out" "VM already paused" "pausing it again says so"
+run qvm-unpause $C
+is "$rc/$(state $C)" "0/Running" "qvm-unpause resumes it"
+is "$(qvm-run -p $C 'echo awake')" "awake" "and it runs commands again"
+
 run qvm-kill $C
 is "$rc" 0 "qvm-kill stops a running VM"
 is "$(state $C)" "Halted" "it is Halted at once"
