@@ -98,9 +98,10 @@ deps:
 # build/guest/ (root.img, kernel/vmlinuz, kernel/initramfs).
 guest: build/guest/root.img
 
-build/guest/qubes-agent: guest/qubes-agent.c guest/protocol.h | deps
+build/guest/qubes-agent: guest/qubes-agent.c guest/protocol.h orchestrator/ifconf.c \
+                         orchestrator/ifconf.h | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-agent.c -o $@
+	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-agent.c orchestrator/ifconf.c -o $@
 
 build/guest/root.img: build/guest/qubes-agent guest/build-image.sh guest/initramfs/init \
                       guest/rootfs/init $(wildcard guest/rootfs/qubes-rpc/*)

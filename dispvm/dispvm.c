@@ -18,6 +18,7 @@
 
 #include "../orchestrator/agent_client.h"
 #include "../orchestrator/lifecycle.h"
+#include "../orchestrator/net.h"
 #include "../orchestrator/util.h"
 #include "../storage/storage.h"
 #include "savefile.h"
@@ -57,9 +58,15 @@ static struct qvm *template_of(struct qubes *q, const char *name, struct qerr *e
 }
 
 /* What the savefile was made from: the template's root image and kernel. */
-static int source_stamp(struct qubes *q, const struct qvm *tpl, char *out, size_t len,
-                        struct qerr *err)
+/* What a savefile depends on: the template's root image and kernel, and
+ * the network the dvm VM was on (its NIC is in the saved domain). */
+static int source_stamp(struct qubes *q, const struct qvm *tpl, const char *dvm, char *out,
+                        size_t len, struct qerr *err)
 {
+    const struct qvm *dv = qvm_collection_by_name(q->coll, dvm);
+    struct qnet net = { .netid = -1 };
+    if (dv && qnet_of_vm(q->coll, dv, &net, err) < 0)
+        return -1;
     char dir[PATH_MAX], root[PATH_MAX + 16], kernel[PATH_MAX + 32];
     struct stat r, k;
     if (qubes_vm_dir(q, tpl, dir, sizeof dir, err) < 0)
@@ -70,10 +77,10 @@ static int source_stamp(struct qubes *q, const struct qvm *tpl, char *out, size_
         return qerr_errno(err, errno, "template root image %s", root);
     if (stat(kernel, &k) < 0)
         memset(&k, 0, sizeof k);
-    snprintf(out, len, "root %lu:%lu %lld %lld.%09ld kernel %lld %lld.%09ld\n",
+    snprintf(out, len, "root %lu:%lu %lld %lld.%09ld kernel %lld %lld.%09ld net %d\n",
              (unsigned long)r.st_dev, (unsigned long)r.st_ino, (long long)r.st_size,
              (long long)r.st_mtim.tv_sec, r.st_mtim.tv_nsec, (long long)k.st_size,
-             (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec);
+             (long long)k.st_mtim.tv_sec, k.st_mtim.tv_nsec, net.on ? net.netid : -1);
     return 0;
 }
 
@@ -125,11 +132,11 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
         snprintf(why, whylen, "%s is missing", meta);
         return 0;
     }
-    if (source_stamp(q, tpl, now, sizeof now, err) < 0)
+    if (source_stamp(q, tpl, dvm, now, sizeof now, err) < 0)
         return -1;
     if (strcmp(was, now) != 0) {
-        snprintf(why, whylen, "the template '%s' changed (root image or kernel) since the "
-                 "savefile was made", tpl->name);
+        snprintf(why, whylen, "the template '%s' (root image or kernel) or the network of "
+                 "'%s' changed since the savefile was made", tpl->name, dvm);
         return 0;
     }
     *usable = true;
@@ -244,7 +251,7 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     tpl = vm ? qubes_find_vm(q, tname, err) : NULL;
     if (!tpl)
         return -1;
-    if (source_stamp(q, tpl, stamp, sizeof stamp, err) < 0)
+    if (source_stamp(q, tpl, dvm, stamp, sizeof stamp, err) < 0)
         goto kill;
     /* The guest flushes its caches first: the disk snapshot must hold what
      * the saved memory believes is on disk. */
@@ -343,6 +350,8 @@ kill:
 
 /* ---- running a DispVM ---- */
 
+#define MAX_DISPID 253
+
 /* The next dispid, from a counter file under its own lock. */
 static int next_dispid(const struct qubes *q, struct qerr *err)
 {
@@ -354,9 +363,11 @@ static int next_dispid(const struct qubes *q, struct qerr *err)
     while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
         ;
     ssize_t n = pread(fd, text, sizeof text - 1, 0);
-    int id = n > 0 ? atoi(text) + 1 : 1;
-    if (id <= 0 || id > 1000000000)
-        id = 1;
+    /* 1..253, in turn: a DispVM's MAC ends in its dispid and its address
+     * is .(dispid % 254 + 1), so that no two running ones share either
+     * and none takes the gateway's .1. */
+    int id = n > 0 ? atoi(text) : 0;
+    id = id > 0 && id < MAX_DISPID ? id + 1 : 1;
     int len = snprintf(text, sizeof text, "%d\n", id);
     if (pwrite(fd, text, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
         close(fd);
@@ -403,6 +414,7 @@ struct dispvm {
     char name[32];
     char rundir[PATH_MAX];
     bool domain, record;
+    struct qnet net;
 };
 
 static void remove_runtime(const char *rundir)
@@ -504,8 +516,8 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
         free(info.name);
         if (info.state == QVM_POWER_HALTED)
             break;
-        if (tries == 100)
-            return qerr_set(err, "no free DispVM name: disp%d and the 100 before are taken", dispid);
+        if (tries == MAX_DISPID)
+            return qerr_set(err, "no free DispVM name: all of disp1..disp%d are taken", MAX_DISPID);
     }
     snprintf(d->rundir, sizeof d->rundir, "%s/vms/%s", q->cfg.run_dir, d->name);
     if (qmkdirs(d->rundir, err) < 0)
@@ -557,9 +569,17 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
     if (rc == 0 && (qvm_set_attr(vm, "template_qid", num, err) < 0 ||
                     qvm_set_attr(vm, "label", label, err) < 0 ||
                     qvm_set_attr(vm, "firewall_conf", "firewall.xml", err) < 0 ||
-                    qvm_set_attr(vm, "netvm_qid", "none", err) < 0 ||
                     qvm_set_attr(vm, "uuid", uuid, err) < 0))
         rc = -1;
+    /* On the network the dvm VM was saved on, with its own MAC and IP. */
+    struct qvm *dv = qvm_collection_by_name(q->coll, dvm);
+    snprintf(num, sizeof num, "%d", dv ? dv->netvm_qid : -1);
+    if (rc == 0 && (qvm_set_attr(vm, "netvm_qid", dv && dv->netvm_qid >= 0 ? num : "none", err) < 0 ||
+                    qvm_set_attr(vm, "uses_default_netvm", "False", err) < 0 ||
+                    qnet_of_vm(q->coll, vm, &d->net, err) < 0 ||
+                    (d->net.on && !vmm_is_test_driver(&q->vmm) && qnet_host_up(&d->net, err) < 0)))
+        rc = -1;
+    id.mac = d->net.on ? d->net.mac : NULL;
     /* A preload waits, paused and internal, for a request to claim it. */
     if (rc == 0 && preload && (qvm_set_attr(vm, "internal", "True", err) < 0 ||
                                qvm_set_attr(vm, "preload", "True", err) < 0))
@@ -790,12 +810,14 @@ static int serve(const struct dispvm_request *r, struct dispvm *d,
         struct agent_conn c;
         struct qerr e;
         int st = 0;
-        char rename_cmd[64];
+        char ip[24];
         const char *user = r->user && strcmp(r->user, "DEFAULT") != 0 ? r->user : "user";
-        /* The guest learns it was restored as another VM: its name. */
-        snprintf(rename_cmd, sizeof rename_cmd, "hostname %s", d->name);
+        /* The guest learns it was restored as another VM: its name, MAC
+         * and address, before anything runs in it. */
+        snprintf(ip, sizeof ip, "%s/%d", d->net.ip, d->net.prefix);
         if (agent_connect(sock, 30000, &c, &e) < 0 ||
-            agent_exec(&c, "root", rename_cmd, -1, -1, -1, &st, &e) < 0 ||
+            agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
+                           d->net.gateway, &e) < 0 ||
             (r->command ? agent_exec(&c, user, r->command, 0, 1, 2, &st, &e)
                         : agent_service(&c, user, r->service, r->source, 0, 1, 2, &st, &e)) < 0) {
             fprintf(stderr, "qfile-daemon-dvm: %s: %s\n", d->name, e.msg);

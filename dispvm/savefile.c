@@ -141,6 +141,16 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
             xmlNode *src = child(d, "source");
             if (src)
                 xmlSetProp(src, (const xmlChar *)"path", (const xmlChar *)id->agent_socket);
+        } else if (strcmp(tag, "interface") == 0 && id->mac) {
+            xmlNode *mac = child(d, "mac"), *target;
+            if (mac)
+                xmlSetProp(mac, (const xmlChar *)"address", (const xmlChar *)id->mac);
+            /* The host side's device name is the saved domain's: let
+             * libvirt pick a free one. */
+            while ((target = child(d, "target"))) {
+                xmlUnlinkNode(target);
+                xmlFreeNode(target);
+            }
         } else if ((strcmp(tag, "serial") == 0 || strcmp(tag, "console") == 0) && id->serial_log) {
             xmlNode *src = child(d, "source");
             if (src && xmlHasProp(src, (const xmlChar *)"path"))

@@ -37,6 +37,7 @@ struct savefile_identity {
     int ndisks;
     const char *agent_socket;   /* the agent channel's unix socket */
     const char *serial_log;
+    const char *mac;            /* the NIC's MAC address (when it has one) */
 };
 
 /* Writes `dst` (created, mode 0600): src's header with the domain XML

@@ -40,7 +40,7 @@ rm -rf "$ird" && mkdir -p "$ird/bin" "$ird/lib/modules"
 cp "$bb" "$ird/bin/busybox"
 cp "$here/initramfs/init" "$ird/init" && chmod 755 "$ird/init"
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk \
-         virtio_console virtio_balloon; do
+         virtio_console virtio_balloon failover net_failover virtio_net; do
     f=$(find "$out/x/lib/modules/$kver" -name "$m.ko*" | head -n 1)
     [ -n "$f" ] || { echo "build-image: module $m missing from $kpkg" >&2; exit 1; }
     case $f in *.xz) xz -dc "$f" > "$ird/lib/modules/$m.ko" ;; *) cp "$f" "$ird/lib/modules/$m.ko" ;; esac

@@ -30,6 +30,10 @@ enum qag_type {
     QAG_ERROR = 9,          /* guest -> host: text; the request failed */
     QAG_SERVICE = 10,       /* host -> guest: "USER\0SERVICE\0SOURCE-VM": run the
                                service /etc/qubes-rpc/SERVICE, like EXEC */
+    QAG_IDENTITY = 11,      /* host -> guest: "NAME\0MAC\0IP/PREFIX\0GATEWAY": who the
+                               guest is now (a restored DispVM is not the VM that
+                               was saved); empty MAC: no network. Answered by
+                               EXIT 0, or ERROR */
 };
 
 struct qag_header {

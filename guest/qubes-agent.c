@@ -15,7 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../orchestrator/ifconf.h"
 #include "protocol.h"
+
+#define NET_IF "eth0"
 
 static int port = -1;
 
@@ -263,6 +266,44 @@ static void run_service(uint32_t len)
     run_command(user, argv, env);
 }
 
+/* The identity the host gives a restored VM: hostname, then the network
+ * interface's MAC, address and default route. */
+static void take_identity(uint32_t len)
+{
+    const char *part[4] = { "", "", "", "" };
+    const char *p = payload, *end = payload + len;
+    for (int i = 0; i < 4 && p < end; i++) {
+        part[i] = p;
+        p += strnlen(p, (size_t)(end - p)) + 1;
+    }
+    payload[len] = '\0';
+    const char *what = NULL;
+    char ip[32] = "";
+    int prefix = 24;
+    if (!part[0][0] || sethostname(part[0], strlen(part[0])) < 0)
+        what = "hostname";
+    else if (part[1][0]) {
+        const char *slash = strchr(part[2], '/');
+        snprintf(ip, sizeof ip, "%.*s", slash ? (int)(slash - part[2]) : (int)strlen(part[2]),
+                 part[2]);
+        if (slash)
+            prefix = atoi(slash + 1);
+        if (ifconf_set_mac(NET_IF, part[1]) < 0)
+            what = "MAC address";
+        else if (ifconf_set_ipv4(NET_IF, ip, prefix) < 0 || ifconf_up(NET_IF) < 0)
+            what = "address";
+        else if (part[3][0] && ifconf_default_route(NET_IF, part[3]) < 0)
+            what = "default route";
+    }
+    if (what) {
+        char msg[128];
+        int n = snprintf(msg, sizeof msg, "cannot set the %s: %s", what, strerror(errno));
+        send_frame(QAG_ERROR, msg, (uint32_t)n);
+        return;
+    }
+    send_frame(QAG_EXIT, "\0\0\0\0", 4);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -295,6 +336,8 @@ int main(void)
             }
         } else if (h.type == QAG_SERVICE) {
             run_service(h.len);
+        } else if (h.type == QAG_IDENTITY) {
+            take_identity(h.len);
         } else if (h.type == QAG_SHUTDOWN) {
             sync();
             send_frame(QAG_EXIT, "\0\0\0\0", 4);

@@ -238,6 +238,18 @@ static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *s
     }
 }
 
+int agent_identity(struct agent_conn *c, const char *name, const char *mac, const char *ip_cidr,
+                   const char *gateway, struct qerr *err)
+{
+    const char *parts[] = { name, mac, ip_cidr, gateway };
+    int status = 0;
+    if (send_request(c, QAG_IDENTITY, parts, 4, err) < 0 ||
+        relay(c, -1, -1, -1, &status, err) < 0)
+        return qerr_prefix(err, "cannot give the guest its identity");
+    return status == 0 ? 0 : qerr_set(err, "the guest could not take its identity (status %d)",
+                                      status);
+}
+
 int agent_shutdown(struct agent_conn *c, struct qerr *err)
 {
     if (send_frame(c->fd, QAG_SHUTDOWN, NULL, 0) < 0)

@@ -144,6 +144,20 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
         W(END(w));
         W(END(w));
     }
+    if (s->nic_mac && s->nic_bridge) {
+        W(EL(w, "interface"));
+        W(ATTR(w, "type", "bridge"));
+        W(EL(w, "mac"));
+        W(ATTR(w, "address", s->nic_mac));
+        W(END(w));
+        W(EL(w, "source"));
+        W(ATTR(w, "bridge", s->nic_bridge));
+        W(END(w));
+        W(EL(w, "model"));
+        W(ATTR(w, "type", "virtio"));
+        W(END(w));
+        W(END(w));
+    }
     W(EL(w, "memballoon"));
     W(ATTR(w, "model", "virtio"));
     W(END(w));

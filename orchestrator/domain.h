@@ -25,6 +25,8 @@ struct domain_spec {
     int ndisks;
     const char *serial_log;     /* the guest's console, appended to */
     const char *agent_socket;   /* the agent's virtio-serial port, a unix socket */
+    const char *nic_mac;        /* a virtio NIC with this MAC on ... */
+    const char *nic_bridge;     /* ... this host bridge, when both are set */
 };
 
 /* A malloc'ed <domain> document, or NULL with err. */

@@ -1,5 +1,7 @@
 #include "lifecycle.h"
 
+#include "net.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -205,10 +207,13 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
 {
     char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
     char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
-    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[1024];
+    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[1024], netopts[128];
     struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
     struct domain_spec s = { .name = vm->name, .type = domain_type() };
+    struct qnet net;
 
+    if (qnet_of_vm(q->coll, vm, &net, err) < 0)
+        return -1;
     if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0 ||
         img_path(q, vm, "private_img", "private.img", priv, sizeof priv, err) < 0)
         return -1;
@@ -244,8 +249,9 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     if (file_exists(kernel)) {
         const char *opts = qvm_get_bool(vm, "uses_default_kernelopts", true)
                                ? DEFAULT_KERNELOPTS : qvm_get_attr(vm, "kernelopts");
-        snprintf(cmdline, sizeof cmdline, "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s %s",
-                 vm->name, opts ? opts : "");
+        qnet_cmdline(&net, netopts, sizeof netopts);
+        snprintf(cmdline, sizeof cmdline, "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s %s %s",
+                 vm->name, netopts, opts ? opts : "");
         s.kernel = kernel;
         s.initrd = file_exists(initrd) ? initrd : NULL;
         s.cmdline = cmdline;
@@ -266,6 +272,12 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
                                              : qvm_get_int(vm, "maxmem", s.memory_mib);
     s.vcpus = qvm_get_int(vm, "vcpus", 2);
 
+    if (net.on) {
+        if (vmm_is_test_driver(&q->vmm) == 0 && qnet_host_up(&net, err) < 0)
+            return -1;
+        s.nic_mac = net.mac;
+        s.nic_bridge = net.bridge;
+    }
     char *xml = domain_xml(&s, err);
     if (!xml)
         return -1;

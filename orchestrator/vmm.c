@@ -178,3 +178,8 @@ void vmm_domains_free(struct vmm_domain *d, size_t n)
         free(d[i].name);
     free(d);
 }
+
+int vmm_is_test_driver(const struct vmm *vmm)
+{
+    return strncmp(vmm->uri, "test:", 5) == 0;
+}

@@ -100,6 +100,9 @@ int vmm_save(struct vmm *vmm, const char *name, const char *path, struct qerr *e
 int vmm_restore(struct vmm *vmm, const char *path, struct qerr *err);
 int vmm_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err);
 void vmm_domains_free(struct vmm_domain *d, size_t n);
+/* 0 when domains run on this host and use its devices (bridges); 1 for
+ * libvirt's test driver, whose domains are simulated in the client. */
+int vmm_is_test_driver(const struct vmm *vmm);
 
 /* The symbol a backend object exports: a `const struct vmm_backend`. */
 #define VMM_BACKEND_SYMBOL "qubes_vmm_backend"

@@ -53,8 +53,15 @@ run qvm-shutdown -q $T
 is "$rc" 0 "qvm-shutdown stops the template gracefully"
 is "$(state $T)" "Halted" "it is Halted"
 
+# The child is on a network: a NetVM record whose gateway is the host bridge.
+qvm-create -q -n -s -l red lct-net && qvm-prefs -s $C netvm lct-net
+netid=$(qvm-prefs -g lct-net netid) qid=$(qvm-prefs -g $C qid)
 qvm-start -q $C
 is "$(qvm-run -p $C 'cat /etc/tpl-mark')" "from-template-1" "the child sees the template's root files"
+is "$(qvm-run -p $C "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
+                     ping -c 1 -W 3 10.137.$netid.1 >/dev/null && echo reached")" \
+   "$(printf '00:16:3e:5e:6c:%02x\n10.137.%d.%d/24\nreached' $qid $netid $((qid + 2)))" \
+   "a VM with a netvm has its MAC and address and reaches its gateway"
 run qvm-start $T
 like "$out" "Cannot start HVM template while VMs based on it are running" \
      "the template cannot start while a child runs"

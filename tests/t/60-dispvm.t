@@ -34,6 +34,10 @@ disp_domains() {
 leftovers() { echo "$(disp_records)/$(disp_domains)/$(ls "$R/vms" 2>/dev/null | grep -c '^disp')"; }
 
 qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
+# A network for the DispVMs: a NetVM record (never started; its network's
+# gateway is the host bridge).
+qvm-create -q -n -s -l red dvt-net && qubes-prefs -s default-netvm dvt-net
+netid=$(qvm-prefs -g dvt-net netid)
 run qvm-create-default-dvm $T
 is "$rc" 0 "qvm-create-default-dvm prepares the savefile"
 [ "$rc" = 0 ] || diag "$(echo "$out" | tail -n 3)"
@@ -82,7 +86,8 @@ is "$out" "end" "the next DispVM sees neither file (and reads its private disk f
 
 # Eight at once.
 for i in 1 2 3 4 5 6 7 8; do
-    (echo 'uname -n; sleep 8' |
+    (echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
+           ping -c 1 -W 3 10.138.$netid.1 >/dev/null && echo reached; sleep 8" |
      qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err"
      echo $? > "$SCRATCH/c$i.rc") &
 done
@@ -99,6 +104,15 @@ for i in 1 2 3 4 5 6 7 8; do [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fa
 is "$fails" 0 "8 concurrent requests all succeed"
 is "$(for i in 1 2 3 4 5 6 7 8; do sed -n 1p "$SCRATCH/c$i.out"; done | grep '^disp[0-9]*$' | sort -u | wc -l)" \
    "8" "with 8 distinct names (disp<N>)"
+is "$(for i in 1 2 3 4 5 6 7 8; do sed -n 2,3p "$SCRATCH/c$i.out"; done | sort -u | wc -l)" \
+   "16" "with 8 distinct MACs and 8 distinct addresses"
+bad=0
+for i in 1 2 3 4 5 6 7 8; do
+    n=$(sed -n 1p "$SCRATCH/c$i.out" | sed 's/^disp//')
+    want=$(printf '00:16:3e:7c:8b:%02x\n10.138.%d.%d/24\nreached' "$n" "$netid" $((n % 254 + 1)))
+    [ "$(sed -n 2,4p "$SCRATCH/c$i.out")" = "$want" ] || { bad=$((bad + 1)); diag "disp$n: $(sed -n 2,4p "$SCRATCH/c$i.out" | tr '\n' ' ')"; }
+done
+is "$bad" 0 "each has the MAC and address of its dispid, and reaches its gateway over its network"
 is "$(leftovers)" "0/0/0" "and leave nothing behind"
 
 # The caller goes away: the reader of the service's output exits.
@@ -126,10 +140,18 @@ is "$(leftovers)" "0/0/0" "and nothing is left"
 # A stale savefile: the template's root image changed.
 touch "$B/vm-templates/$T/root.img"
 run sh -c "echo 'echo x' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT"
-like "$out" "changed (root image or kernel) since the savefile was made" \
+like "$out" "changed since the savefile was made" \
      "a stale savefile is detected after the template's root image changes"
 out=$(echo 'echo regenerated' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT)
 is "$out" "regenerated" "and made again on the next request"
+# The saved domain's NIC is on the dvm VM's network: another one is stale too.
+qvm-prefs -s $T-dvm netvm none
+run sh -c "echo 'echo x' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT"
+like "$out" "network of '$T-dvm' changed since the savefile was made" \
+     "a savefile is stale when the dvm VM's network changed"
+qvm-prefs -s $T-dvm netvm dvt-net
+out=$(echo 'echo same-net' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT 2>&1)
+is "$out" "same-net" "and usable again once the network is the one it was made on"
 
 # Preloaded DispVMs: restored and paused ahead, taken by a request, replaced
 # in the background; a broken one never stalls a request.

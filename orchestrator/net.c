@@ -1,0 +1,66 @@
+#include "net.h"
+
+#include "collection.h"
+#include "ifconf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+int qnet_of_vm(const struct qvm_collection *c, const struct qvm *vm, struct qnet *out,
+               struct qerr *err)
+{
+    memset(out, 0, sizeof *out);
+    out->netid = -1;
+    if (vm->netvm_qid < 0)
+        return 0;
+    const struct qvm *nv = qvm_collection_by_qid(c, vm->netvm_qid);
+    if (!nv || !qvm_class_is_netvm(nv->cls) || nv->netid < 0)
+        return qerr_set(err, "'%s': its netvm (qid %d) is not a NetVM or ProxyVM with a netid",
+                        vm->name, vm->netvm_qid);
+    out->on = true;
+    out->netid = nv->netid;
+    out->prefix = 24;
+    snprintf(out->bridge, sizeof out->bridge, "qubes-net%d", nv->netid);
+    if (vm->cls == QVM_DISP) {
+        int d = vm->dispid < 0 ? 0 : vm->dispid;
+        snprintf(out->ip, sizeof out->ip, "10.138.%d.%d", nv->netid, d % 254 + 1);
+        snprintf(out->gateway, sizeof out->gateway, "10.138.%d.1", nv->netid);
+        snprintf(out->mac, sizeof out->mac, "00:16:3e:7c:8b:%02x", d & 0xff);
+    } else {
+        snprintf(out->ip, sizeof out->ip, "10.137.%d.%d", nv->netid, vm->qid + 2);
+        snprintf(out->gateway, sizeof out->gateway, "10.137.%d.1", nv->netid);
+        const char *mac = qvm_get_attr(vm, "mac");
+        if (mac && strcmp(mac, "None") != 0)
+            snprintf(out->mac, sizeof out->mac, "%s", mac);
+        else
+            snprintf(out->mac, sizeof out->mac, "00:16:3e:5e:6c:%02x", vm->qid & 0xff);
+    }
+    return 0;
+}
+
+void qnet_cmdline(const struct qnet *n, char *out, size_t len)
+{
+    if (n->on)
+        snprintf(out, len, "qubes.ip=%s/%d qubes.gw=%s", n->ip, n->prefix, n->gateway);
+    else if (len)
+        out[0] = '\0';
+}
+
+int qnet_host_up(const struct qnet *n, struct qerr *err)
+{
+    if (!n->on || ifconf_is_up(n->bridge) == 1)
+        return 0;
+    char alias[24], gw[16];
+    snprintf(alias, sizeof alias, "%s:1", n->bridge);
+    snprintf(gw, sizeof gw, "10.138.%d.1", n->netid);
+    if (ifconf_bridge_add(n->bridge) < 0)
+        return qerr_errno(err, errno, "cannot create the bridge %s of network %d", n->bridge,
+                          n->netid);
+    char own[16];
+    snprintf(own, sizeof own, "10.137.%d.1", n->netid);
+    if (ifconf_set_ipv4(n->bridge, own, 24) < 0 || ifconf_set_ipv4(alias, gw, 24) < 0 ||
+        ifconf_up(n->bridge) < 0)
+        return qerr_errno(err, errno, "cannot give the bridge %s its addresses", n->bridge);
+    return 0;
+}
