@@ -21,8 +21,8 @@ FUZZ_SECONDS ?= 60
 # object loaded at the first hypervisor call, links libvirt.
 PKG_CFLAGS = $(shell pkg-config --cflags libxml-2.0 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs libxml-2.0 2>/dev/null)
-VIRT_CFLAGS = $(shell pkg-config --cflags libvirt 2>/dev/null)
-VIRT_LIBS = $(shell pkg-config --libs libvirt 2>/dev/null)
+VIRT_CFLAGS = $(shell pkg-config --cflags libvirt libvirt-qemu 2>/dev/null)
+VIRT_LIBS = $(shell pkg-config --libs libvirt libvirt-qemu 2>/dev/null)
 PLUGIN := lib/qubes-orchestrator/qubes-vmm-libvirt.so
 PLUGIN_SRCS := orchestrator/vmm_libvirt.c orchestrator/error.c
 

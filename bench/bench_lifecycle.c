@@ -72,10 +72,34 @@ static double children_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
+/* DispVM records that are not waiting preloads, in qubes.xml. */
+static int disp_records(void)
+{
+    char path[4200], text[1 << 17];
+    snprintf(path, sizeof path, "%s/qubes.xml", getenv("QUBES_BASE_DIR"));
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = '\0';
+    int count = 0;
+    for (char *p = text; (p = strstr(p, "<QubesDisposableVm ")); p++) {
+        char *end = strchr(p, '>');
+        if (end) {
+            *end = '\0';
+            count += strstr(p, "preload=\"True\"") == NULL;
+            *end = '>';
+        }
+    }
+    return count;
+}
+
 /* qfile-daemon-dvm with `script` as the service's input: *output gets the
- * time until `expect` arrived, the return value the time until it exited. */
+ * time until `expect` arrived, the return value the time until it exited;
+ * *teardown (unless NULL) the time from then until its record was gone (the
+ * last step of the teardown, which runs detached). */
 static double dispvm_once(const char *tpl, const char *script, const char *expect,
-                          double *output)
+                          double *output, double *teardown)
 {
     int in[2], out[2];
     if (pipe(in) < 0 || pipe(out) < 0)
@@ -112,11 +136,18 @@ static double dispvm_once(const char *tpl, const char *script, const char *expec
     close(out[0]);
     int st;
     waitpid(pid, &st, 0);
+    double total = now_s() - t0;
     if (*output < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "bench_lifecycle: qfile-daemon-dvm failed\n");
         exit(1);
     }
-    return now_s() - t0;
+    if (teardown) {
+        double t1 = now_s();
+        for (int i = 0; i < 10000 && disp_records() > 0; i++)
+            usleep(1000);
+        *teardown = now_s() - t1;
+    }
+    return total;
 }
 
 /* The proportional memory of the QEMU running domain `name`, in KiB. */
@@ -156,64 +187,104 @@ static long qemu_pss_kib(const char *name)
     return pss;
 }
 
+/* Total PSS of our DispVM domains, KiB; *seen gets how many. */
+static long sum_pss(int *seen)
+{
+    char vms[4200];
+    snprintf(vms, sizeof vms, "%s/vms", getenv("QUBES_RUN_DIR"));
+    long total = 0, p;
+    *seen = 0;
+    DIR *v = opendir(vms);
+    struct dirent *e;
+    while (v && (e = readdir(v)))
+        if (strncmp(e->d_name, "disp", 4) == 0 && (p = qemu_pss_kib(e->d_name)) >= 0) {
+            total += p;
+            (*seen)++;
+        }
+    if (v)
+        closedir(v);
+    return total;
+}
+
+/* Mean PSS of `n` DispVMs running at once, KiB. */
+static long pss_of_running(const char *tpl, int n)
+{
+    pid_t pids[16];
+    for (int i = 0; i < n; i++) {
+        fflush(stdout);
+        if ((pids[i] = fork()) == 0) {
+            double o;
+            dispvm_once(tpl, "echo up; sleep 12\n", "up\n", &o, NULL);
+            _exit(0);
+        }
+    }
+    int seen = 0;
+    for (int tries = 0; tries < 200 && seen < n; tries++) {
+        usleep(50000);
+        sum_pss(&seen);
+    }
+    sleep(2);   /* all up and running their service: measure now */
+    long total = sum_pss(&seen);
+    for (int i = 0; i < n; i++)
+        waitpid(pids[i], NULL, 0);
+    for (int i = 0; i < 10000 && disp_records() > 0; i++)
+        usleep(1000);
+    return seen ? total / seen : -1;
+}
+
+struct path_figures {
+    double out, down, cpu;
+    long long size;
+    long pss;
+};
+
+/* `runs` requests on the current savefile: medians and CPU per DispVM. */
+static void requests(const char *tpl, int runs, struct path_figures *f)
+{
+    double *out = calloc((size_t)runs, sizeof *out), *down = calloc((size_t)runs, sizeof *down);
+    double cpu0 = children_cpu();
+    for (int i = 0; i < runs; i++)
+        dispvm_once(tpl, "echo hi\n", "hi\n", &out[i], &down[i]);
+    f->cpu = (children_cpu() - cpu0) / runs;
+    f->out = median(out, runs);
+    f->down = median(down, runs);
+    free(out);
+    free(down);
+}
+
+static long long savefile_size(const char *tpl)
+{
+    char save[4200];
+    struct stat st;
+    snprintf(save, sizeof save, "%s/dvmdata/%s-dvm.savefile", getenv("QUBES_BASE_DIR"), tpl);
+    return stat(save, &st) == 0 ? (long long)st.st_size : -1;
+}
+
 static void dispvm_bench(const char *tpl, int runs, double cold, double cold_teardown)
 {
     char *prep[] = { "qvm-create-default-dvm", "-q", (char *)tpl, NULL };
-    double prep_cpu, t_prep = run(prep, &prep_cpu);
-    char save[4200];
-    snprintf(save, sizeof save, "%s/dvmdata/%s-dvm.savefile", getenv("QUBES_BASE_DIR"), tpl);
-    struct stat st;
-    stat(save, &st);
+    char *mem_shared[] = { "qubes-prefs", "-s", "dispvm-memory", "shared", NULL };
+    char *mem_full[] = { "qubes-prefs", "-s", "dispvm-memory", "full", NULL };
+    struct path_figures full = { 0 }, fifo = { 0 }, shared = { 0 }, pre = { 0 };
 
-    double *out = calloc((size_t)runs, sizeof *out), *down = calloc((size_t)runs, sizeof *down);
-    double cpu0 = children_cpu();
-    for (int i = 0; i < runs; i++) {
-        double total = dispvm_once(tpl, "echo hi\n", "hi\n", &out[i]);
-        down[i] = total - out[i];
-    }
-    double cpu = (children_cpu() - cpu0) / runs;
-    double b = median(out, runs), bd = median(down, runs);
-
-    /* (b') the same with the clone fed through a FIFO instead of copied. */
-    double *fout = calloc((size_t)runs, sizeof *fout), *fdown = calloc((size_t)runs, sizeof *fdown);
+    /* The full-image path: a copy of the savefile per DispVM, or a FIFO. */
+    run(mem_full, NULL);
+    double prep_full = run(prep, NULL);
+    full.size = savefile_size(tpl);
+    requests(tpl, runs, &full);
     setenv("QUBES_DISPVM_FEED", "fifo", 1);
-    double fcpu0 = children_cpu();
-    for (int i = 0; i < runs; i++) {
-        double total = dispvm_once(tpl, "echo hi\n", "hi\n", &fout[i]);
-        fdown[i] = total - fout[i];
-    }
-    double fcpu = (children_cpu() - fcpu0) / runs;
+    requests(tpl, runs, &fifo);
     unsetenv("QUBES_DISPVM_FEED");
-    double bf = median(fout, runs), bfd = median(fdown, runs);
+    full.pss = pss_of_running(tpl, 5);
 
-    /* Memory of one running DispVM. */
-    int in[2];
-    if (pipe(in) < 0)
-        exit(1);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        double o;
-        dispvm_once(tpl, "echo up; sleep 4\n", "up\n", &o);
-        _exit(0);
-    }
-    long pss = -1;
-    usleep(1500000);    /* restored and running its service by now */
-    for (int i = 0; i < 20 && pss < 0; i++) {
-        usleep(100000);
-        char vms[4200];
-        snprintf(vms, sizeof vms, "%s/vms", getenv("QUBES_RUN_DIR"));
-        DIR *v = opendir(vms);
-        struct dirent *e;
-        while (v && (e = readdir(v)))
-            if (strncmp(e->d_name, "disp", 4) == 0 && (pss = qemu_pss_kib(e->d_name)) >= 0)
-                break;
-        if (v)
-            closedir(v);
-    }
-    waitpid(pid, NULL, 0);
+    /* The shared-memory path. */
+    run(mem_shared, NULL);
+    double prep_shared = run(prep, NULL);
+    shared.size = savefile_size(tpl);
+    requests(tpl, runs, &shared);
+    shared.pss = pss_of_running(tpl, 5);
 
-    /* (c) preloaded: before each request, wait until a preload waits. */
+    /* Preloaded (shared memory): before each request, wait until one waits. */
     char *pre_on[] = { "qubes-prefs", "-s", "dispvm-preload", "1", NULL };
     char *pre_off[] = { "qubes-prefs", "-s", "dispvm-preload", "0", NULL };
     char *cleanup[] = { "qvm-cleanup-dispvms", "-q", NULL };
@@ -235,35 +306,45 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
                 break;
             usleep(50000);
         }
-        double total = dispvm_once(tpl, "echo hi\n", "hi\n", &pout[i]);
-        pdown[i] = total - pout[i];
+        dispvm_once(tpl, "echo hi\n", "hi\n", &pout[i], &pdown[i]);
     }
     /* The background restores count: they are the price of preloading. */
-    double pcpu = (children_cpu() - pcpu0) / runs;
+    pre.cpu = (children_cpu() - pcpu0) / runs;
     run(pre_off, NULL);
     sleep(2);
     run(cleanup, NULL);
-    double c = median(pout, runs), cd = median(pdown, runs);
+    pre.out = median(pout, runs);
+    pre.down = median(pdown, runs);
 
-    printf("\nDispVMs (%d runs each; time from the request to the service's complete output):\n",
-           runs);
-    printf("  savefile: %lld MiB for a 512 MiB guest; made in %.1f s (qvm-create-default-dvm)\n",
-           (long long)st.st_size >> 20, t_prep);
-    printf("  (a) cold: qvm-start + qvm-run echo:   %6.0f ms   teardown (qvm-kill) %4.0f ms\n",
-           cold * 1e3, cold_teardown * 1e3);
-    printf("  (b) DispVM from the savefile:         %6.0f ms   teardown %4.0f ms\n", b * 1e3,
-           bd * 1e3);
-    printf("  (b') the same, clone through a FIFO:  %6.0f ms   teardown %4.0f ms   (our CPU %.1f ms)\n",
-           bf * 1e3, bfd * 1e3, fcpu * 1e3);
-    printf("  (c) preloaded DispVM:                 %6.0f ms   teardown %4.0f ms\n", c * 1e3,
-           cd * 1e3);
-    printf("  b/a = %.3f   c/a = %.3f\n", b / cold, c / cold);
-    printf("  CPU in our own processes per DispVM (qfile-daemon-dvm, qemu-img, the session):"
-           " %.1f ms from the savefile, %.1f ms preloaded (the request only; the background\n"
-           "  restore of its replacement runs detached and is not counted)\n", cpu * 1e3,
-           pcpu * 1e3);
-    if (pss >= 0)
-        printf("  memory of one running DispVM (QEMU's PSS): %ld MiB\n", pss / 1024);
+    printf("\nDispVMs of a 512 MiB guest, %d requests each; time from the request to the "
+           "service's\ncomplete output, and teardown (from the exit of qfile-daemon-dvm, which "
+           "does not wait\nfor it, until the DispVM's record is gone):\n", runs);
+    printf("  %-34s %9s %9s %7s %9s %10s %9s\n", "", "savefile", "output", "/cold", "teardown",
+           "our CPU", "PSS (5)");
+    printf("  %-34s %9s %7.0fms %7s %7.0fms %10s %9s\n", "(a) cold: qvm-start + qvm-run echo", "-",
+           cold * 1e3, "1", cold_teardown * 1e3, "-", "-");
+    const struct { const char *name; struct path_figures *f; } rows[] = {
+        { "(b) full image, copied clone", &full },
+        { "(b') full image, clone via a FIFO", &fifo },
+        { "(d) shared memory", &shared },
+        { "(c) preloaded (shared memory)", &pre },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        const struct path_figures *f = rows[i].f;
+        char size[32] = "-", pss[32] = "-";
+        if (f->size > 0)
+            snprintf(size, sizeof size, "%lldKiB", f->size >> 10);
+        if (f->pss > 0)
+            snprintf(pss, sizeof pss, "%ldMiB", f->pss >> 10);
+        printf("  %-34s %9s %7.0fms %7.3f %7.0fms %8.1fms %9s\n", rows[i].name, size,
+               f->out * 1e3, f->out / cold, f->down * 1e3, f->cpu * 1e3, pss);
+    }
+    printf("  savefiles made in %.1f s (full image) and %.1f s (shared memory)\n", prep_full,
+           prep_shared);
+    printf("  shared/full: savefile %.4f, PSS per running DispVM %.2f\n",
+           (double)shared.size / (double)full.size, (double)shared.pss / (double)full.pss);
+    printf("  our CPU: qfile-daemon-dvm, qemu-img and the session, per DispVM (not the detached\n"
+           "  teardown); preloaded: the request and the background restore of its replacement\n");
 }
 
 int main(int argc, char **argv)

@@ -22,6 +22,7 @@
 #include "../orchestrator/util.h"
 #include "../storage/storage.h"
 #include "savefile.h"
+#include "shmem.h"
 
 extern char **environ;
 
@@ -243,10 +244,23 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     if (ensure_dvm_vm(q, tname, tpl->cls == QVM_TEMPLATE_HVM, dvm, progress, err) < 0)
         return -1;
 
-    struct qvm_start_opts so = { .wait = true, .progress = progress };
-    qsay(progress, "--> Booting '%s' to save it warmed up", dvm);
-    if (qubes_vm_start(q, dvm, &so, err) < 0)
+    bool shared;
+    char why[PATH_MAX], ram[PATH_MAX] = "";
+    if (dispvm_memory_shared(q, &shared, why, sizeof why, err) < 0)
         return -1;
+    qsay(progress, "--> DispVM memory: %s", why);
+    if (shared) {
+        mkdir(DISPVM_RAM_DIR, 0755);
+        dispvm_ram_new(dvm, ram, sizeof ram);
+    }
+    struct qvm_start_opts so = { .wait = true, .progress = progress,
+                                 .mem_file = shared ? ram : NULL };
+    qsay(progress, "--> Booting '%s' to save it warmed up", dvm);
+    if (qubes_vm_start(q, dvm, &so, err) < 0) {
+        if (shared)
+            unlink(ram);
+        return -1;
+    }
     struct qvm *vm = qubes_find_vm(q, dvm, err);
     tpl = vm ? qubes_find_vm(q, tname, err) : NULL;
     if (!tpl)
@@ -278,7 +292,8 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     unlink(priv_tmp);
 
     qsay(progress, "--> Saving '%s' to %s", dvm, save);
-    if (vmm_save(&q->vmm, dvm, save_tmp, err) < 0)
+    if ((shared ? vmm_save_device_state(&q->vmm, dvm, save_tmp, err)
+                : vmm_save(&q->vmm, dvm, save_tmp, err)) < 0)
         goto fail;
     /* The domain has stopped: its disks are the state the memory expects. */
     snprintf(src, sizeof src, "%s/volatile.img", dir);
@@ -296,6 +311,9 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
              rename(save_tmp, save) == 0 ? 0 : qerr_errno(err, errno, "cannot put %s in place", save);
     if (rc == 0)
         rc = write_small(meta, stamp, err);
+    /* The previous savefile's RAM file, unless DispVMs still map it. */
+    if (rc == 0)
+        dispvm_ram_gc(q, dvm, false);
     close(lock);
     if (rc < 0)
         goto fail;
@@ -334,7 +352,8 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     }
     struct stat st;
     stat(save, &st);
-    qsay(progress, "--> Savefile ready: %s (%lld MiB)", save, (long long)st.st_size >> 20);
+    qsay(progress, "--> Savefile ready: %s (%lld KiB, %s)", save, (long long)st.st_size >> 10,
+         shared ? "device state; memory shared" : "memory and device state");
     /* Preloads restored from the old savefile go; new ones come. */
     if (drop_preloads(q, tname, err) < 0 || dispvm_preload_fill(q, tname, progress, err) < 0)
         return qerr_prefix(err, "the savefile is ready, but preloading failed");
@@ -345,6 +364,8 @@ fail:
     unlink(priv_tmp);
 kill:
     vmm_destroy(&q->vmm, dvm, NULL);
+    if (ram[0])
+        unlink(ram);
     return qerr_prefix(err, "cannot prepare the DispVM savefile of '%s'", tname);
 }
 
@@ -435,7 +456,11 @@ static int teardown(struct qubes *q, struct dispvm *d, struct qerr *err)
         free(info.name);
         d->domain = false;
     }
+    char ram[PATH_MAX];
+    dispvm_ram_recorded(d->rundir, ram, sizeof ram);
     remove_runtime(d->rundir);
+    if (ram[0])
+        dispvm_ram_release(q, ram);
     if (d->record) {
         if (qubes_load_for_writing(q, false, rc < 0 ? &e2 : err) < 0)
             return -1;
@@ -482,6 +507,34 @@ static int restore_clone(struct qubes *q, const char *from, const char *clone,
         return -1;
     int rc = vmm_restore(&q->vmm, clone, err);
     unlink(clone);
+    return rc;
+}
+
+/* A shared-memory savefile: the DispVM maps its RAM file copy-on-write
+ * and receives the saved device state; it runs when this returns. */
+static int restore_shared(struct qubes *q, const struct savefile_info *si, const char *from,
+                          const char *ram, struct savefile_identity *id, struct dispvm *d,
+                          struct qerr *err)
+{
+    if (access(ram, R_OK) < 0)
+        return qerr_errno(err, errno, "the savefile's memory file %s", ram);
+    if (dispvm_ram_claim(d->rundir, ram, err) < 0)
+        return -1;
+    id->private_ram = true;
+    char *xml = savefile_domain_xml(si->xml, id, err);
+    if (!xml)
+        return -1;
+    /* Mapped shared, the DispVM would write into every other's memory. */
+    if (strstr(xml, "share=on")) {
+        free(xml);
+        return qerr_set(err, "cannot map %s copy-on-write for %s", ram, d->name);
+    }
+    int rc = vmm_restore_device_state(&q->vmm, xml, from, (long long)si->stream_offset, err);
+    free(xml);
+    if (rc == 0 && vmm_resume(&q->vmm, d->name, err) < 0) {
+        vmm_destroy(&q->vmm, d->name, NULL);
+        rc = -1;
+    }
     return rc;
 }
 
@@ -592,8 +645,23 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
         unlink(clone);
         return -1;
     }
-    qsay(r->progress, "--> Restoring %s from %s", d->name, from);
-    if (restore_clone(q, from, clone, &id, r->progress, err) < 0) {
+    struct savefile_info si;
+    char ram[PATH_MAX];
+    if (savefile_read(from, &si, err) < 0) {
+        qubes_unlock(q);
+        return -1;
+    }
+    if (dispvm_ram_of_xml(si.xml, ram, sizeof ram) < 0) {
+        savefile_info_free(&si);
+        qubes_unlock(q);
+        return qerr_set(err, "%s maps a memory file outside %s", from, DISPVM_RAM_DIR);
+    }
+    qsay(r->progress, "--> Restoring %s from %s (%s)", d->name, from,
+         ram[0] ? "shared memory" : "full memory image");
+    rc = ram[0] ? restore_shared(q, &si, from, ram, &id, d, err)
+                : restore_clone(q, from, clone, &id, r->progress, err);
+    savefile_info_free(&si);
+    if (rc < 0) {
         qubes_unlock(q);
         return -1;
     }
@@ -786,6 +854,48 @@ static void replenish_in_background(const char *template_name)
     _exit(0);
 }
 
+/* The teardown once the service has ended, in a detached process (the
+ * caller has its exit status meanwhile), with a connection of its own:
+ * our libvirt connection is not the child's to use. Returns -1 when no
+ * process could be started: then the caller tears down itself. */
+static int teardown_detached(struct qubes *q, const struct dispvm *d)
+{
+    fflush(NULL);
+    char log[PATH_MAX + 32];
+    snprintf(log, sizeof log, "%s/dispvm-teardown.log", q->cfg.run_dir);
+    pid_t pid = fork();
+    if (pid != 0) {
+        int st;
+        if (pid > 0)
+            waitpid(pid, &st, 0);
+        return pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    }
+    setsid();
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    if (fork() != 0)
+        _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+    }
+    struct qubes q2;
+    struct qerr e;
+    struct dispvm mine = *d;
+    if (qubes_open(&q2, false, &e) < 0 || teardown(&q2, &mine, &e) < 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dprintf(fd, "%lld %s: %s\n", (long long)time(NULL), d->name, e.msg);
+            close(fd);
+        }
+    }
+    qubes_close(&q2);
+    _exit(0);
+}
+
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
@@ -896,6 +1006,8 @@ int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, str
     else if (rc == 0)
         rc = qerr_set(err, "stopped by signal %d", (int)stop_signal);
     struct qerr e2;
+    if (rc == 0 && !r->wait_teardown && !stop_signal)
+        return teardown_detached(q, &d) == 0 ? 0 : teardown(q, &d, err);
     if (teardown(q, &d, rc < 0 ? &e2 : err) < 0 && rc == 0)
         rc = -1;
     return rc;
@@ -974,6 +1086,18 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
     }
     if (dh)
         closedir(dh);
+    /* Memory files no savefile and no DispVM uses, and those of a
+     * preparation that died (its dvm VM is not running). */
+    vms = qvm_collection_sorted(q->coll, &n);
+    for (size_t i = 0; vms && i < n; i++) {
+        enum qvm_power st;
+        if (vms[i]->cls != QVM_DISP && qubes_vm_state(q, vms[i], &st, NULL) == 0) {
+            int gone = dispvm_ram_gc(q, vms[i]->name, st == QVM_POWER_HALTED);
+            if (gone)
+                qsay(progress, "--> Removed %d unused memory file(s) of %s", gone, vms[i]->name);
+        }
+    }
+    free(vms);
     if (changed)
         return qubes_save_and_unlock(q, err);
     qubes_unlock(q);

@@ -27,13 +27,17 @@ struct dispvm_request {
     const char *label;          /* NULL: the source VM's label */
     const char *template_name;  /* NULL: the default template */
     bool regenerate;            /* a stale savefile is made again (else refused) */
+    bool wait_teardown;         /* return once the DispVM is gone (else as soon
+                                   as the service ended, tearing it down in a
+                                   detached process) */
     FILE *progress;
 };
 
 /* qfile-daemon-dvm: a fresh DispVM runs the service with our stdin and
  * stdout, then is destroyed and its record removed. *status gets the
  * service's exit status. SIGTERM, SIGINT and SIGHUP end the service and
- * still clean up. */
+ * still clean up (then, and after any error, before returning). Errors of
+ * a detached teardown go to $RUN/dispvm-teardown.log. */
 int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err);
 
 #define DISPVM_PRELOAD_MAX 16

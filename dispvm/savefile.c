@@ -157,6 +157,30 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
                 xmlSetProp(src, (const xmlChar *)"path", (const xmlChar *)id->serial_log);
         }
     }
+    xmlNode *qemu = child(dom, "commandline");
+    if (id->private_ram && qemu) {
+        for (xmlNode *a = qemu->children; a; a = a->next) {
+            xmlChar *v = a->type == XML_ELEMENT_NODE ? xmlGetProp(a, (const xmlChar *)"value") : NULL;
+            char *share = v && strncmp((const char *)v, "memory-backend-file,", 20) == 0
+                              ? strstr((char *)v, ",share=on") : NULL;
+            if (share) {
+                /* ",share=on" becomes ",share=off". */
+                size_t head = (size_t)(share - (char *)v);
+                char *nv = malloc(strlen((char *)v) + 2);
+                if (nv) {
+                    sprintf(nv, "%.*s,share=off%s", (int)head, (char *)v, share + 9);
+                    xmlSetProp(a, (const xmlChar *)"value", (const xmlChar *)nv);
+                    free(nv);
+                }
+            }
+            xmlFree(v);
+        }
+        const char *args[] = { "-incoming", "defer" };
+        for (int i = 0; i < 2; i++) {
+            xmlNode *a = xmlNewChild(qemu, qemu->ns, (const xmlChar *)"arg", NULL);
+            xmlSetProp(a, (const xmlChar *)"value", (const xmlChar *)args[i]);
+        }
+    }
     xmlChar *outbuf = NULL;
     int len = 0;
     xmlDocDumpMemory(doc, &outbuf, &len);
@@ -260,4 +284,9 @@ pid_t savefile_feed(const char *src, const char *fifo, const struct savefile_ide
         _exit(out >= 0 && clone_to_fd(src, out, fifo, id, &e) == 0 ? 0 : 1);
     }
     return pid;
+}
+
+char *savefile_domain_xml(const char *xml, const struct savefile_identity *id, struct qerr *err)
+{
+    return rewrite(xml, id, err);
 }

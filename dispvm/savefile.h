@@ -13,6 +13,7 @@
 #ifndef QUBES_SAVEFILE_H
 #define QUBES_SAVEFILE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -38,7 +39,14 @@ struct savefile_identity {
     const char *agent_socket;   /* the agent channel's unix socket */
     const char *serial_log;
     const char *mac;            /* the NIC's MAC address (when it has one) */
+    /* A shared-memory savefile: map the RAM file private (copy-on-write)
+     * and wait for the device state (QEMU's -incoming defer). */
+    bool private_ram;
 };
+
+/* The domain XML of a savefile (savefile_info.xml) changed to `id`;
+ * malloc'ed. */
+char *savefile_domain_xml(const char *xml, const struct savefile_identity *id, struct qerr *err);
 
 /* Writes `dst` (created, mode 0600): src's header with the domain XML
  * rewritten for `id`, then src's stream. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,8 @@ const char *domain_type(void)
     return ok ? "kvm" : "qemu";
 }
 
+#define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+
 #define W(call)                                                                               \
     do {                                                                                      \
         if ((call) < 0)                                                                       \
@@ -52,9 +55,16 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
         qerr_errno(err, ENOMEM, "domain XML of %s", s->name);
         goto done;
     }
+    /* QEMU's option syntax: a comma would end the path. */
+    if (s->mem_file && strchr(s->mem_file, ',')) {
+        qerr_set(err, "memory file %s: a path with a comma cannot be given to QEMU", s->mem_file);
+        goto done;
+    }
     xmlTextWriterSetIndent(w, 1);
     W(EL(w, "domain"));
     W(ATTR(w, "type", s->type));
+    if (s->mem_file)
+        W(ATTR(w, "xmlns:qemu", QEMU_NS));
     W(TEXT(w, "name", s->name));
     if (s->uuid)
         W(TEXT(w, "uuid", s->uuid));
@@ -162,6 +172,22 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
     W(ATTR(w, "model", "virtio"));
     W(END(w));
     W(END(w));          /* devices */
+    if (s->mem_file) {
+        /* The machine's RAM is this backend: a later -machine option
+         * overrides the memory-backend libvirt gives it. */
+        char obj[PATH_MAX + 128];
+        snprintf(obj, sizeof obj, "memory-backend-file,id=%s,size=%ld,mem-path=%s,share=%s",
+                 DOMAIN_RAM_ID, (s->maxmem_mib > s->memory_mib ? s->maxmem_mib : s->memory_mib) * 1048576,
+                 s->mem_file, s->mem_shared ? "on" : "off");
+        const char *args[] = { "-object", obj, "-machine", "memory-backend=" DOMAIN_RAM_ID };
+        W(EL(w, "qemu:commandline"));
+        for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+            W(EL(w, "qemu:arg"));
+            W(ATTR(w, "value", args[i]));
+            W(END(w));
+        }
+        W(END(w));
+    }
     W(END(w));          /* domain */
     W(xmlTextWriterFlush(w));
     out = strdup((const char *)xmlBufferContent(buf));

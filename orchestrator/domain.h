@@ -27,7 +27,19 @@ struct domain_spec {
     const char *agent_socket;   /* the agent's virtio-serial port, a unix socket */
     const char *nic_mac;        /* a virtio NIC with this MAC on ... */
     const char *nic_bridge;     /* ... this host bridge, when both are set */
+    /* Guest RAM in this file (on tmpfs) instead of anonymous memory, mapped
+     * shared (the guest's writes go to the file: a DispVM template) or
+     * private (copy-on-write over it: a DispVM). QEMU only: passed through
+     * <qemu:commandline>, since libvirt's own file-backed memory lives in
+     * files it names and removes. */
+    const char *mem_file;
+    bool mem_shared;
 };
+
+/* The QEMU arguments of a memory file, as domain_xml() writes them:
+ * "memory-backend-file,id=qubes.ram,size=BYTES,mem-path=PATH,share=on|off". */
+#define DOMAIN_RAM_ID "qubes.ram"
+
 
 /* A malloc'ed <domain> document, or NULL with err. */
 char *domain_xml(const struct domain_spec *s, struct qerr *err);

@@ -203,7 +203,7 @@ static int file_exists(const char *path)
 }
 
 static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
-                                struct qerr *err)
+                                const char *mem_file, struct qerr *err)
 {
     char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
     char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
@@ -278,6 +278,8 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
         s.nic_mac = net.mac;
         s.nic_bridge = net.bridge;
     }
+    s.mem_file = mem_file;
+    s.mem_shared = true;
     char *xml = domain_xml(&s, err);
     if (!xml)
         return -1;
@@ -364,7 +366,7 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
     if (rc == 0)
         rc = template_check_start(q, vm, err);
     if (rc == 0)
-        rc = build_spec_and_start(q, vm, o->progress, err);
+        rc = build_spec_and_start(q, vm, o->progress, o->mem_file, err);
     close(lock);        /* the domain exists: other starts see it running */
     if (rc < 0)
         return qerr_prefix(err, "cannot start '%s'", name);

@@ -18,6 +18,8 @@ int qvm_op_allowed(enum qvm_op op, enum qvm_power st, struct qerr *err);
 struct qvm_start_opts {
     bool wait;                  /* wait for the agent (Running), else return Transient */
     FILE *progress;             /* where to say what happens, or NULL */
+    const char *mem_file;       /* keep the guest's RAM in this file, mapped
+                                   shared (a shared-memory DispVM template) */
 };
 
 /* Each loads what it needs; `q` is open, nothing locked. */

@@ -602,7 +602,8 @@ int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const cha
 
 static const struct {
     const char *name;
-    int global;                 /* enum qglobal; -1 default-kernel, -2 dispvm-preload */
+    int global;                 /* enum qglobal; -1 default-kernel, -2 dispvm-preload,
+                                   -3 dispvm-memory */
 } globals[] = {
     { "default-template", QG_DEFAULT_TEMPLATE },
     { "default-netvm", QG_DEFAULT_NETVM },
@@ -611,6 +612,7 @@ static const struct {
     { "clockvm", QG_CLOCKVM },
     { "default-kernel", -1 },
     { "dispvm-preload", -2 },
+    { "dispvm-memory", -3 },
 };
 
 static int find_global(const char *name, struct qerr *err)
@@ -630,6 +632,10 @@ static int find_global(const char *name, struct qerr *err)
 
 static char *global_value(struct qubes *q, size_t i)
 {
+    if (globals[i].global == -3) {
+        const char *v = qattrs_get(&q->coll->root_attrs, "dispvm_memory");
+        return xstrdup(v ? v : "auto");
+    }
     if (globals[i].global == -2) {
         const char *v = qattrs_get(&q->coll->root_attrs, "dispvm_preload");
         return xstrdup(v ? v : "0");
@@ -675,6 +681,17 @@ int qubes_global_set(struct qubes *q, const char *prop, const char *value, struc
         return -1;
     bool none = strcasecmp(value, "none") == 0;
     int g = globals[i].global;
+    if (g == -3) {
+        /* How new DispVM savefiles keep the guest's memory: shared with
+         * every DispVM (copy-on-write), a full image, or shared where the
+         * backend can (auto). */
+        if (strcmp(value, "auto") != 0 && strcmp(value, "shared") != 0 &&
+            strcmp(value, "full") != 0)
+            return qerr_set(err, "dispvm-memory: '%s' is not auto, shared or full", value);
+        if (qattrs_set(&q->coll->root_attrs, "dispvm_memory", value) < 0)
+            return qerr_errno(err, ENOMEM, "dispvm-memory");
+        return 0;
+    }
     if (g == -2) {
         long n;
         if (qparse_int(value, 0, 16, &n) < 0)

@@ -183,3 +183,44 @@ int vmm_is_test_driver(const struct vmm *vmm)
 {
     return strncmp(vmm->uri, "test:", 5) == 0;
 }
+
+int vmm_shares_memory(struct vmm *vmm)
+{
+    struct qerr e;
+    if (vmm->offline || vmm_require(vmm, &e) < 0 || !vmm->backend->shares_memory)
+        return 0;
+    return vmm->backend->shares_memory(vmm);
+}
+
+static int no_sharing(struct vmm *vmm, struct qerr *err)
+{
+    return qerr_set(err, "the %s backend at %s cannot keep a DispVM's memory shared",
+                    vmm->backend->name, vmm->uri);
+}
+
+int vmm_save_device_state(struct vmm *vmm, const char *name, const char *path, struct qerr *err)
+{
+    if (vmm_require(vmm, err) < 0)
+        return -1;
+    if (!vmm->backend->save_device_state)
+        return no_sharing(vmm, err);
+    return vmm->backend->save_device_state(vmm, name, path, err);
+}
+
+int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path, long long offset,
+                             struct qerr *err)
+{
+    if (vmm_require(vmm, err) < 0)
+        return -1;
+    if (!vmm->backend->restore_device_state)
+        return no_sharing(vmm, err);
+    return vmm->backend->restore_device_state(vmm, xml, path, offset, err);
+}
+
+int vmm_domain_pid(struct vmm *vmm, const char *name)
+{
+    struct qerr e;
+    if (vmm->offline || vmm_require(vmm, &e) < 0 || !vmm->backend->domain_pid)
+        return 0;
+    return vmm->backend->domain_pid(vmm, name);
+}

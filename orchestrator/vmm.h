@@ -70,6 +70,21 @@ struct vmm_backend {
     int (*restore)(struct vmm *vmm, const char *path, struct qerr *err);
     /* Sets a running domain's balloon target. */
     int (*set_memory)(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err);
+    /* Shared-memory DispVMs (optional: NULL where the backend cannot).
+     * shares_memory: 1 when domains of this connection can keep their RAM
+     * in a file of ours (domain_spec.mem_file) and save device state only.
+     * save_device_state: like save, but the RAM of a shared memory file is
+     * left out of the savefile. restore_device_state: creates the domain
+     * `xml` (prepared to receive it), paused, and loads the device state
+     * from the savefile `path`, whose stream starts at `offset`; the domain
+     * stays paused. domain_pid: the domain's emulator process on this host,
+     * 0 when unknown. */
+    int (*shares_memory)(struct vmm *vmm);
+    int (*save_device_state)(struct vmm *vmm, const char *name, const char *path,
+                             struct qerr *err);
+    int (*restore_device_state)(struct vmm *vmm, const char *xml, const char *path,
+                                long long offset, struct qerr *err);
+    int (*domain_pid)(struct vmm *vmm, const char *name);
 };
 
 struct vmm {
@@ -100,6 +115,13 @@ int vmm_save(struct vmm *vmm, const char *name, const char *path, struct qerr *e
 int vmm_restore(struct vmm *vmm, const char *path, struct qerr *err);
 int vmm_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct qerr *err);
 void vmm_domains_free(struct vmm_domain *d, size_t n);
+/* Shared-memory DispVMs, see struct vmm_backend. vmm_shares_memory is 0
+ * when offline, on a backend without them, or when the connection fails. */
+int vmm_shares_memory(struct vmm *vmm);
+int vmm_save_device_state(struct vmm *vmm, const char *name, const char *path, struct qerr *err);
+int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path, long long offset,
+                             struct qerr *err);
+int vmm_domain_pid(struct vmm *vmm, const char *name);
 /* 0 when domains run on this host and use its devices (bridges); 1 for
  * libvirt's test driver, whose domains are simulated in the client. */
 int vmm_is_test_driver(const struct vmm *vmm);

@@ -6,6 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt-qemu.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
@@ -174,12 +181,6 @@ static int on_domain(struct vmm *vmm, const char *name,
     return r < 0 ? -1 : 0;
 }
 
-static int do_destroy(virDomainPtr d, const void *a)
-{
-    (void)a;
-    return virDomainDestroy(d);
-}
-
 static int do_suspend(virDomainPtr d, const void *a)
 {
     (void)a;
@@ -202,9 +203,33 @@ static int do_set_memory(virDomainPtr d, const void *kib)
     return virDomainSetMemory(d, *(const unsigned long *)kib);
 }
 
+static int lv_domain_pid(struct vmm *vmm, const char *name);
+
+/* libvirt's destroy signals QEMU and, if the process is still there (a
+ * zombie counts), sleeps 200 ms before it looks again. So QEMU is killed
+ * first, where we can find it, and the destroy comes once it is reaped:
+ * libvirt then finds nothing to wait for. A domain that libvirt already
+ * saw end is gone, which is what was asked. */
 static int lv_destroy(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    return on_domain(vmm, name, do_destroy, NULL, "cannot destroy the domain", err);
+    int pid = lv_domain_pid(vmm, name);
+    if (pid > 0 && kill(pid, SIGKILL) == 0)
+        for (int i = 0; i < 2000 && kill(pid, 0) == 0; i++)
+            usleep(500);
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom) {
+        virErrorPtr e = virGetLastError();
+        return pid > 0 && e && e->code == VIR_ERR_NO_DOMAIN
+                   ? 0 : lv_error(err, "cannot destroy the domain", vmm->uri);
+    }
+    int rc = 0;
+    if (virDomainDestroy(dom) < 0) {
+        virErrorPtr e = virGetLastError();
+        if (!(pid > 0 && e && (e->code == VIR_ERR_OPERATION_INVALID || e->code == VIR_ERR_NO_DOMAIN)))
+            rc = lv_error(err, "cannot destroy the domain", vmm->uri);
+    }
+    virDomainFree(dom);
+    return rc;
 }
 
 static int lv_suspend(struct vmm *vmm, const char *name, struct qerr *err)
@@ -266,6 +291,169 @@ static int lv_set_memory(struct vmm *vmm, const char *name, unsigned long kib, s
     return on_domain(vmm, name, do_set_memory, &kib, "cannot set the domain's memory", err);
 }
 
+/* ---- shared-memory DispVMs: QEMU only ----
+ *
+ * The domain's RAM is a file of ours (domain_spec.mem_file). Saving with
+ * QEMU's migration capability x-ignore-shared leaves RAM mapped shared out
+ * of the stream, so the savefile holds device state only. A clone maps the
+ * file private (copy-on-write) and receives that device state through
+ * QEMU's deferred incoming migration: libvirt has no API for either, so
+ * both go through its QEMU monitor passthrough (libvirt then marks the
+ * domain tainted, "custom-monitor"). */
+
+static int lv_shares_memory(struct vmm *vmm)
+{
+    const char *type = virConnectGetType(vmm->priv);
+    return type && strcmp(type, "QEMU") == 0;
+}
+
+static int qmp(virDomainPtr dom, const char *cmd, char **reply)
+{
+    char *r = NULL;
+    int rc = virDomainQemuMonitorCommand(dom, cmd, &r, 0);
+    /* An error reply is a reply too. */
+    if (rc == 0 && r && strstr(r, "\"error\""))
+        rc = -1;
+    if (reply)
+        *reply = r;
+    else
+        free(r);
+    return rc;
+}
+
+static const char IGNORE_SHARED[] =
+    "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+    "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}";
+
+static int qmp_error(struct qerr *err, const char *what, char *reply, const char *uri)
+{
+    int rc = reply ? qerr_set(err, "%s: %s", what, reply) : lv_error(err, what, uri);
+    free(reply);
+    return rc;
+}
+
+static int lv_save_device_state(struct vmm *vmm, const char *name, const char *path,
+                                struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom)
+        return lv_error(err, "cannot save the domain", vmm->uri);
+    char *reply = NULL;
+    int rc = 0;
+    if (qmp(dom, IGNORE_SHARED, &reply) < 0)
+        rc = qmp_error(err, "cannot leave shared memory out of the save", reply, vmm->uri);
+    else if ((free(reply), virDomainSave(dom, path) < 0))
+        rc = lv_error(err, "cannot save the domain", vmm->uri);
+    virDomainFree(dom);
+    return rc;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static int lv_restore_device_state(struct vmm *vmm, const char *xml, const char *path,
+                                   long long offset, struct qerr *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open the savefile %s", path);
+    if (lseek(fd, (off_t)offset, SEEK_SET) != (off_t)offset) {
+        close(fd);
+        return qerr_errno(err, errno, "cannot seek in the savefile %s", path);
+    }
+    virDomainPtr dom = virDomainCreateXML(vmm->priv, xml, VIR_DOMAIN_START_PAUSED);
+    if (!dom) {
+        close(fd);
+        return lv_error(err, "cannot create the domain to restore", vmm->uri);
+    }
+    char *reply = NULL;
+    int rc = -1;
+    if (qmp(dom, IGNORE_SHARED, &reply) < 0) {
+        qmp_error(err, "cannot set up the restore", reply, vmm->uri);
+        goto out;
+    }
+    free(reply);
+    reply = NULL;
+    if (virDomainQemuMonitorCommandWithFiles(dom, "{\"execute\":\"getfd\",\"arguments\":"
+                                             "{\"fdname\":\"qubes-state\"}}",
+                                             1, &fd, NULL, NULL, &reply, 0) < 0 ||
+        (reply && strstr(reply, "\"error\""))) {
+        qmp_error(err, "cannot hand the savefile to QEMU", reply, vmm->uri);
+        goto out;
+    }
+    free(reply);
+    reply = NULL;
+    if (qmp(dom, "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:qubes-state\"}}",
+            &reply) < 0) {
+        qmp_error(err, "cannot load the device state", reply, vmm->uri);
+        goto out;
+    }
+    free(reply);
+    reply = NULL;
+    /* Device state only: this takes tens of milliseconds. */
+    for (long deadline = now_ms() + 60000;;) {
+        if (qmp(dom, "{\"execute\":\"query-migrate\"}", &reply) < 0) {
+            qmp_error(err, "cannot follow the restore", reply, vmm->uri);
+            goto out;
+        }
+        if (strstr(reply, "\"completed\"")) {
+            rc = 0;
+            break;
+        }
+        if (strstr(reply, "\"failed\"") || now_ms() > deadline) {
+            qerr_set(err, "restoring %s failed: %s", path, reply);
+            break;
+        }
+        free(reply);
+        reply = NULL;
+        usleep(2000);
+    }
+out:
+    free(reply);
+    close(fd);
+    if (rc < 0)
+        virDomainDestroy(dom);
+    virDomainFree(dom);
+    return rc;
+}
+
+/* The QEMU process of a domain of the local system daemon: its pid file,
+ * checked against the process's command line. */
+static int lv_domain_pid(struct vmm *vmm, const char *name)
+{
+    if (strcmp(vmm->uri, "qemu:///system") != 0 || strchr(name, '/'))
+        return 0;
+    char path[PATH_MAX], buf[4096], needle[128];
+    snprintf(path, sizeof path, "/run/libvirt/qemu/%s.pid", name);
+    FILE *f = fopen(path, "re");
+    long pid = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    if (pid <= 1)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+    snprintf(needle, sizeof needle, "guest=%s,", name);
+    return strstr(buf, needle) ? (int)pid : 0;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -281,4 +469,8 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .save = lv_save,
     .restore = lv_restore,
     .set_memory = lv_set_memory,
+    .shares_memory = lv_shares_memory,
+    .save_device_state = lv_save_device_state,
+    .restore_device_state = lv_restore_device_state,
+    .domain_pid = lv_domain_pid,
 };

@@ -13,11 +13,14 @@ static void usage(FILE *f)
 "Restore a fresh DispVM from the default template's savefile, run SERVICE\n"
 "(e.g. qubes.VMShell) in it as USER (DEFAULT: the VM's default user) with\n"
 "our input and output, then destroy it and remove its record. Exits with the\n"
-"service's status. SIGTERM, SIGINT and SIGHUP stop the service and still\n"
-"clean up. A stale savefile is made again first.\n"
+"service's status as soon as the service ends: the DispVM is torn down by a\n"
+"detached process (errors in $QUBES_RUN_DIR/dispvm-teardown.log). SIGTERM,\n"
+"SIGINT and SIGHUP stop the service and clean up before exiting. A stale\n"
+"savefile is made again first.\n"
 "\n"
 "  -t, --template T     use T's savefile instead of the default template's\n"
 "      --no-regenerate  refuse a stale savefile instead of making it again\n"
+"  -w, --wait-teardown  exit only once the DispVM is gone\n"
 "  -q, --quiet          no progress messages\n"
 "  -h, --help           show this help\n", prog);
 }
@@ -27,16 +30,18 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "template", required_argument, NULL, 't' },
         { "no-regenerate", no_argument, NULL, 'n' },
+        { "wait-teardown", no_argument, NULL, 'w' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     struct dispvm_request r = { .regenerate = true, .progress = stderr };
     int c;
-    while ((c = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:qwh", opts, NULL)) != -1) {
         switch (c) {
         case 't': r.template_name = optarg; break;
         case 'n': r.regenerate = false; break;
+        case 'w': r.wait_teardown = true; break;
         case 'q': r.progress = NULL; break;
         case 'h': usage(stdout); return 0;
         default: tool_usage_error(prog, "bad option");

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "../../dispvm/shmem.h"
 #include "tool.h"
 
 static const char *prog = "qvm-ls";
@@ -16,8 +17,33 @@ static void usage(FILE *f)
 "A first line gives the host's free memory (not in offline mode).\n"
 "\n"
 "      --raw-list       print only the names, one per line (no hypervisor access)\n"
+"  -m, --memory         for each running VM, the memory of its emulator process\n"
+"                       (from /proc/PID/smaps, KiB rounded to MiB): PSS, what is\n"
+"                       private to it, and what it shares with its DispVM\n"
+"                       template's memory file (mapped, never written)\n"
 "      --offline-mode   do not contact the hypervisor (every VM shows Halted)\n"
 "  -h, --help           show this help\n", prog);
+}
+
+/* qvm-ls --memory: one line per running VM whose emulator process we find. */
+static int memory_table(struct qubes *q, struct qvm **vms, size_t n, const struct vmm_domain *doms,
+                        size_t ndoms)
+{
+    printf("%-31s %8s %8s %8s  %s\n", "name", "PSS MiB", "private", "shared", "memory");
+    for (size_t i = 0; i < n; i++) {
+        const struct vmm_domain *dom = NULL;
+        for (size_t k = 0; k < ndoms; k++)
+            if (strcmp(doms[k].name, vms[i]->name) == 0 && doms[k].id >= 0)
+                dom = &doms[k];
+        int pid = dom ? vmm_domain_pid(&q->vmm, vms[i]->name) : 0;
+        struct dispvm_memuse m;
+        if (pid <= 0 || dispvm_memuse(pid, &m) < 0)
+            continue;
+        printf("%-31s %8.1f %8.1f %8.1f  %s\n", vms[i]->name, m.pss_kib / 1024.0,
+               m.private_kib / 1024.0, m.shared_kib / 1024.0,
+               m.maps_ram_file ? "copy-on-write over its template's memory file" : "its own");
+    }
+    return 0;
 }
 
 /* Display order: dom0, net VMs, each template followed by the VMs based on
@@ -81,15 +107,17 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "raw-list", no_argument, NULL, 'r' },
+        { "memory", no_argument, NULL, 'm' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
-    bool raw = false, offline = false;
+    bool raw = false, offline = false, memory = false;
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hm", opts, NULL)) != -1) {
         switch (c) {
         case 'r': raw = true; break;
+        case 'm': memory = true; break;
         case TOOL_OFFLINE_OPT: offline = true; break;
         case 'h': usage(stdout); return 0;
         default: tool_usage_error(prog, "bad option");
@@ -127,6 +155,16 @@ int main(int argc, char **argv)
     if (vmm_list_domains(&q.vmm, &doms, &ndoms, &err) < 0) {
         fprintf(stderr, "%s: warning: power states unknown: %s\n", prog, err.msg);
         states_known = false;
+    }
+
+    if (memory) {
+        if (!states_known)
+            tool_fail(prog, &err);
+        memory_table(&q, vms, n, doms, ndoms);
+        vmm_domains_free(doms, ndoms);
+        free(vms);
+        qubes_close(&q);
+        return 0;
     }
 
     char *(*cells)[NCOLS] = calloc(n, sizeof *cells);

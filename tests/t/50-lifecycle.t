@@ -3,16 +3,7 @@
 # HVMs and their children, the exclusion, copy-on-write roots, commands run
 # through the agent, killing. Needs root, `make vmm-up` and `make guest`.
 . "$(dirname "$0")/../lib.sh"
-# LeakSanitizer's stop-the-world now and then fails outright (a "fatal
-# error") in tools whose libvirt client threads are exiting; leaks are
-# checked by every other test, on the same code.
-export ASAN_OPTIONS=detect_leaks=0
-GUEST=${QUBES_TEST_GUEST:-$top/build/guest}
-export QUBES_VMM_URI=${QUBES_E2E_URI:-qemu:///system}
-if [ "$(id -u)" != 0 ] || [ ! -f "$GUEST/root.img" ] || ! virsh -c "$QUBES_VMM_URI" version >/dev/null 2>&1; then
-    echo "1..0 # SKIP needs root, a libvirt daemon (make vmm-up) and the test guest (make guest)"
-    exit 0
-fi
+. "$(dirname "$0")/../e2e.sh"
 # Domain names are host-wide: these are this run's own.
 T=e2e-tpl-$$ C=e2e-child-$$ D=e2e-other-$$
 cleanup() {

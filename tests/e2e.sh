@@ -1,0 +1,39 @@
+# Shared by the end-to-end tests (tests/t/5x, 6x), after lib.sh: the real
+# libvirt daemon and the test guest, or a skip; helpers about DispVMs.
+
+# LeakSanitizer's stop-the-world now and then fails outright (a "fatal
+# error") in tools whose libvirt client threads are exiting; leaks are
+# checked by every other test, on the same code.
+export ASAN_OPTIONS=detect_leaks=0
+GUEST=${QUBES_TEST_GUEST:-$top/build/guest}
+export QUBES_VMM_URI=${QUBES_E2E_URI:-qemu:///system}
+if [ "$(id -u)" != 0 ] || [ ! -f "$GUEST/root.img" ] || ! virsh -c "$QUBES_VMM_URI" version >/dev/null 2>&1; then
+    echo "1..0 # SKIP needs root, a libvirt daemon (make vmm-up) and the test guest (make guest)"
+    exit 0
+fi
+B=$QUBES_BASE_DIR R=$QUBES_RUN_DIR
+
+# Destroys the domains of this test's run directory (domain names are
+# host-wide: those of other databases are left alone).
+destroy_ours() {
+    for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
+        [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" destroy "$d" >/dev/null 2>&1
+    done
+}
+
+# DispVM records, running DispVM domains of ours, DispVM run directories.
+disp_records() { qvm-ls --raw-list 2>/dev/null | grep -c '^disp[0-9]*$'; }
+disp_domains() {
+    n=0
+    for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
+        [ -d "$R/vms/$d" ] && case $d in disp*) n=$((n + 1)) ;; esac
+    done
+    echo $n
+}
+leftovers() { echo "$(disp_records)/$(disp_domains)/$(ls "$R/vms" 2>/dev/null | grep -c '^disp')"; }
+# The same once DispVMs whose service ended are torn down (that happens
+# after the caller has its exit status): waits up to 10 s for none.
+settled() {
+    for i in $(seq 100); do [ "$(leftovers)" = "0/0/0" ] && break; sleep 0.1; done
+    leftovers
+}

@@ -1,0 +1,95 @@
+#!/bin/sh
+# Shared-memory DispVMs end to end: the dvm VM's RAM in a file on tmpfs, a
+# savefile of device state only, DispVMs mapping the file copy-on-write.
+# The file never changes, ten DispVMs at once keep their own memory, a
+# regeneration leaves running DispVMs alone and the old file goes after the
+# last of them, and the full-image path still works when chosen. Needs root,
+# `make vmm-up` and `make guest`.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../e2e.sh"
+T=dst-$$
+cleanup() {
+    destroy_ours
+    rm -rf "$SCRATCH" "/dev/shm/qubes/$T-dvm."*
+}
+trap cleanup EXIT
+ram_files() { ls /dev/shm/qubes/ 2>/dev/null | grep "^$T-dvm\..*\.ram$" | sed 's|^|/dev/shm/qubes/|'; }
+wait_domains() {  # wait_domains N: up to 60 s
+    for i in $(seq 600); do [ "$(disp_domains)" -ge "$1" ] && break; sleep 0.1; done
+}
+
+qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
+qvm-create -q -n -s -l red dst-net && qubes-prefs -s default-netvm dst-net
+run qvm-create-default-dvm $T
+is "$rc" 0 "qvm-create-default-dvm prepares a shared-memory savefile"
+like "$out" "DispVM memory: shared memory" "and says which path it takes"
+size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
+ok "$([ "$size" -lt $((16 * 1048576)) ]; echo $?)" "the savefile holds device state only ($((size / 1024)) KiB for a 512 MiB guest)"
+is "$(ram_files | wc -l)" 1 "the guest's memory is one file in /dev/shm/qubes"
+old=$(ram_files)
+sum0=$(md5sum < "$old")
+
+# Ten at once: each writes its own value to its memory (a tmpfs file in the
+# guest) and more memory besides, and reads its value back later.
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    (echo "echo value-$i > /tmp/mine; dd if=/dev/urandom of=/tmp/fill bs=1M count=8 2>/dev/null
+           sleep 15; cat /tmp/mine" |
+     qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/m$i.out" 2> "$SCRATCH/m$i.err") &
+done
+wait_domains 10
+is "$(disp_domains)" 10 "10 DispVMs run at once"
+mem=$(qvm-ls --memory)
+is "$(echo "$mem" | grep '^disp' | grep -c 'copy-on-write over')" 10 \
+   "qvm-ls --memory shows each mapping the template's memory copy-on-write"
+is "$(echo "$mem" | grep '^disp' | awk '$3 > 0 && $4 > 0' | wc -l)" 10 \
+   "with memory private to it and memory shared with the template, for each"
+diag "$(echo "$mem" | sed -n 1,3p | tr '\n' ';')"
+wait
+settled >/dev/null
+bad=0
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    [ "$(cat "$SCRATCH/m$i.out")" = "value-$i" ] || { bad=$((bad + 1)); diag "m$i: $(cat "$SCRATCH/m$i.out" "$SCRATCH/m$i.err" | tr '\n' ' ')"; }
+done
+is "$bad" 0 "each read back its own value"
+is "$(md5sum < "$old")" "$sum0" "the template's memory file is unchanged after they all wrote to their memory"
+is "$(settled)" "0/0/0" "and they left nothing behind"
+is "$(ram_files)" "$old" "the memory file of the current savefile stays"
+
+# Regeneration while two run: they keep working on the old file, which
+# goes when the last of them ends.
+for i in 1 2; do
+    (echo 'echo before; sleep 20; echo after' |
+     qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/r$i.out" 2>&1) &
+done
+wait_domains 2
+run qvm-create-default-dvm -q $T
+is "$rc" 0 "the savefile is made again while two DispVMs of the old one run"
+new=$(ram_files | grep -v "^$old\$")
+ok "$([ -n "$new" ] && [ -f "$new" ]; echo $?)" "with a new memory file"
+ok "$([ -f "$old" ]; echo $?)" "and the old one stays while DispVMs map it"
+is "$(echo 'echo fresh' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)" "fresh" \
+   "a DispVM of the new savefile runs meanwhile"
+wait
+is "$(cat "$SCRATCH/r1.out"; cat "$SCRATCH/r2.out")" "before
+after
+before
+after" "the two DispVMs of the old savefile ran to their end"
+settled >/dev/null
+ok "$([ ! -e "$old" ]; echo $?)" "the old memory file is gone after the last of them ended"
+is "$(ram_files)" "$new" "only the new one is left"
+
+# The full-image path, chosen.
+qubes-prefs -s dispvm-memory full
+run qvm-create-default-dvm $T
+like "$out" "DispVM memory: full memory image" "with dispvm-memory full, the savefile holds the memory"
+size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
+ok "$([ "$size" -gt $((16 * 1048576)) ]; echo $?)" "a full image ($((size / 1048576)) MiB)"
+out=$(echo 'echo full-works' | qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT 2>&1)
+like "$out" "(full memory image)" "a DispVM says it is restored from the full image"
+like "$out" "full-works" "and works"
+is "$(ram_files | wc -l)" 0 "the unused memory file went with the switch"
+run qubes-prefs -s dispvm-memory sometimes
+like "$out" "dispvm-memory: 'sometimes' is not auto, shared or full" "a bad dispvm-memory value is refused"
+is "$(settled)" "0/0/0" "nothing is left behind"
+echo "1..$_tap_n"
+[ "$_tap_failed" = 0 ]
