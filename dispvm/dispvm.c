@@ -451,7 +451,7 @@ static int teardown(struct qubes *q, struct dispvm *d, struct qerr *err)
     if (d->domain) {
         struct vmm_domain info;
         if (vmm_domain_info(&q->vmm, d->name, &info, &e2) == 0 && info.state != QVM_POWER_HALTED &&
-            vmm_destroy(&q->vmm, d->name, err) < 0)
+            vmm_kill_or_destroy(&q->vmm, d->name, err) < 0)
             rc = -1;
         free(info.name);
         d->domain = false;

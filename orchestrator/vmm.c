@@ -224,3 +224,12 @@ int vmm_domain_pid(struct vmm *vmm, const char *name)
         return 0;
     return vmm->backend->domain_pid(vmm, name);
 }
+
+int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    if (vmm_require(vmm, err) < 0)
+        return -1;
+    if (vmm->backend->kill && vmm->backend->kill(vmm, name) == 1)
+        return 0;
+    return vmm->backend->destroy(vmm, name, err);
+}

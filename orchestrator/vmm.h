@@ -85,6 +85,11 @@ struct vmm_backend {
     int (*restore_device_state)(struct vmm *vmm, const char *xml, const char *path,
                                 long long offset, struct qerr *err);
     int (*domain_pid)(struct vmm *vmm, const char *name);
+    /* Optional: kills the domain's emulator process and returns 1 once it
+     * is gone, leaving the hypervisor to forget the domain by itself (it
+     * may list it a moment longer); 0 when it cannot (then destroy). For
+     * domains whose name is not reused at once: DispVMs. */
+    int (*kill)(struct vmm *vmm, const char *name);
 };
 
 struct vmm {
@@ -122,6 +127,8 @@ int vmm_save_device_state(struct vmm *vmm, const char *name, const char *path, s
 int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path, long long offset,
                              struct qerr *err);
 int vmm_domain_pid(struct vmm *vmm, const char *name);
+/* Kills the domain at once where the backend can, else destroys it. */
+int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err);
 /* 0 when domains run on this host and use its devices (bridges); 1 for
  * libvirt's test driver, whose domains are simulated in the client. */
 int vmm_is_test_driver(const struct vmm *vmm);

@@ -203,33 +203,15 @@ static int do_set_memory(virDomainPtr d, const void *kib)
     return virDomainSetMemory(d, *(const unsigned long *)kib);
 }
 
-static int lv_domain_pid(struct vmm *vmm, const char *name);
+static int do_destroy(virDomainPtr d, const void *a)
+{
+    (void)a;
+    return virDomainDestroy(d);
+}
 
-/* libvirt's destroy signals QEMU and, if the process is still there (a
- * zombie counts), sleeps 200 ms before it looks again. So QEMU is killed
- * first, where we can find it, and the destroy comes once it is reaped:
- * libvirt then finds nothing to wait for. A domain that libvirt already
- * saw end is gone, which is what was asked. */
 static int lv_destroy(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    int pid = lv_domain_pid(vmm, name);
-    if (pid > 0 && kill(pid, SIGKILL) == 0)
-        for (int i = 0; i < 2000 && kill(pid, 0) == 0; i++)
-            usleep(500);
-    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
-    if (!dom) {
-        virErrorPtr e = virGetLastError();
-        return pid > 0 && e && e->code == VIR_ERR_NO_DOMAIN
-                   ? 0 : lv_error(err, "cannot destroy the domain", vmm->uri);
-    }
-    int rc = 0;
-    if (virDomainDestroy(dom) < 0) {
-        virErrorPtr e = virGetLastError();
-        if (!(pid > 0 && e && (e->code == VIR_ERR_OPERATION_INVALID || e->code == VIR_ERR_NO_DOMAIN)))
-            rc = lv_error(err, "cannot destroy the domain", vmm->uri);
-    }
-    virDomainFree(dom);
-    return rc;
+    return on_domain(vmm, name, do_destroy, NULL, "cannot destroy the domain", err);
 }
 
 static int lv_suspend(struct vmm *vmm, const char *name, struct qerr *err)
@@ -454,6 +436,23 @@ static int lv_domain_pid(struct vmm *vmm, const char *name)
     return strstr(buf, needle) ? (int)pid : 0;
 }
 
+/* libvirt's destroy signals QEMU and, when the process is still there
+ * (a zombie not yet reaped counts), sleeps 200 ms before it looks again;
+ * its own clean-up after QEMU's monitor closes does the same. Killing QEMU
+ * and returning once it is reaped leaves libvirt to forget the domain by
+ * itself (within those 200 ms: a lookup meanwhile waits for it), and the
+ * caller need not wait. Returns 1 when killed so, 0 when the process is
+ * not found (the caller destroys instead). */
+static int lv_kill(struct vmm *vmm, const char *name)
+{
+    int pid = lv_domain_pid(vmm, name);
+    if (pid <= 0 || kill(pid, SIGKILL) < 0)
+        return 0;
+    for (int i = 0; i < 4000 && kill(pid, 0) == 0; i++)
+        usleep(250);
+    return 1;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -473,4 +472,5 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .save_device_state = lv_save_device_state,
     .restore_device_state = lv_restore_device_state,
     .domain_pid = lv_domain_pid,
+    .kill = lv_kill,
 };

@@ -78,6 +78,14 @@ settled >/dev/null
 ok "$([ ! -e "$old" ]; echo $?)" "the old memory file is gone after the last of them ended"
 is "$(ram_files)" "$new" "only the new one is left"
 
+# Stray memory files: an old one nobody maps, and one of a preparation that
+# died (named after the savefile was made; its dvm VM is not running).
+cur=$(ram_files)
+touch "/dev/shm/qubes/$T-dvm.1000000000.ram" "/dev/shm/qubes/$T-dvm.9000000000000000000.ram"
+run qvm-cleanup-dispvms
+like "$out" "Removed 2 unused memory file(s) of $T-dvm" "qvm-cleanup-dispvms removes stray memory files"
+is "$(ram_files)" "$cur" "and keeps the current one"
+
 # The full-image path, chosen.
 qubes-prefs -s dispvm-memory full
 run qvm-create-default-dvm $T
