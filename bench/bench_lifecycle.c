@@ -112,8 +112,10 @@ static double dispvm_once(const char *tpl, const char *script, const char *expec
     if (pid == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
+        close(in[0]);
         close(in[1]);
         close(out[0]);
+        close(out[1]);
         execl(path, "qfile-daemon-dvm", "-q", "-t", tpl, "qubes.VMShell", "dom0", "DEFAULT",
               (char *)NULL);
         _exit(127);

@@ -825,6 +825,19 @@ int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progre
 
 /* A replacement is prepared in the background: a detached grandchild, so
  * that the request does not wait for it. */
+/* A detached process keeps none of its caller's descriptors: an inherited
+ * pipe would keep the caller from seeing end-of-file until it exits. */
+static void detach_stdio(void)
+{
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+    }
+    close_range(3, ~0U, 0);
+}
+
 static void replenish_in_background(const char *template_name)
 {
     fflush(NULL);
@@ -837,12 +850,7 @@ static void replenish_in_background(const char *template_name)
     setsid();
     if (fork() != 0)
         _exit(0);
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-    }
+    detach_stdio();
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
@@ -876,12 +884,7 @@ static int teardown_detached(struct qubes *q, const struct dispvm *d)
     signal(SIGHUP, SIG_IGN);
     if (fork() != 0)
         _exit(0);
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-        dup2(null, 0);
-        dup2(null, 1);
-        dup2(null, 2);
-    }
+    detach_stdio();
     struct qubes q2;
     struct qerr e;
     struct dispvm mine = *d;
@@ -1001,6 +1004,10 @@ int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, str
     close(lock);
     if (preloading)
         replenish_in_background(tname);
+    /* The service needs no hypervisor connection: closing it now spares the
+     * caller waiting, at our exit, for a daemon busy with the teardown. A
+     * teardown here reconnects. */
+    vmm_close(&q->vmm);
     if (rc == 0 && !stop_signal)
         rc = serve(r, &d, status, err);
     else if (rc == 0)
