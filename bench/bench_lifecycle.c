@@ -94,12 +94,33 @@ static int disp_records(void)
     return count;
 }
 
+/* Teardown of one DispVM, from the end of its service's output: until its
+ * run directory is gone (QEMU killed, files removed) and until its record
+ * is gone (the last step). */
+struct teardown {
+    double killed, dropped;
+};
+
+static void follow_teardown(const char *name, double t_output, struct teardown *td)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/vms/%s", getenv("QUBES_RUN_DIR"), name);
+    td->killed = td->dropped = -1;
+    for (int i = 0; i < 20000 && (td->killed < 0 || td->dropped < 0); i++) {
+        if (td->killed < 0 && access(dir, F_OK) != 0)
+            td->killed = now_s() - t_output;
+        if (td->dropped < 0 && disp_records() == 0)
+            td->dropped = now_s() - t_output;
+        usleep(500);
+    }
+}
+
 /* qfile-daemon-dvm with `script` as the service's input: *output gets the
- * time until `expect` arrived, the return value the time until it exited;
- * *teardown (unless NULL) the time from then until its record was gone (the
- * last step of the teardown, which runs detached). */
+ * time until `expect` arrived, the return value the time until it exited.
+ * With `td`, the script must print the DispVM's name (uname -n) first: its
+ * teardown is followed (above). */
 static double dispvm_once(const char *tpl, const char *script, const char *expect,
-                          double *output, double *teardown)
+                          double *output, struct teardown *td)
 {
     int in[2], out[2];
     if (pipe(in) < 0 || pipe(out) < 0)
@@ -143,11 +164,10 @@ static double dispvm_once(const char *tpl, const char *script, const char *expec
         fprintf(stderr, "bench_lifecycle: qfile-daemon-dvm failed\n");
         exit(1);
     }
-    if (teardown) {
-        double t1 = now_s();
-        for (int i = 0; i < 10000 && disp_records() > 0; i++)
-            usleep(1000);
-        *teardown = now_s() - t1;
+    if (td) {
+        char name[64] = "";
+        sscanf(buf, "%63s", name);
+        follow_teardown(name, t0 + *output, td);
     }
     return total;
 }
@@ -251,7 +271,7 @@ static void wait_preload(const char *dbfile)
 }
 
 struct path_figures {
-    double out, down, cpu;
+    double out, killed, dropped, cpu;
     long long size;
     long pss;
 };
@@ -259,15 +279,22 @@ struct path_figures {
 /* `runs` requests on the current savefile: medians and CPU per DispVM. */
 static void requests(const char *tpl, int runs, struct path_figures *f)
 {
-    double *out = calloc((size_t)runs, sizeof *out), *down = calloc((size_t)runs, sizeof *down);
+    double *out = calloc((size_t)runs, sizeof *out), *killed = calloc((size_t)runs, sizeof *killed);
+    double *dropped = calloc((size_t)runs, sizeof *dropped);
     double cpu0 = children_cpu();
-    for (int i = 0; i < runs; i++)
-        dispvm_once(tpl, "echo hi\n", "hi\n", &out[i], &down[i]);
+    for (int i = 0; i < runs; i++) {
+        struct teardown td;
+        dispvm_once(tpl, "uname -n\n", "disp", &out[i], &td);
+        killed[i] = td.killed;
+        dropped[i] = td.dropped;
+    }
     f->cpu = (children_cpu() - cpu0) / runs;
     f->out = median(out, runs);
-    f->down = median(down, runs);
+    f->killed = median(killed, runs);
+    f->dropped = median(dropped, runs);
     free(out);
-    free(down);
+    free(killed);
+    free(dropped);
 }
 
 static long long savefile_size(const char *tpl)
@@ -308,7 +335,6 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
     char *cleanup[] = { "qvm-cleanup-dispvms", "-q", NULL };
     run(pre_on, NULL);
     run(prep, NULL);
-    double *pout = calloc((size_t)runs, sizeof *pout), *pdown = calloc((size_t)runs, sizeof *pdown);
     char dbfile[4200];
     snprintf(dbfile, sizeof dbfile, "%s/qubes.xml", getenv("QUBES_BASE_DIR"));
     /* A parked preload's memory. */
@@ -317,10 +343,15 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
     pre.pss = sum_pss(&seen);
     if (seen != 1)
         pre.pss = -1;
+    double *pout = calloc((size_t)runs, sizeof *pout), *pkill = calloc((size_t)runs, sizeof *pkill);
+    double *pdrop = calloc((size_t)runs, sizeof *pdrop);
     double pcpu0 = children_cpu();
     for (int i = 0; i < runs; i++) {
         wait_preload(dbfile);
-        dispvm_once(tpl, "echo hi\n", "hi\n", &pout[i], &pdown[i]);
+        struct teardown td;
+        dispvm_once(tpl, "uname -n\n", "disp", &pout[i], &td);
+        pkill[i] = td.killed;
+        pdrop[i] = td.dropped;
     }
     /* The background restores count: they are the price of preloading. */
     pre.cpu = (children_cpu() - pcpu0) / runs;
@@ -328,15 +359,19 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
     sleep(2);
     run(cleanup, NULL);
     pre.out = median(pout, runs);
-    pre.down = median(pdown, runs);
+    pre.killed = median(pkill, runs);
+    pre.dropped = median(pdrop, runs);
 
-    printf("\nDispVMs of a 512 MiB guest, %d requests each; time from the request to the "
-           "service's\ncomplete output, and teardown (from the exit of qfile-daemon-dvm, which "
-           "does not wait\nfor it, until the DispVM's record is gone):\n", runs);
-    printf("  %-34s %9s %9s %7s %9s %10s %9s\n", "", "savefile", "output", "/cold", "teardown",
-           "our CPU", "PSS");
-    printf("  %-34s %9s %7.0fms %7s %7.0fms %10s %9s\n", "(a) cold: qvm-start + qvm-run echo", "-",
-           cold * 1e3, "1", cold_teardown * 1e3, "-", "-");
+    printf("\nDispVMs of a 512 MiB guest, %d requests each; output: time from the request to the "
+           "service's\ncomplete output; teardown, from then (qfile-daemon-dvm does not wait for it): "
+           "until QEMU\nis killed and the files are removed, and until the record is dropped too:\n",
+           runs);
+    printf("  %-34s %9s %8s %6s %15s %8s %7s\n", "", "savefile", "output", "/cold",
+           "teardown", "our CPU", "PSS");
+    printf("  %-34s %9s %6.0fms %6s %15s %8s %7s\n", "(a) cold: qvm-start + qvm-run echo", "-",
+           cold * 1e3, "1", "", "-", "-");
+    printf("  %-34s %9s %8s %6s %6.0fms (kill) %8s %7s\n", "", "", "", "", cold_teardown * 1e3,
+           "", "");
     const struct { const char *name; struct path_figures *f; } rows[] = {
         { "(b) full image, copied clone", &full },
         { "(b') full image, clone via a FIFO", &fifo },
@@ -345,13 +380,14 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
     };
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
         const struct path_figures *f = rows[i].f;
-        char size[32] = "-", pss[32] = "-";
+        char size[32] = "-", pss[32] = "-", down[32];
         if (f->size > 0)
             snprintf(size, sizeof size, "%lldKiB", f->size >> 10);
         if (f->pss > 0)
             snprintf(pss, sizeof pss, "%ldMiB", f->pss >> 10);
-        printf("  %-34s %9s %7.0fms %7.3f %7.0fms %8.1fms %9s\n", rows[i].name, size,
-               f->out * 1e3, f->out / cold, f->down * 1e3, f->cpu * 1e3, pss);
+        snprintf(down, sizeof down, "%.0f / %.0fms", f->killed * 1e3, f->dropped * 1e3);
+        printf("  %-34s %9s %6.0fms %6.3f %15s %6.1fms %7s\n", rows[i].name, size, f->out * 1e3,
+               f->out / cold, down, f->cpu * 1e3, pss);
     }
     printf("  savefiles made in %.1f s (full image) and %.1f s (shared memory)\n", prep_full,
            prep_shared);
@@ -412,7 +448,7 @@ int main(int argc, char **argv)
            median(kcpu, runs) * 1e3);
     dispvm_bench(tpl, runs < 10 ? 10 : runs, median(start, runs) + median(echo, runs),
                  median(kill_t, runs));
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' /dev/shm/qubes/%s-dvm.*", dir, tpl);
     return system(cmd) == 0 ? 0 : 1;
 }
