@@ -280,14 +280,9 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     }
     s.mem_file = mem_file;
     s.mem_shared = true;
-    char *xml = domain_xml(&s, err);
-    if (!xml)
-        return -1;
     qsay(progress, "--> Starting domain %s (%s, %ld MiB, %ld vCPU)", vm->name, s.type,
         s.memory_mib, s.vcpus);
-    int rc = vmm_create(&q->vmm, xml, err);
-    free(xml);
-    return rc;
+    return vmm_create_spec(&q->vmm, &s, err);
 }
 
 /* Serialises the check-and-create of every start on the host. */

@@ -1,8 +1,11 @@
 #include "vmm.h"
 
+#include "domain.h"
+
 #include <errno.h>
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -44,26 +47,51 @@ void vmm_close(struct vmm *vmm)
     vmm->connected = false;
 }
 
-/* The backend object: $QUBES_VMM_PLUGIN_DIR, else ../lib/qubes-orchestrator/
- * next to the running program. */
+int vmm_plugin_dir(char *out, size_t len, struct qerr *err)
+{
+    const char *env = getenv("QUBES_VMM_PLUGIN_DIR");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n < 0)
+        return qerr_errno(err, errno, "cannot find the program's directory");
+    exe[n] = '\0';
+    snprintf(out, len, "%s/../lib/qubes-orchestrator", dirname(exe));
+    return 0;
+}
+
+void vmm_backends_available(char *out, size_t len)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    struct qerr e;
+    bool has[2] = { false, false };
+    const char *files[2] = { VMM_LIBVIRT_PLUGIN, VMM_LIBXL_PLUGIN };
+    if (vmm_plugin_dir(dir, sizeof dir, &e) == 0)
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+            has[i] = access(path, R_OK) == 0;
+        }
+    snprintf(out, len, "libvirt%s, libxl%s", has[0] ? "" : " (not installed)",
+             has[1] ? "" : " (not built: no xenlight at build time)");
+}
+
+/* The backend object the URI asks for: libxl for "libxl:", else libvirt. */
 static int load_backend(struct vmm *vmm, struct qerr *err)
 {
     char dir[PATH_MAX], path[PATH_MAX + 64];
-    const char *env = getenv("QUBES_VMM_PLUGIN_DIR");
-    if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-    } else {
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n < 0)
-            return qerr_errno(err, errno, "cannot find the program's directory");
-        exe[n] = '\0';
-        snprintf(dir, sizeof dir, "%s/../lib/qubes-orchestrator", dirname(exe));
-    }
-    snprintf(path, sizeof path, "%s/%s", dir, VMM_LIBVIRT_PLUGIN);
+    bool xl = strncmp(vmm->uri, VMM_LIBXL_URI_PREFIX, strlen(VMM_LIBXL_URI_PREFIX)) == 0;
+    if (vmm_plugin_dir(dir, sizeof dir, err) < 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/%s", dir, xl ? VMM_LIBXL_PLUGIN : VMM_LIBVIRT_PLUGIN);
+    if (xl && access(path, F_OK) != 0)
+        return qerr_set(err, "%s: this build has no libxl backend (xenlight was not found when "
+                        "it was built; install libxen-dev and rebuild)", vmm->uri);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h)
-        return qerr_set(err, "cannot load the libvirt backend: %s", dlerror());
+        return qerr_set(err, "cannot load the %s backend: %s", xl ? "libxl" : "libvirt", dlerror());
     const struct vmm_backend *b = dlsym(h, VMM_BACKEND_SYMBOL);
     if (!b) {
         qerr_set(err, "%s is not a hypervisor backend (no %s)", path, VMM_BACKEND_SYMBOL);
@@ -135,6 +163,20 @@ int vmm_domain_info(struct vmm *vmm, const char *name, struct vmm_domain *out, s
 int vmm_create(struct vmm *vmm, const char *xml, struct qerr *err)
 {
     VMM_CALL(create, xml);
+}
+
+int vmm_create_spec(struct vmm *vmm, const struct domain_spec *spec, struct qerr *err)
+{
+    if (vmm_require(vmm, err) < 0)
+        return -1;
+    if (vmm->backend->create_spec)
+        return vmm->backend->create_spec(vmm, spec, err);
+    char *xml = domain_xml(spec, err);
+    if (!xml)
+        return -1;
+    int rc = vmm->backend->create(vmm, xml, err);
+    free(xml);
+    return rc;
 }
 
 int vmm_destroy(struct vmm *vmm, const char *name, struct qerr *err)

@@ -44,6 +44,7 @@ struct vmm_host {
 };
 
 struct vmm;
+struct domain_spec;
 
 struct vmm_backend {
     const char *name;
@@ -58,8 +59,11 @@ struct vmm_backend {
     /* One domain's details; name NULL in *out (and Halted) when it does not exist. */
     int (*domain_info)(struct vmm *vmm, const char *name, struct vmm_domain *out,
                        struct qerr *err);
-    /* Starts a transient domain from its XML description. */
+    /* Starts a transient domain from its libvirt XML description. */
     int (*create)(struct vmm *vmm, const char *xml, struct qerr *err);
+    /* Optional: starts a transient domain from its description; backends
+     * without it get domain_xml(spec) through create. */
+    int (*create_spec)(struct vmm *vmm, const struct domain_spec *spec, struct qerr *err);
     int (*destroy)(struct vmm *vmm, const char *name, struct qerr *err);
     int (*suspend)(struct vmm *vmm, const char *name, struct qerr *err);
     int (*resume)(struct vmm *vmm, const char *name, struct qerr *err);
@@ -112,6 +116,8 @@ int vmm_list_domains(struct vmm *vmm, struct vmm_domain **out, size_t *n, struct
 int vmm_domain_info(struct vmm *vmm, const char *name, struct vmm_domain *out, struct qerr *err);
 /* These fail in offline mode. */
 int vmm_create(struct vmm *vmm, const char *xml, struct qerr *err);
+/* Starts the domain `spec` describes, in the backend's own terms. */
+int vmm_create_spec(struct vmm *vmm, const struct domain_spec *spec, struct qerr *err);
 int vmm_destroy(struct vmm *vmm, const char *name, struct qerr *err);
 int vmm_suspend(struct vmm *vmm, const char *name, struct qerr *err);
 int vmm_resume(struct vmm *vmm, const char *name, struct qerr *err);
@@ -136,5 +142,16 @@ int vmm_is_test_driver(const struct vmm *vmm);
 /* The symbol a backend object exports: a `const struct vmm_backend`. */
 #define VMM_BACKEND_SYMBOL "qubes_vmm_backend"
 #define VMM_LIBVIRT_PLUGIN "qubes-vmm-libvirt.so"
+/* Xen through libxl directly: QUBES_VMM_URI "libxl://" (built when
+ * pkg-config finds xenlight). */
+#define VMM_LIBXL_PLUGIN "qubes-vmm-libxl.so"
+#define VMM_LIBXL_URI_PREFIX "libxl:"
+
+/* The directory backend objects are loaded from ($QUBES_VMM_PLUGIN_DIR,
+ * else ../lib/qubes-orchestrator/ next to the running program). */
+int vmm_plugin_dir(char *out, size_t len, struct qerr *err);
+/* For --version: which backend objects this installation has, e.g.
+ * "libvirt, libxl" or "libvirt (libxl: not built)". */
+void vmm_backends_available(char *out, size_t len);
 
 #endif

@@ -27,6 +27,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "template", required_argument, NULL, 't' },
         { "no-regenerate", no_argument, NULL, 'n' },

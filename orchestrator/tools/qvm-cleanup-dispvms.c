@@ -17,6 +17,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },

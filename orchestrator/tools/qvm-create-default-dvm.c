@@ -22,6 +22,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "default-template", no_argument, NULL, 'd' },
         { "quiet", no_argument, NULL, 'q' },

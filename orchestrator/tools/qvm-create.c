@@ -37,6 +37,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "label", required_argument, NULL, 'l' },
         { "template", required_argument, NULL, 't' },

@@ -42,6 +42,7 @@ static int parse_size(const char *s, unsigned long long *out)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     bool offline = tool_simple_options(argc, argv, prog, help, 2, "expected a VM name and a size");
     unsigned long long bytes;
     if (parse_size(argv[optind + 1], &bytes) < 0)

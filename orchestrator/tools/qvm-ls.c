@@ -105,6 +105,7 @@ static void rule(const size_t *w)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "raw-list", no_argument, NULL, 'r' },
         { "memory", no_argument, NULL, 'm' },

@@ -4,5 +4,6 @@
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     return tool_vm_op_main(argc, argv, "qvm-pause", "Pause a running VM.", qubes_vm_pause);
 }

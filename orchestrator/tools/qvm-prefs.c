@@ -29,6 +29,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     bool offline = false;
     int mode = tool_prefs_options(argc, argv, prog, usage, &offline);
     int nargs = argc - optind;

@@ -21,6 +21,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "just-db", no_argument, NULL, 'j' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },

@@ -65,6 +65,7 @@ static int run_in_dispvm(int argc, char **argv, const char *tpl, bool quiet)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "pass-io", no_argument, NULL, 'p' },
         { "user", required_argument, NULL, 'u' },

@@ -22,6 +22,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "timeout", required_argument, NULL, 't' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },

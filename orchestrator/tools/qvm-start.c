@@ -23,6 +23,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "no-wait", no_argument, NULL, 'w' },
         { "no-guid", no_argument, NULL, 'g' },

@@ -8,6 +8,7 @@
 
 #include "../qubes.h"
 
+#define QUBES_VERSION "0.5"
 #define TOOL_OFFLINE_OPT 1000   /* getopt value of --offline-mode */
 
 /* Prints "PROG: error: MESSAGE" as one line: control characters a message
@@ -25,6 +26,22 @@ static inline __attribute__((noreturn)) void tool_fail(const char *prog, const s
     }
     fputc('\n', stderr);
     exit(1);
+}
+
+/* --version, anywhere before "--": the program, and which hypervisor
+ * backends this installation has. */
+static inline void tool_check_version(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--version") != 0)
+            continue;
+        char backends[256];
+        const char *name = strrchr(argv[0], '/');
+        vmm_backends_available(backends, sizeof backends);
+        printf("%s (qubes-orchestrator %s)\nhypervisor backends: %s\n", name ? name + 1 : argv[0],
+               QUBES_VERSION, backends);
+        exit(0);
+    }
 }
 
 static inline __attribute__((noreturn)) void tool_usage_error(const char *prog, const char *msg)
