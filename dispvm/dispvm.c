@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../orchestrator/agent_client.h"
+#include "../orchestrator/firewall.h"
 #include "../orchestrator/lifecycle.h"
 #include "../orchestrator/net.h"
 #include "../orchestrator/util.h"
@@ -100,19 +101,7 @@ static int read_small(const char *path, char *out, size_t len)
 
 static int write_small(const char *path, const char *text, struct qerr *err)
 {
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return qerr_errno(err, errno, "cannot write %s", tmp);
-    size_t len = strlen(text);
-    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, path) < 0) {
-        unlink(tmp);
-        return qerr_errno(err, errno ? errno : EIO, "cannot write %s", path);
-    }
-    return 0;
+    return qwrite_file_atomic(path, text, strlen(text), 0644, err);
 }
 
 int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usable,
@@ -510,6 +499,22 @@ static int restore_clone(struct qubes *q, const char *from, const char *clone,
     return rc;
 }
 
+/* A DispVM's firewall rules are those of the VM that asked for it (of the
+ * dvm VM when dom0 asks), written, like every firewall file, under the
+ * qubes.xml write lock the caller holds. */
+static int inherit_firewall(struct qubes *q, const struct qvm *vm, const struct qvm *from,
+                            struct qerr *err)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    struct qfw fw;
+    qfw_defaults(&fw);
+    if (from && (qfw_path(q, from, src, sizeof src, err) < 0 || qfw_load(src, &fw, err) < 0))
+        return qerr_prefix(err, "the firewall rules of '%s'", from->name);
+    int rc = qfw_path(q, vm, dst, sizeof dst, err) < 0 ? -1 : qfw_write(q, dst, &fw, err);
+    qfw_free(&fw);
+    return rc;
+}
+
 /* A shared-memory savefile: the DispVM maps its RAM file copy-on-write
  * and receives the saved device state; it runs when this returns. */
 static int restore_shared(struct qubes *q, const struct savefile_info *si, const char *from,
@@ -639,7 +644,11 @@ static int restore(struct qubes *q, const struct dispvm_request *r, int tpl_qid,
         rc = -1;
     if (rc == 0 && qvm_collection_add(q->coll, vm, err) < 0)
         rc = -1;
+    else if (rc == 0 && inherit_firewall(q, vm, src ? src : dv, err) < 0)
+        rc = -1;
     if (rc < 0) {
+        if (vm && qvm_collection_by_name(q->coll, d->name) == vm)
+            qvm_collection_remove(q->coll, vm);
         qvm_free(vm);
         qubes_unlock(q);
         unlink(clone);
@@ -748,6 +757,7 @@ static int claim_preload(struct qubes *q, const struct dispvm_request *r, int tp
     snprintf(opath, sizeof opath, "%s/owner", d->rundir);
     qattrs_del(&vm->attrs, "preload");
     if (qvm_set_attr(vm, "internal", "False", &e) < 0 || qvm_set_attr(vm, "label", label, &e) < 0 ||
+        (src && inherit_firewall(q, vm, src, &e) < 0) ||
         process_id(getpid(), owner, sizeof owner) < 0 || write_small(opath, owner, &e) < 0 ||
         qubes_save_and_unlock(q, &e) < 0 || vmm_resume(&q->vmm, name, &e) < 0) {
         qubes_unlock(q);

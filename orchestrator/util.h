@@ -19,6 +19,12 @@ int qmkdirs(const char *path, struct qerr *err);
 int qflock(const char *dir, const char *name, struct qerr *err);
 /* Writes all of buf, retrying short writes and EINTR; -1 with errno. */
 int qwrite_all(int fd, const void *buf, size_t len);
+/* The whole of an open file, NUL-terminated (malloc'ed); NULL with errno. */
+char *qread_fd(int fd, size_t *len);
+/* Writes `path` atomically: a temporary file beside it, fsync'ed, renamed
+ * over it, then the directory fsync'ed. A failure leaves the old file. */
+int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                       struct qerr *err);
 /* CLOCK_MONOTONIC in milliseconds. */
 long qnow_ms(void);
 

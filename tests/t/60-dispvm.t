@@ -57,6 +57,17 @@ wait $slow
 is "$(cat "$SCRATCH/slow.out")" "done" "the slow service finished"
 is "$(settled)" "0/0/0" "and left nothing behind"
 
+# A DispVM takes the firewall rules of the VM that asked for it.
+qvm-create -q -s -l green dvt-src && qvm-firewall -P deny -a dvt-src 192.0.2.7 tcp 8080
+(echo 'sleep 3' | qfile-daemon-dvm -q -t $T qubes.VMShell dvt-src DEFAULT) &
+for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
+d=$(qvm-ls --raw-list | grep '^disp' | head -n 1)
+run qvm-firewall "$d"
+like "$out" "policy: deny" "a DispVM asked for by a VM has that VM's firewall policy"
+like "$out" "192.0.2.7 tcp 8080" "and its rules"
+wait
+settled >/dev/null
+
 # Isolation: a DispVM's writes are invisible to the next one.
 out=$(echo 'echo mine > /rw/secret && echo mine > /etc/secret && sync && cat /rw/secret /etc/secret' |
       qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)
