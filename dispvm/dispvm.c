@@ -19,6 +19,7 @@
 #include "../orchestrator/agent_client.h"
 #include "../orchestrator/firewall.h"
 #include "../orchestrator/lifecycle.h"
+#include "../orchestrator/monitor.h"
 #include "../orchestrator/net.h"
 #include "../orchestrator/util.h"
 #include "../storage/storage.h"
@@ -917,7 +918,7 @@ static void on_signal(int sig)
 }
 
 /* The service session runs in a child; we wait for it or for a signal. */
-static int serve(const struct dispvm_request *r, struct dispvm *d,
+static int serve(const struct dispvm_request *r, struct dispvm *d, const char *layout,
                  int *status, struct qerr *err)
 {
     char sock[PATH_MAX + 16];
@@ -941,6 +942,7 @@ static int serve(const struct dispvm_request *r, struct dispvm *d,
         if (agent_connect(sock, 30000, &c, &e) < 0 ||
             agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
                            d->net.gateway, &e) < 0 ||
+            (layout[0] && qmonitor_send_on(&c, layout, &e) < 0) ||
             (r->command ? agent_exec(&c, user, r->command, 0, 1, 2, &st, &e)
                         : agent_service(&c, user, r->service, r->source, 0, 1, 2, &st, &e)) < 0) {
             fprintf(stderr, "qfile-daemon-dvm: %s: %s\n", d->name, e.msg);
@@ -1018,8 +1020,13 @@ int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, str
      * caller waiting, at our exit, for a daemon busy with the teardown. A
      * teardown here reconnects. */
     vmm_close(&q->vmm);
+    /* Its GUI starts with it: the monitor layout goes first. */
+    char layout[QMONITOR_MAX * 32] = "";
+    struct qerr le;
+    if (rc == 0 && qmonitor_layout(&q->cfg, layout, sizeof layout, NULL, &le) < 0)
+        qsay(r->progress, "warning: %s", le.msg);
     if (rc == 0 && !stop_signal)
-        rc = serve(r, &d, status, err);
+        rc = serve(r, &d, layout, status, err);
     else if (rc == 0)
         rc = qerr_set(err, "stopped by signal %d", (int)stop_signal);
     struct qerr e2;

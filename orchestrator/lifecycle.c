@@ -1,5 +1,6 @@
 #include "lifecycle.h"
 
+#include "monitor.h"
 #include "net.h"
 
 #include <errno.h>
@@ -339,6 +340,29 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
     return 0;
 }
 
+/* The VM's GUI starts: it learns the host's monitor layout. A VM that
+ * cannot take it still runs; the start says so. */
+static void send_monitor_layout(struct qubes *q, const char *name, FILE *progress)
+{
+    char layout[QMONITOR_MAX * 32], sock[PATH_MAX], rdir[PATH_MAX];
+    const char *source = NULL;
+    struct qerr e;
+    if (qmonitor_layout(&q->cfg, layout, sizeof layout, &source, &e) < 0) {
+        qsay(progress, "warning: %s", e.msg);
+        return;
+    }
+    if (!layout[0] || run_path(q, name, NULL, rdir, sizeof rdir, &e) < 0 ||
+        run_path(q, name, "agent.sock", sock, sizeof sock, &e) < 0)
+        return;
+    int lock = qflock(rdir, "agent.lock", &e);    /* one agent session at a time */
+    if (lock < 0 || qmonitor_send(sock, layout, &e) < 0)
+        qsay(progress, "warning: %s: %s", name, e.msg);
+    else
+        qsay(progress, "--> Monitor layout (from %s) sent to %s", source, name);
+    if (lock >= 0)
+        close(lock);
+}
+
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
                    struct qerr *err)
 {
@@ -365,7 +389,13 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
     close(lock);        /* the domain exists: other starts see it running */
     if (rc < 0)
         return qerr_prefix(err, "cannot start '%s'", name);
-    return o->wait ? wait_agent(q, vm, o->progress, err) : 0;
+    if (!o->wait)
+        return 0;
+    if (wait_agent(q, vm, o->progress, err) < 0)
+        return -1;
+    if (o->gui)
+        send_monitor_layout(q, name, o->progress);
+    return 0;
 }
 
 /* ---- stopping ---- */

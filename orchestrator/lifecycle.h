@@ -20,6 +20,8 @@ struct qvm_start_opts {
     FILE *progress;             /* where to say what happens, or NULL */
     const char *mem_file;       /* keep the guest's RAM in this file, mapped
                                    shared (a shared-memory DispVM template) */
+    bool gui;                   /* its GUI starts: send the monitor layout
+                                   (with wait) */
 };
 
 /* Each loads what it needs; `q` is open, nothing locked. */

@@ -15,7 +15,9 @@ static void usage(FILE *f)
 "VM based on it runs, nor such a VM while its template runs.\n"
 "\n"
 "      --no-wait       return once the domain exists (the VM is Transient)\n"
-"      --no-guid       accepted for compatibility (there is no GUI daemon)\n"
+"      --no-guid       do not start the VM's GUI: no monitor layout is sent\n"
+"                      (else the host's, from xrandr -q, $QUBES_MONITOR_LAYOUT\n"
+"                      or $QUBES_BASE_DIR/monitor-layout, W H X Y per line)\n"
 "      --offline-mode  refused: starting needs the hypervisor\n"
 "  -q, --quiet         say nothing on success\n"
 "  -h, --help          show this help\n", prog);
@@ -33,12 +35,12 @@ int main(int argc, char **argv)
         { 0 },
     };
     bool offline = false, quiet = false;
-    struct qvm_start_opts o = { .wait = true };
+    struct qvm_start_opts o = { .wait = true, .gui = true };
     int c;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
         case 'w': o.wait = false; break;
-        case 'g': break;
+        case 'g': o.gui = false; break;
         case TOOL_OFFLINE_OPT: offline = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;

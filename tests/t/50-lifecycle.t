@@ -111,6 +111,19 @@ is "$rc" 0 "and it starts again"
 is "$(qvm-run -p $C 'echo again')" "again" "and runs commands"
 qvm-kill $C
 
+# The monitor layout goes to a VM whose GUI starts.
+printf '1920 1080 0 0\n1280 1024 1920 56\n' > "$B/monitor-layout"
+run qvm-start $C
+like "$out" "Monitor layout (from monitor-layout) sent to $C" "qvm-start sends the monitor layout"
+is "$(qvm-run -p $C 'cat /tmp/qubes-monitor-layout')" "1920 1080 0 0
+1280 1024 1920 56" "the guest's qubes.SetMonitorLayout received it, one W H X Y line per monitor"
+qvm-kill $C
+qvm-start -q --no-guid $C
+is "$(qvm-run -p $C 'cat /tmp/qubes-monitor-layout 2>/dev/null || echo none')" "none" \
+   "with --no-guid, none is sent"
+qvm-kill $C
+rm -f "$B/monitor-layout"
+
 # Concurrent starts of a template and its children: never both running.
 both=0 none=0
 for round in $(seq 30); do

@@ -57,6 +57,13 @@ wait $slow
 is "$(cat "$SCRATCH/slow.out")" "done" "the slow service finished"
 is "$(settled)" "0/0/0" "and left nothing behind"
 
+# A DispVM's GUI starts with it: it gets the monitor layout.
+printf '2560 1440 0 0\n' > "$B/monitor-layout"
+is "$(echo 'cat /tmp/qubes-monitor-layout' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT)" \
+   "2560 1440 0 0" "a DispVM receives the monitor layout before its service runs"
+rm -f "$B/monitor-layout"
+settled >/dev/null
+
 # A DispVM takes the firewall rules of the VM that asked for it.
 qvm-create -q -s -l green dvt-src && qvm-firewall -P deny -a dvt-src 192.0.2.7 tcp 8080
 (echo 'sleep 3' | qfile-daemon-dvm -q -t $T qubes.VMShell dvt-src DEFAULT) &
