@@ -773,6 +773,26 @@ static int claim_preload(struct qubes *q, const struct dispvm_request *r, int tp
     return 0;
 }
 
+/* A new DispVM needs this much free host memory (the original asked for
+ * 400 MiB); QUBES_DISPVM_MIN_FREE_MIB changes it. A preloaded one has its
+ * memory already. */
+#define DISPVM_MIN_FREE_MIB 400
+
+static int enough_memory(struct qubes *q, struct qerr *err)
+{
+    long need = DISPVM_MIN_FREE_MIB;
+    const char *env = getenv("QUBES_DISPVM_MIN_FREE_MIB");
+    if (env && *env && qparse_int(env, 0, 1L << 40, &need) < 0)
+        return qerr_set(err, "QUBES_DISPVM_MIN_FREE_MIB=\"%s\": not a number of MiB", env);
+    struct vmm_host host;
+    if (vmm_host_info(&q->vmm, &host, err) < 0)
+        return -1;
+    if ((long long)(host.free_kib / 1024) < need)
+        return qerr_set(err, "not enough memory for a DispVM: the host has %llu MiB free, %ld MiB "
+                        "are needed (QUBES_DISPVM_MIN_FREE_MIB)", host.free_kib / 1024, need);
+    return 0;
+}
+
 static int drop_preloads(struct qubes *q, const char *tname, struct qerr *err)
 {
     if (qubes_load_for_reading(q, err) < 0)
@@ -819,6 +839,10 @@ int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progre
     struct dispvm_request r = { .source = "dom0", .label = "gray", .progress = progress };
     while (rc == 0 && have < want) {
         struct dispvm d = { 0 };
+        if (enough_memory(q, err) < 0) {
+            rc = qerr_prefix(err, "no more preloads");
+            break;
+        }
         if (restore(q, &r, tpl_qid, dvm, true, &d, err) < 0) {
             struct qerr e2;
             teardown(q, &d, &e2);
@@ -1010,8 +1034,8 @@ int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, str
         rc = -1;
     if (rc == 0)
         rc = claim_preload(q, r, tpl->qid, &d, err);
-    if (rc == 1)        /* none ready: restore one now */
-        rc = restore(q, r, tpl->qid, dvm, false, &d, err);
+    if (rc == 1)        /* none ready: restore one now, if the host has the memory */
+        rc = enough_memory(q, err) < 0 ? -1 : restore(q, r, tpl->qid, dvm, false, &d, err);
     bool preloading = rc == 0 && q->coll && preload_target(q) > 0;
     close(lock);
     if (preloading)

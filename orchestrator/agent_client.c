@@ -67,6 +67,34 @@ static int recv_frame(int fd, struct qag_header *h, char *payload, long deadline
     return 0;
 }
 
+/* A HELLO that cannot be written by the deadline (the guest does not read
+ * its port, and the socket's buffer is full) ends the attempt instead of
+ * blocking: the socket is non-blocking until the session is open. */
+static int send_hello(int fd, const uint64_t *nonce, long deadline)
+{
+    struct qag_header h = { QAG_MAGIC, QAG_HELLO, sizeof *nonce };
+    char frame[sizeof h + sizeof *nonce];
+    memcpy(frame, &h, sizeof h);
+    memcpy(frame + sizeof h, nonce, sizeof *nonce);
+    size_t done = 0;
+    while (done < sizeof frame) {
+        ssize_t w = write(fd, frame + done, sizeof frame - done);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        long left = deadline - qnow_ms();
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        if (left <= 0 || (poll(&p, 1, (int)left) == 0)) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int try_session(const char *sock, long deadline, int *out)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -75,7 +103,7 @@ static int try_session(const char *sock, long deadline, int *out)
         return -1;
     }
     strcpy(addr.sun_path, sock);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
@@ -89,7 +117,7 @@ static int try_session(const char *sock, long deadline, int *out)
         nonce = (uint64_t)qnow_ms() ^ ((uint64_t)getpid() << 32);
     /* The same HELLO again every 250 ms until the agent answers it. */
     while (qnow_ms() < deadline) {
-        if (send_frame(fd, QAG_HELLO, &nonce, sizeof nonce) < 0)
+        if (send_hello(fd, &nonce, deadline) < 0)
             break;
         long until = qnow_ms() + 250;
         if (until > deadline)
@@ -99,6 +127,7 @@ static int try_session(const char *sock, long deadline, int *out)
         int r;
         while ((r = recv_frame(fd, &h, payload, until, NULL)) == 0) {
             if (h.type == QAG_HELLO_ACK && h.len == 8 && memcmp(payload, &nonce, 8) == 0) {
+                fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
                 *out = fd;
                 return 0;
             }

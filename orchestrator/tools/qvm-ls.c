@@ -1,8 +1,10 @@
 /* qvm-ls: list the VMs of the database with their power state. */
 #include <getopt.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../dispvm/shmem.h"
+#include "../util.h"
 #include "tool.h"
 
 static const char *prog = "qvm-ls";
@@ -17,6 +19,8 @@ static void usage(FILE *f)
 "A first line gives the host's free memory (not in offline mode).\n"
 "\n"
 "      --raw-list       print only the names, one per line (no hypervisor access)\n"
+"  -c, --cpu-interval MS  add each running VM's CPU use over MS milliseconds\n"
+"                       (100 = one CPU busy all along; from two samples)\n"
 "  -m, --memory         for each running VM, the memory of its emulator process\n"
 "                       (from /proc/PID/smaps, KiB rounded to MiB): PSS, what is\n"
 "                       private to it, and what it shares with its DispVM\n"
@@ -89,13 +93,14 @@ static int cmp_display(const void *a, const void *b)
 }
 
 enum { COL_NAME, COL_ON, COL_STATE, COL_UPDBL, COL_TYPE, COL_TEMPLATE, COL_NETVM, COL_LABEL,
-       COL_MEM, COL_CPU, NCOLS };
+       COL_MEM, COL_CPU, COL_PCT, NCOLS };
 static const char *const headers[NCOLS] = { "name", "on", "state", "updbl", "type", "template",
-                                            "netvm", "label", "mem MiB", "cpu s" };
+                                            "netvm", "label", "mem MiB", "cpu s", "cpu %" };
+static int ncols = NCOLS - 1;   /* the last one with --cpu-interval */
 
 static void rule(const size_t *w)
 {
-    for (int i = 0; i < NCOLS; i++) {
+    for (int i = 0; i < ncols; i++) {
         for (size_t k = 0; k < w[i] + 2; k++)
             putchar('-');
         putchar('+');
@@ -109,14 +114,21 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "raw-list", no_argument, NULL, 'r' },
         { "memory", no_argument, NULL, 'm' },
+        { "cpu-interval", required_argument, NULL, 'c' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     bool raw = false, offline = false, memory = false;
+    long interval = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "hm", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hmc:", opts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            if (qparse_int(optarg, 1, 60000, &interval) < 0)
+                tool_usage_error(prog, "--cpu-interval takes milliseconds, 1..60000");
+            ncols = NCOLS;
+            break;
         case 'r': raw = true; break;
         case 'm': memory = true; break;
         case TOOL_OFFLINE_OPT: offline = true; break;
@@ -156,6 +168,18 @@ int main(int argc, char **argv)
     if (vmm_list_domains(&q.vmm, &doms, &ndoms, &err) < 0) {
         fprintf(stderr, "%s: warning: power states unknown: %s\n", prog, err.msg);
         states_known = false;
+    }
+    /* CPU use: a second sample after the interval. */
+    struct vmm_domain *before = NULL;
+    size_t nbefore = 0;
+    long t0 = qnow_ms(), elapsed = 0;
+    if (interval && states_known) {
+        before = doms;
+        nbefore = ndoms;
+        usleep((useconds_t)interval * 1000);
+        if (vmm_list_domains(&q.vmm, &doms, &ndoms, &err) < 0)
+            tool_fail(prog, &err);
+        elapsed = qnow_ms() - t0;
     }
 
     if (memory) {
@@ -217,6 +241,17 @@ int main(int argc, char **argv)
             cell[COL_MEM] = strdup("-");
             cell[COL_CPU] = strdup("-");
         }
+        const struct vmm_domain *was = NULL;
+        for (size_t k = 0; dom && dom->id >= 0 && k < nbefore; k++)
+            if (strcmp(before[k].name, vm->name) == 0 && before[k].id == dom->id)
+                was = &before[k];
+        if (was && elapsed > 0 && dom->cpu_ns >= was->cpu_ns) {
+            if (asprintf(&cell[COL_PCT], "%.1f",
+                         (double)(dom->cpu_ns - was->cpu_ns) / ((double)elapsed * 1e4)) < 0)
+                cell[COL_PCT] = NULL;
+        } else {
+            cell[COL_PCT] = strdup("-");
+        }
         for (int k = 0; k < NCOLS; k++) {
             cells[i][k] = cell[k];
             if (cell[k] && strlen(cell[k]) > w[k])
@@ -233,19 +268,21 @@ int main(int argc, char **argv)
         printf("host: %u CPUs, %llu MiB free of %llu MiB\n", host.cpus, host.free_kib / 1024,
                host.total_kib / 1024);
     rule(w);
-    for (int k = 0; k < NCOLS; k++)
+    for (int k = 0; k < ncols; k++)
         printf(" %*s |", (int)w[k], headers[k]);
     putchar('\n');
     rule(w);
     for (size_t i = 0; i < n; i++) {
         for (int k = 0; k < NCOLS; k++) {
-            printf(" %*s |", (int)w[k], cells[i][k] ? cells[i][k] : "?");
+            if (k < ncols)
+                printf(" %*s |", (int)w[k], cells[i][k] ? cells[i][k] : "?");
             free(cells[i][k]);
         }
         putchar('\n');
     }
     rule(w);
     free(cells);
+    vmm_domains_free(before, nbefore);
     vmm_domains_free(doms, ndoms);
     free(vms);
     qubes_close(&q);

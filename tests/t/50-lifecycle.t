@@ -117,6 +117,13 @@ run qvm-start $C
 like "$out" "Monitor layout (from monitor-layout) sent to $C" "qvm-start sends the monitor layout"
 is "$(qvm-run -p $C 'cat /tmp/qubes-monitor-layout')" "1920 1080 0 0
 1280 1024 1920 56" "the guest's qubes.SetMonitorLayout received it, one W H X Y line per monitor"
+# CPU use over an interval, from the hypervisor: a VM in a busy loop.
+qvm-run $C 'while :; do :; done' >/dev/null 2>&1 &
+busy=$!
+sleep 1
+pct=$(qvm-ls --cpu-interval 1000 | awk -F'|' -v vm=" $C " '$1 ~ vm {gsub(/ /, "", $11); print $11}')
+kill $busy 2>/dev/null
+ok "$(echo "$pct" | awk '{exit !($1 > 40)}'; echo $?)" "qvm-ls --cpu-interval shows a busy VM's CPU use (${pct}%)"
 qvm-kill $C
 qvm-start -q --no-guid $C
 is "$(qvm-run -p $C 'cat /tmp/qubes-monitor-layout 2>/dev/null || echo none')" "none" \

@@ -37,6 +37,10 @@ is "$(settled)" "0/0/0" "and leaves nothing behind (no FIFO, no writer)"
 echo 'exit 5' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
 is "$?" 5 "the service's exit status is returned"
 settled >/dev/null
+run sh -c "echo 'echo x' | QUBES_DISPVM_MIN_FREE_MIB=100000000 qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT"
+like "$out" "not enough memory for a DispVM: the host has" "a request is refused when the host lacks the memory"
+like "$out" "100000000 MiB are needed" "and says how much is needed"
+is "$(settled)" "0/0/0" "and leaves nothing behind"
 out=$(echo 'echo waited' | qfile-daemon-dvm -q --wait-teardown -t $T qubes.VMShell dom0 DEFAULT)
 is "$out $(leftovers)" "waited 0/0/0" "with --wait-teardown it exits once the DispVM is gone"
 
