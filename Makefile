@@ -26,16 +26,32 @@ VIRT_LIBS = $(shell pkg-config --libs libvirt libvirt-qemu 2>/dev/null)
 PLUGIN := lib/qubes-orchestrator/qubes-vmm-libvirt.so
 PLUGIN_SRCS := orchestrator/vmm_libvirt.c orchestrator/error.c
 
+# The libxl backend (Xen without libvirt) is built when pkg-config finds
+# xenlight (Debian: libxen-dev); LIBXL=no leaves it out, LIBXL=yes insists.
+LIBXL ?= auto
+ifneq ($(LIBXL),no)
+HAVE_XL := $(shell pkg-config --exists xenlight xentoollog 2>/dev/null && echo yes)
+ifeq ($(LIBXL)$(HAVE_XL),yes)
+$(error LIBXL=yes but pkg-config finds no xenlight: install libxen-dev)
+endif
+endif
+XL_CFLAGS = $(shell pkg-config --cflags xenlight xentoollog 2>/dev/null)
+XL_LIBS = $(shell pkg-config --libs xenlight xentoollog 2>/dev/null)
+XL_PLUGIN := lib/qubes-orchestrator/qubes-vmm-libxl.so
+XL_PLUGIN_SRCS := orchestrator/vmm_libxl.c orchestrator/libxl_config.c orchestrator/error.c
+# Its translation's test, built only with it.
+XL_TEST_SRCS := tests/unit/test_libxl_config.c orchestrator/libxl_config.c
+
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -I. -g
 OPT_CFLAGS := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
 SAN_CFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
-LIB_SRCS := $(filter-out orchestrator/vmm_libvirt.c,\
+LIB_SRCS := $(filter-out orchestrator/vmm_libvirt.c orchestrator/vmm_libxl.c orchestrator/libxl_config.c,\
               $(wildcard orchestrator/*.c storage/*.c templates/*.c dispvm/*.c))
 TOOL_SRCS := $(wildcard orchestrator/tools/*.c)
 TOOLS := $(notdir $(TOOL_SRCS:.c=))
-UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_SRCS := $(filter-out tests/unit/test_libxl_config.c,$(wildcard tests/unit/*.c))
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 HDRS := $(wildcard orchestrator/*.h orchestrator/tools/*.h storage/*.h templates/*.h \
@@ -54,6 +70,15 @@ $(1)/libqubes.a: $$(addprefix $(1)/obj/,$$(LIB_SRCS:.c=.o))
 $(1)/$(PLUGIN): $(PLUGIN_SRCS) $$(HDRS) | deps
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(VIRT_CFLAGS) $(PLUGIN_SRCS) $$(VIRT_LIBS) -o $$@
+
+$(1)/$(XL_PLUGIN): $(XL_PLUGIN_SRCS) $$(HDRS) | deps
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(XL_CFLAGS) $(XL_PLUGIN_SRCS) $$(XL_LIBS) -o $$@
+
+$(1)/tests/test_libxl_config: $(XL_TEST_SRCS) $$(HDRS) $(1)/libqubes.a | deps
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE_CFLAGS) $(2) $$(XL_CFLAGS) $(XL_TEST_SRCS) $(1)/libqubes.a $$(PKG_LIBS) \
+	    $$(XL_LIBS) $(3) -o $$@
 
 $(1)/bin/%: $(1)/obj/orchestrator/tools/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
@@ -83,8 +108,24 @@ TOOL_BINS := $(addprefix build/bin/,$(TOOLS)) build/$(PLUGIN)
 SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) build/san/$(PLUGIN) \
             $(addprefix build/san/tests/,$(notdir $(UNIT_SRCS:.c=))) \
             $(addprefix build/san/helpers/,$(notdir $(HELPER_SRCS:.c=)))
+ifeq ($(HAVE_XL),yes)
+TOOL_BINS += build/$(XL_PLUGIN)
+SAN_BINS += build/san/$(XL_PLUGIN) build/san/tests/test_libxl_config
+else
+# A backend left by an earlier build with xenlight would outlive this
+# build's choice (and --version would still list it).
+STALE_XL := $(wildcard build/$(XL_PLUGIN) build/san/$(XL_PLUGIN) build/san/tests/test_libxl_config)
+ifneq ($(STALE_XL),)
+TOOL_BINS += drop-stale-libxl
+SAN_BINS += drop-stale-libxl
+endif
+endif
 OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
                  $(addprefix build/bench/,$(notdir $(BENCH_SRCS:.c=)))
+
+.PHONY: drop-stale-libxl
+drop-stale-libxl:
+	@rm -f $(STALE_XL)
 
 .PHONY: all deps san check demo bench fuzz install clean vmm-up guest
 .SECONDARY:
@@ -147,6 +188,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/$(dir $(PLUGIN))
 	install -m 0755 $(addprefix build/bin/,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 build/$(PLUGIN) $(DESTDIR)$(PREFIX)/$(PLUGIN)
+	$(if $(HAVE_XL),install -m 0644 build/$(XL_PLUGIN) $(DESTDIR)$(PREFIX)/$(XL_PLUGIN))
 
 clean:
 	rm -rf build

@@ -4,6 +4,8 @@
 set -eu
 
 want="pkg-config libvirt-dev libxml2-dev uthash-dev gcc make perl"
+# The libxl backend and its tests; `make LIBXL=no` builds without them.
+[ "${LIBXL:-}" = no ] || want="$want libxen-dev"
 case "${1:-build}" in
     fuzz) want="$want clang libclang-rt-dev" ;;
 esac
