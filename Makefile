@@ -127,10 +127,15 @@ OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
 drop-stale-libxl:
 	@rm -f $(STALE_XL)
 
-.PHONY: all deps san check demo bench fuzz install clean vmm-up guest
+.PHONY: all tools deps san check demo bench fuzz install clean vmm-up guest
 .SECONDARY:
 
-all: $(TOOL_BINS)
+# After deps, in a new make: what deps installs (libxen-dev) decides what
+# is built, and this make read pkg-config before.
+all: deps
+	@$(MAKE) --no-print-directory tools
+
+tools: $(TOOL_BINS)
 
 deps:
 	@mk/deps.sh build
