@@ -115,11 +115,13 @@ static int try_session(const char *sock, long deadline, int *out)
     uint64_t nonce;
     if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
         nonce = (uint64_t)qnow_ms() ^ ((uint64_t)getpid() << 32);
-    /* The same HELLO again every 250 ms until the agent answers it. */
-    while (qnow_ms() < deadline) {
+    /* The same HELLO again until the agent answers it: soon at first (a
+     * guest just restored now and then misses the first one), then every
+     * 250 ms. */
+    for (long wait = 20; qnow_ms() < deadline; wait = wait < 125 ? wait * 2 : 250) {
         if (send_hello(fd, &nonce, deadline) < 0)
             break;
-        long until = qnow_ms() + 250;
+        long until = qnow_ms() + wait;
         if (until > deadline)
             until = deadline;
         struct qag_header h;
