@@ -1,8 +1,8 @@
 #!/bin/sh
 # The demo behind `make demo`: a template HVM and a child made from the test
 # guest, started on a real libvirt daemon, the exclusion between them, a
-# command in each, disposable VMs (plain and preloaded), and the database
-# tools; narrated as it goes.
+# command in each, a network, disposable VMs (shared memory, their own MAC
+# and IP, preloaded), firewall rules and the database tools; narrated.
 # Usage: demo/run.sh BIN-DIR GUEST-DIR
 set -eu
 bin=${1:?usage: demo/run.sh BIN-DIR GUEST-DIR}
@@ -17,7 +17,7 @@ cleanup() {
     qubes-prefs -s dispvm-preload 0 >/dev/null 2>&1 || true
     qvm-cleanup-dispvms -q >/dev/null 2>&1 || true
     for vm in $C $T $T-dvm; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
-    rm -f "/dev/shm/qubes/$T-dvm.savefile"
+    rm -f "/dev/shm/qubes/$T-dvm."*
     [ "${KEEP:-0}" = 1 ] || rm -rf "$QUBES_BASE_DIR"
 }
 trap cleanup EXIT
@@ -57,12 +57,24 @@ say "Stop everything"
 show qvm-kill $C
 show qvm-ls
 
-say "Disposable VMs: save a booted VM once, restore a fresh copy per request"
+say "A network: the NetVM's is a host bridge; VMs behind it get the original's addresses"
+show qvm-create -l red --net -s demo-net
+show qubes-prefs -s default-netvm demo-net
+show qvm-start -q $C
+show qvm-run -p $C 'ip -4 -o addr show eth0 | awk "{print \$4}"; ping -c 1 -W 2 10.137.1.1 | grep received'
+show qvm-kill $C
+
+say "Disposable VMs: save a booted VM once (its memory shared), a fresh copy per request"
 show qvm-create-default-dvm $T
 printf '$ echo '"'"'echo hello from $(uname -n)'"'"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT red\n'
 start=$(date +%s%N)
-echo 'echo "hello from $(uname -n)"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT red || true
-echo "(request to end, teardown included: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+echo 'echo "hello from $(uname -n), $(ip -4 -o addr show eth0 | awk "{print \$4}")"' |
+    qfile-daemon-dvm qubes.VMShell dom0 DEFAULT red || true
+echo "(request to output: $(( ($(date +%s%N) - start) / 1000000 )) ms; the teardown goes on detached)"
+(echo 'sleep 3' | qfile-daemon-dvm -q qubes.VMShell dom0 DEFAULT &)
+sleep 2
+show qvm-ls --memory
+sleep 2
 show qvm-run --dispvm "echo a second DispVM: \$(uname -n)"
 echo 'echo scratch > /rw/mine' | qfile-daemon-dvm -q qubes.VMShell dom0 DEFAULT
 show qvm-run -q --dispvm 'ls /rw; echo "(nothing of the previous DispVM)"'
@@ -73,11 +85,15 @@ show qvm-create-default-dvm -q $T
 show qvm-ls
 start=$(date +%s%N)
 echo 'echo "served by $(uname -n)"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT || true
-echo "(request to end, teardown included: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+echo "(request to output: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
 show qubes-prefs -s dispvm-preload 0
 sleep 2
 show qvm-cleanup-dispvms
 show qvm-ls
+
+say "Firewall rules, in the original's firewall.xml; a DispVM takes its caller's"
+show qvm-firewall -P deny -a $C 192.0.2.10 tcp 443
+show qvm-firewall $C
 
 say "The database tools: typed properties, class rules, refusals"
 show qvm-prefs -s $C memory 400
