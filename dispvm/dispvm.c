@@ -1151,3 +1151,30 @@ int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *e
     qubes_unlock(q);
     return 0;
 }
+
+int dispvm_forget(struct qubes *q, const char *dvm)
+{
+    static const char *const parts[] = { "savefile", "root.qcow2", "private.img", "meta" };
+    char path[PATH_MAX], target[PATH_MAX];
+    if (qvm_check_name(dvm, NULL) < 0)
+        return 0;
+    dvm_path(q, dvm, "savefile", path, sizeof path);
+    int had = access(path, F_OK) == 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        dvm_path(q, dvm, parts[i], path, sizeof path);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/%s.savefile", DISPVM_RAM_DIR, dvm);
+    unlink(path);
+    /* The original's links, when they named what is gone now. */
+    char links[2][PATH_MAX];
+    snprintf(links[0], sizeof links[0], "%s/dvmdata/default-savefile", q->cfg.base_dir);
+    snprintf(links[1], sizeof links[1], "%s/current-savefile", DISPVM_RAM_DIR);
+    for (int i = 0; i < 2; i++) {
+        ssize_t n = readlink(links[i], target, sizeof target - 1);
+        if (n > 0 && (target[n] = '\0', strstr(target, dvm)) && access(target, F_OK) != 0)
+            unlink(links[i]);
+    }
+    dispvm_ram_gc(q, dvm, true);
+    return had;
+}

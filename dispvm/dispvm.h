@@ -53,4 +53,9 @@ int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progre
  * *removed counts what was cleaned. */
 int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *err);
 
+/* After the VM `dvm` is removed: its savefile, disk snapshots, staleness
+ * stamp, shared-memory copies and the memory files no DispVM maps. Returns
+ * 1 when it had a savefile, else 0. */
+int dispvm_forget(struct qubes *q, const char *dvm);
+
 #endif

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "../../dispvm/dispvm.h"
 #include "tool.h"
 
 static const char *prog = "qvm-remove";
@@ -51,8 +52,12 @@ int main(int argc, char **argv)
         qubes_close(&q);
         tool_fail(prog, &err);
     }
+    /* A dvm VM's savefile set goes with it (memory files still mapped by
+     * running DispVMs stay until qvm-cleanup-dispvms). */
+    int gone = just_db ? 0 : dispvm_forget(&q, name);
     if (!quiet)
-        printf("Removed '%s'%s\n", name, just_db ? " from the database (files kept)" : "");
+        printf("Removed '%s'%s%s\n", name, just_db ? " from the database (files kept)" : "",
+               gone ? " and its DispVM savefile" : "");
     qubes_close(&q);
     return 0;
 }

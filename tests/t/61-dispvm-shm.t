@@ -99,5 +99,13 @@ is "$(ram_files | wc -l)" 0 "the unused memory file went with the switch"
 run qubes-prefs -s dispvm-memory sometimes
 like "$out" "dispvm-memory: 'sometimes' is not auto, shared or full" "a bad dispvm-memory value is refused"
 is "$(settled)" "0/0/0" "nothing is left behind"
+
+# Removing the dvm VM takes its savefile set and memory files with it.
+qubes-prefs -s dispvm-memory shared
+qvm-create-default-dvm -q $T
+run qvm-remove $T-dvm
+like "$out" "and its DispVM savefile" "qvm-remove of the dvm VM removes its savefile set"
+is "$(ls "$B/dvmdata" | grep -c "^$T-dvm\.")/$(ram_files | wc -l)/$(ls /dev/shm/qubes | grep -c "^$T-dvm\.savefile")" \
+   "0/0/0" "no savefile, snapshot, stamp, memory file or shared-memory copy is left"
 echo "1..$_tap_n"
 [ "$_tap_failed" = 0 ]
