@@ -873,22 +873,35 @@ static void detach_stdio(void)
     close_range(3, ~0U, 0);
 }
 
-static void replenish_in_background(const char *template_name)
+/* Starts a detached process: a session of its own, reparented (forked
+ * twice, the middle one reaped here), none of the caller's descriptors,
+ * SIGTERM, SIGINT and SIGHUP set to `on_stop`. Returns 0 in that process,
+ * 1 in the caller once it exists, -1 when it could not be started. */
+static int detach(void (*on_stop)(int))
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid != 0) {
+        int st = 1;
         if (pid > 0)
-            waitpid(pid, NULL, 0);
-        return;
+            waitpid(pid, &st, 0);
+        return pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 1 : -1;
     }
     setsid();
-    if (fork() != 0)
-        _exit(0);
+    signal(SIGTERM, on_stop);
+    signal(SIGINT, on_stop);
+    signal(SIGHUP, on_stop);
+    pid_t grandchild = fork();
+    if (grandchild != 0)
+        _exit(grandchild > 0 ? 0 : 1);
     detach_stdio();
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
+    return 0;
+}
+
+static void replenish_in_background(const char *template_name)
+{
+    if (detach(SIG_DFL) != 0)
+        return;
     struct qubes q;
     struct qerr err;
     if (qubes_open(&q, false, &err) == 0)
@@ -903,23 +916,11 @@ static void replenish_in_background(const char *template_name)
  * process could be started: then the caller tears down itself. */
 static int teardown_detached(struct qubes *q, const struct dispvm *d)
 {
-    fflush(NULL);
     char log[PATH_MAX + 32];
     snprintf(log, sizeof log, "%s/dispvm-teardown.log", q->cfg.run_dir);
-    pid_t pid = fork();
-    if (pid != 0) {
-        int st;
-        if (pid > 0)
-            waitpid(pid, &st, 0);
-        return pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-    }
-    setsid();
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    if (fork() != 0)
-        _exit(0);
-    detach_stdio();
+    int r = detach(SIG_IGN);
+    if (r != 0)
+        return r > 0 ? 0 : -1;
     struct qubes q2;
     struct qerr e;
     struct dispvm mine = *d;

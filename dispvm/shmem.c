@@ -128,14 +128,10 @@ static bool recorded(const char *run_dir, const char *ram)
     bool found = false;
     struct dirent *e;
     while (!found && (e = readdir(d))) {
-        char path[PATH_MAX + 300], buf[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s/ram", dir, e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        found = n > 0 && (buf[n] = '\0', strcmp(buf, ram) == 0);
+        char rundir[PATH_MAX + 300], mapped[PATH_MAX];
+        snprintf(rundir, sizeof rundir, "%s/%s", dir, e->d_name);
+        dispvm_ram_recorded(rundir, mapped, sizeof mapped);
+        found = strcmp(mapped, ram) == 0;
     }
     closedir(d);
     return found;

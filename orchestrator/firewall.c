@@ -106,20 +106,16 @@ int qfw_add(struct qfw *fw, const struct qfw_rule *r, struct qerr *err)
 static int allow_attr(xmlNode *root, const char *name, bool dflt, bool *out, struct qerr *err)
 {
     xmlChar *v = xmlGetProp(root, (const xmlChar *)name);
+    int rc = 0;
     *out = dflt;
-    if (v) {
-        if (strcmp((const char *)v, "allow") == 0)
-            *out = true;
-        else if (strcmp((const char *)v, "deny") == 0)
-            *out = false;
-        else
-            qerr_set(err, "%s=\"%s\": not allow or deny", name, (const char *)v);
-        int bad = strcmp((const char *)v, "allow") != 0 && strcmp((const char *)v, "deny") != 0;
-        xmlFree(v);
-        if (bad)
-            return -1;
-    }
-    return 0;
+    if (v && strcmp((const char *)v, "allow") == 0)
+        *out = true;
+    else if (v && strcmp((const char *)v, "deny") == 0)
+        *out = false;
+    else if (v)
+        rc = qerr_set(err, "%s=\"%s\": not allow or deny", name, (const char *)v);
+    xmlFree(v);
+    return rc;
 }
 
 static int int_attr(xmlNode *n, const char *name, long min, long max, long dflt, long *out,
