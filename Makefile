@@ -38,7 +38,8 @@ endif
 XL_CFLAGS = $(shell pkg-config --cflags xenlight xentoollog 2>/dev/null)
 XL_LIBS = $(shell pkg-config --libs xenlight xentoollog 2>/dev/null)
 XL_PLUGIN := lib/qubes-orchestrator/qubes-vmm-libxl.so
-XL_PLUGIN_SRCS := orchestrator/vmm_libxl.c orchestrator/libxl_config.c orchestrator/error.c
+XL_PLUGIN_SRCS := orchestrator/vmm_libxl.c orchestrator/libxl_config.c orchestrator/error.c \
+                  orchestrator/util.c
 # Its translation's test, built only with it.
 XL_TEST_SRCS := tests/unit/test_libxl_config.c orchestrator/libxl_config.c
 

@@ -18,6 +18,7 @@
 #include <xentoollog.h>
 
 #include "libxl_config.h"
+#include "util.h"
 #include "vmm.h"
 
 /* libxl reports why through its logger and returns a bare code; ours keeps
@@ -284,31 +285,31 @@ static int xl_create_spec(struct vmm *vmm, const struct domain_spec *spec, struc
     return rc;
 }
 
-static int xl_destroy(struct vmm *vmm, const char *name, struct qerr *err)
+/* One libxl call on the domain `name`: destroy, pause or unpause. */
+static int on_domid(struct vmm *vmm, const char *name,
+                    int (*op)(libxl_ctx *, uint32_t, const libxl_asyncop_how *), const char *what,
+                    struct qerr *err)
 {
     uint32_t domid;
-    if (need_domid(vmm, name, &domid, "cannot destroy domain", err) < 0)
+    if (need_domid(vmm, name, &domid, what, err) < 0)
         return -1;
-    int rc = libxl_domain_destroy(X(vmm)->ctx, domid, NULL);
-    return rc ? xl_error(vmm, err, rc, "cannot destroy domain %s", name) : 0;
+    int rc = op(X(vmm)->ctx, domid, NULL);
+    return rc ? xl_error(vmm, err, rc, "%s %s", what, name) : 0;
+}
+
+static int xl_destroy(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    return on_domid(vmm, name, libxl_domain_destroy, "cannot destroy domain", err);
 }
 
 static int xl_suspend(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    uint32_t domid;
-    if (need_domid(vmm, name, &domid, "cannot pause domain", err) < 0)
-        return -1;
-    int rc = libxl_domain_pause(X(vmm)->ctx, domid, NULL);
-    return rc ? xl_error(vmm, err, rc, "cannot pause domain %s", name) : 0;
+    return on_domid(vmm, name, libxl_domain_pause, "cannot pause domain", err);
 }
 
 static int xl_resume(struct vmm *vmm, const char *name, struct qerr *err)
 {
-    uint32_t domid;
-    if (need_domid(vmm, name, &domid, "cannot unpause domain", err) < 0)
-        return -1;
-    int rc = libxl_domain_unpause(X(vmm)->ctx, domid, NULL);
-    return rc ? xl_error(vmm, err, rc, "cannot unpause domain %s", name) : 0;
+    return on_domid(vmm, name, libxl_domain_unpause, "cannot unpause domain", err);
 }
 
 static int xl_host_info(struct vmm *vmm, struct vmm_host *out, struct qerr *err)
@@ -345,26 +346,11 @@ static int companion(char *out, size_t len, const char *path, const char *suffix
     return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int write_config(struct vmm *vmm, uint32_t domid, const char *name, const char *path,
                         struct qerr *err)
 {
-    char json_path[PATH_MAX], tmp[PATH_MAX];
-    if (companion(json_path, sizeof json_path, path, "", err) < 0 ||
-        companion(tmp, sizeof tmp, path, ".tmp", err) < 0)
+    char json_path[PATH_MAX];
+    if (companion(json_path, sizeof json_path, path, "", err) < 0)
         return -1;
     libxl_domain_config c;
     libxl_domain_config_init(&c);
@@ -372,25 +358,16 @@ static int write_config(struct vmm *vmm, uint32_t domid, const char *name, const
     int rc = libxl_retrieve_domain_configuration(X(vmm)->ctx, domid, &c, NULL);
     char *json = rc == 0 ? libxl_domain_config_to_json(X(vmm)->ctx, &c) : NULL;
     libxl_domain_config_dispose(&c);
-    if (!json)
+    char *text = NULL;
+    if (!json || asprintf(&text, "%s\n", json) < 0) {
+        free(json);
         return xl_error(vmm, err, rc ? rc : ERROR_NOMEM, "cannot read the configuration of %s",
                         name);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        free(json);
-        return qerr_errno(err, errno, "cannot create %s", tmp);
     }
-    int bad = write_all(fd, json, strlen(json)) < 0 || write_all(fd, "\n", 1) < 0;
-    int saved = errno;
     free(json);
-    if (close(fd) < 0 && !bad)
-        bad = 1, saved = errno;
-    if (bad || rename(tmp, json_path) < 0) {
-        saved = bad ? saved : errno;
-        unlink(tmp);
-        return qerr_errno(err, saved, "cannot write %s", json_path);
-    }
-    return 0;
+    rc = qwrite_file_atomic(json_path, text, strlen(text), 0600, err);
+    free(text);
+    return rc;
 }
 
 static int xl_save(struct vmm *vmm, const char *name, const char *path, struct qerr *err)
@@ -429,32 +406,17 @@ static int xl_save(struct vmm *vmm, const char *name, const char *path, struct q
 
 static char *read_file(const char *path, struct qerr *err)
 {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        if (errno == ENOENT)
-            qerr_set(err, "%s is missing: the libxl backend restores only savefiles it wrote "
-                     "(their configuration is kept beside them)", path);
-        else
-            qerr_errno(err, errno, "cannot open %s", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[8192];
-    size_t r;
-    while (m && (r = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, r, m);
-    int bad = ferror(f) || !m;
-    fclose(f);
-    if (m)
-        fclose(m);
-    if (bad) {
-        free(buf);
-        qerr_set(err, "cannot read %s", path);
-        return NULL;
-    }
-    return buf;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *text = fd >= 0 ? qread_fd(fd, NULL) : NULL;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!text && fd < 0 && e == ENOENT)
+        qerr_set(err, "%s is missing: the libxl backend restores only savefiles it wrote "
+                 "(their configuration is kept beside them)", path);
+    else if (!text)
+        qerr_errno(err, e, "cannot read %s", path);
+    return text;
 }
 
 static int xl_restore(struct vmm *vmm, const char *path, struct qerr *err)
