@@ -394,8 +394,9 @@ static void dispvm_bench(const char *tpl, int runs, double cold, double cold_tea
     printf("  PSS: per DispVM with 5 running; preloaded: of the one parked preload (paused)\n");
     printf("  shared/full: savefile %.4f, PSS per running DispVM %.2f\n",
            (double)shared.size / (double)full.size, (double)shared.pss / (double)full.pss);
-    printf("  our CPU: qfile-daemon-dvm, qemu-img and the session, per DispVM (not the detached\n"
-           "  teardown); preloaded: the request and the background restore of its replacement\n");
+    printf("  our CPU: qfile-daemon-dvm and its children (the disk layers' creation, the session),\n"
+           "  per DispVM (not the detached teardown); preloaded: the request and the background\n"
+           "  restore of its replacement\n");
 }
 
 int main(int argc, char **argv)

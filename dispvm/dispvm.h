@@ -1,5 +1,7 @@
 /* Disposable VMs: a savefile of a booted, warmed-up VM (`<template>-dvm`),
- * restored under a new identity for every request, destroyed afterwards. */
+ * restored under a new identity for every request, destroyed afterwards.
+ * This header is the whole public face of dispvm/; the other headers there
+ * are its parts (dispvm.c names them). */
 #ifndef QUBES_DISPVM_H
 #define QUBES_DISPVM_H
 
@@ -15,7 +17,8 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err);
 
 /* Whether the savefile of `template_name` is missing or stale (its template's
- * root image or kernel changed since); *why says which. */
+ * root image or kernel, or its dvm VM's network, changed since); *why says
+ * which. Reads q->coll as loaded. */
 int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usable,
                           char *why, size_t whylen, struct qerr *err);
 
@@ -40,7 +43,7 @@ struct dispvm_request {
  * a detached teardown go to $RUN/dispvm-teardown.log. */
 int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err);
 
-#define DISPVM_PRELOAD_MAX 16
+#define DISPVM_PRELOAD_MAX QUBES_DISPVM_PRELOAD_MAX
 
 /* Restores and pauses DispVMs of the template until as many wait as the
  * global `dispvm-preload` setting asks (qubes-prefs). A request takes one,
@@ -52,10 +55,5 @@ int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progre
  * destroys DispVM domains that have no record, removes their files.
  * *removed counts what was cleaned. */
 int dispvm_cleanup(struct qubes *q, int *removed, FILE *progress, struct qerr *err);
-
-/* After the VM `dvm` is removed: its savefile, disk snapshots, staleness
- * stamp, shared-memory copies and the memory files no DispVM maps. Returns
- * 1 when it had a savefile, else 0. */
-int dispvm_forget(struct qubes *q, const char *dvm);
 
 #endif

@@ -65,3 +65,9 @@ void qcleanup_close(int *fd)
         errno = saved;
     }
 }
+
+void qclose(int *fd)
+{
+    qcleanup_close(fd);
+    *fd = -1;
+}

@@ -29,5 +29,8 @@ void qcleanup_free(void *p);
 void qcleanup_close(int *fd);
 #define cleanup_free __attribute__((cleanup(qcleanup_free)))
 #define cleanup_close __attribute__((cleanup(qcleanup_close)))
+/* Closes *fd now (releasing a lock it holds) and marks it closed, for a
+ * cleanup_close descriptor that must go before the end of its scope. */
+void qclose(int *fd);
 
 #endif

@@ -16,6 +16,7 @@
 #include <libxml/xmlwriter.h>
 
 #include "qubes.h"
+#include "runtime.h"
 #include "util.h"
 
 void qfw_defaults(struct qfw *fw)
@@ -42,9 +43,10 @@ int qfw_path(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
         return qerr_set(err, "firewall_conf=\"%s\" of '%s': a file name is expected", file,
                         vm->name);
     char dir[PATH_MAX];
-    if (vm->cls == QVM_DISP)
-        snprintf(dir, sizeof dir, "%s/vms/%s", q->cfg.run_dir, vm->name);
-    else if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, dir, sizeof dir,
+    if (vm->cls == QVM_DISP) {
+        if (qrt_vm_path(&q->cfg, vm->name, NULL, dir, sizeof dir, err) < 0)
+            return -1;
+    } else if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, dir, sizeof dir,
                                  err) < 0)
         return -1;
     if ((size_t)snprintf(out, len, "%s/%s", dir, file) >= len)

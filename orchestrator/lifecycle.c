@@ -1,28 +1,20 @@
 #include "lifecycle.h"
 
-#include "monitor.h"
-#include "net.h"
-
 #include <errno.h>
-#include <stdarg.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../storage/storage.h"
 #include "../templates/templates.h"
 #include "agent_client.h"
 #include "domain.h"
+#include "monitor.h"
+#include "net.h"
+#include "runtime.h"
 #include "util.h"
-
-extern char **environ;
 
 #define DEFAULT_KERNELOPTS "nopat"
 
@@ -86,80 +78,36 @@ int qvm_op_allowed(enum qvm_op op, enum qvm_power st, struct qerr *err)
     return refusal ? qerr_set(err, "%s", refusal) : 0;
 }
 
-/* ---- runtime files: $RUN/vms/NAME/{agent.sock,ready,agent.lock} ---- */
+/* ---- the template exclusion ---- */
 
-static int run_path(const struct qubes *q, const char *name, const char *file, char *out,
-                    size_t len, struct qerr *err)
+/* The VMs whose state decides a start of `vm`: its children when it is a
+ * template, else its template (none when it has none). malloc'ed. */
+static struct qvm **exclusion_peers(const struct qvm_collection *c, const struct qvm *vm,
+                                    size_t *n)
 {
-    if (snprintf(out, len, "%s/vms/%s%s%s", q->cfg.run_dir, name, file ? "/" : "",
-                 file ? file : "") >= (int)len)
-        return qerr_set(err, "runtime path of '%s' is too long", name);
-    return 0;
+    if (qvm_class_is_template(vm->cls))
+        return qvm_collection_children(c, vm, n);
+    struct qvm **tpl = calloc(1, sizeof *tpl);
+    *n = 0;
+    if (tpl && vm->template_qid >= 0 && (tpl[0] = qvm_collection_by_qid(c, vm->template_qid)))
+        *n = 1;
+    return tpl;
 }
 
-/* The agent answered for the domain instance `id`. */
-static void mark_ready(const struct qubes *q, const char *name, int id)
+int qubes_template_exclusion(struct qubes *q, const struct qvm *vm, struct qerr *err)
 {
-    char path[PATH_MAX], tmp[PATH_MAX + 8], text[32];
-    if (run_path(q, name, "ready", path, sizeof path, NULL) < 0)
-        return;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return;
-    int n = snprintf(text, sizeof text, "%d\n", id);
-    if (write(fd, text, (size_t)n) == n)
-        rename(tmp, path);
-    close(fd);
-    unlink(tmp);
-}
-
-static int ready_id(const struct qubes *q, const char *name)
-{
-    char path[PATH_MAX], text[32] = "";
-    if (run_path(q, name, "ready", path, sizeof path, NULL) < 0)
-        return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    return n > 0 ? atoi(text) : -1;
-}
-
-static void clear_runtime(const struct qubes *q, const char *name)
-{
-    char path[PATH_MAX];
-    if (run_path(q, name, "ready", path, sizeof path, NULL) == 0)
-        unlink(path);
-}
-
-enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
-                                  const struct vmm_domain *d)
-{
-    if (vm->cls == QVM_ADMIN)
-        return QVM_POWER_RUNNING;
-    if (d->state == QVM_POWER_RUNNING && ready_id(q, vm->name) != d->id)
-        return QVM_POWER_TRANSIENT;
-    return d->state;
-}
-
-int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
-                   enum qvm_power *out, struct qerr *err)
-{
-    struct vmm_domain local;
-    struct vmm_domain *d = info ? info : &local;
-    if (vm->cls == QVM_ADMIN) {
-        memset(d, 0, sizeof *d);
-        *out = QVM_POWER_RUNNING;
-        return 0;
+    size_t n;
+    cleanup_free struct qvm **peers = exclusion_peers(q->coll, vm, &n);
+    cleanup_free bool *running = calloc(n + 1, sizeof *running);
+    if (!peers || !running)
+        return qerr_errno(err, ENOMEM, "checking the template of '%s'", vm->name);
+    for (size_t i = 0; i < n; i++) {
+        enum qvm_power st;
+        if (qubes_vm_state(q, peers[i], &st, err) < 0)
+            return -1;
+        running[i] = qvm_power_is_running(st);
     }
-    if (vmm_domain_info(&q->vmm, vm->name, d, err) < 0)
-        return -1;
-    *out = qubes_refine_power(q, vm, d);
-    if (!info)
-        free(d->name);
-    return 0;
+    return template_check_start(vm, peers, running, n, err);
 }
 
 /* ---- starting ---- */
@@ -193,9 +141,7 @@ static int prepare_overlay(const struct qvm *vm, const char *tpl_root, const cha
         return 0;
     if (unlink(overlay) < 0 && errno != ENOENT)
         return qerr_errno(err, errno, "cannot remove %s", overlay);
-    char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                     (char *)tpl_root, (char *)overlay, NULL };
-    return qrun_program(argv, err);
+    return storage_create_layer(tpl_root, "raw", overlay, err);
 }
 
 static int file_exists(const char *path)
@@ -259,11 +205,12 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     }
     snprintf(log, sizeof log, "%s/console.log", dir);
     s.serial_log = log;
-    if (run_path(q, vm->name, NULL, rdir, sizeof rdir, err) < 0 || qmkdirs(rdir, err) < 0 ||
-        run_path(q, vm->name, "agent.sock", sock, sizeof sock, err) < 0)
+    if (qrt_vm_path(&q->cfg, vm->name, NULL, rdir, sizeof rdir, err) < 0 ||
+        qmkdirs(rdir, err) < 0 ||
+        qrt_vm_path(&q->cfg, vm->name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     unlink(sock);
-    clear_runtime(q, vm->name);
+    qvm_power_clear_ready(&q->cfg, vm->name);
     s.agent_socket = sock;
     s.uuid = qvm_get_attr(vm, "uuid");
     s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
@@ -289,7 +236,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
 /* Serialises the check-and-create of every start on the host. */
 static int start_lock(const struct qubes *q, struct qerr *err)
 {
-    return qflock(q->cfg.run_dir, "start.lock", err);
+    return qrt_lock(&q->cfg, QRT_START_LOCK, err);
 }
 
 /* Gives a VM loaded without one a UUID, saved in qubes.xml. */
@@ -298,25 +245,15 @@ static int ensure_uuid(struct qubes *q, const char *name, struct qerr *err)
     struct qvm *vm = qubes_find_vm(q, name, err);
     if (!vm || qvm_get_attr(vm, "uuid"))
         return vm ? 0 : -1;
-    qvm_collection_free(q->coll);
-    q->coll = NULL;
     if (qubes_load_for_writing(q, false, err) < 0)
         return -1;
-    if (!(vm = qubes_find_vm(q, name, err))) {
-        qubes_unlock(q);
-        return -1;
-    }
-    if (!qvm_get_attr(vm, "uuid")) {
+    int rc = (vm = qubes_find_vm(q, name, err)) ? QUBES_UNCHANGED : -1;
+    if (vm && !qvm_get_attr(vm, "uuid")) {
         char uuid[37];
         qubes_new_uuid(uuid);
-        if (qvm_set_attr(vm, "uuid", uuid, err) < 0) {
-            qubes_unlock(q);
-            return -1;
-        }
-        return qubes_save_and_unlock(q, err);
+        rc = qvm_set_attr(vm, "uuid", uuid, err);
     }
-    qubes_unlock(q);
-    return 0;
+    return qubes_commit(q, rc, err);
 }
 
 static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, struct qerr *err)
@@ -324,7 +261,7 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
     char sock[PATH_MAX];
     struct vmm_domain d;
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
-    if (run_path(q, vm->name, "agent.sock", sock, sizeof sock, err) < 0)
+    if (qrt_vm_path(&q->cfg, vm->name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     qsay(progress, "--> Waiting for the agent of %s (up to %ld s)", vm->name, timeout / 1000);
     long t0 = qnow_ms();
@@ -334,7 +271,7 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
     agent_close(&c);
     if (vmm_domain_info(&q->vmm, vm->name, &d, err) < 0)
         return -1;
-    mark_ready(q, vm->name, d.id);
+    qvm_power_mark_ready(&q->cfg, vm->name, d.id);
     free(d.name);
     qsay(progress, "--> %s is running (agent ready after %ld ms)", vm->name, qnow_ms() - t0);
     return 0;
@@ -351,16 +288,14 @@ static void send_monitor_layout(struct qubes *q, const char *name, FILE *progres
         qsay(progress, "warning: %s", e.msg);
         return;
     }
-    if (!layout[0] || run_path(q, name, NULL, rdir, sizeof rdir, &e) < 0 ||
-        run_path(q, name, "agent.sock", sock, sizeof sock, &e) < 0)
+    if (!layout[0] || qrt_vm_path(&q->cfg, name, NULL, rdir, sizeof rdir, &e) < 0 ||
+        qrt_vm_path(&q->cfg, name, QRT_AGENT_SOCK, sock, sizeof sock, &e) < 0)
         return;
-    int lock = qflock(rdir, "agent.lock", &e);    /* one agent session at a time */
+    cleanup_close int lock = qflock(rdir, QRT_AGENT_LOCK, &e);  /* one agent session at a time */
     if (lock < 0 || qmonitor_send(sock, layout, &e) < 0)
         qsay(progress, "warning: %s: %s", name, e.msg);
     else
         qsay(progress, "--> Monitor layout (from %s) sent to %s", source, name);
-    if (lock >= 0)
-        close(lock);
 }
 
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
@@ -373,7 +308,7 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
         return -1;
     if (vm->cls == QVM_ADMIN)
         return qerr_set(err, "dom0 is always running");
-    int lock = start_lock(q, err);
+    cleanup_close int lock = start_lock(q, err);
     if (lock < 0)
         return -1;
     enum qvm_power st;
@@ -383,10 +318,10 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
     if (rc == 0 && st == QVM_POWER_CRASHED)
         rc = vmm_destroy(&q->vmm, vm->name, err);
     if (rc == 0)
-        rc = template_check_start(q, vm, err);
+        rc = qubes_template_exclusion(q, vm, err);
     if (rc == 0)
         rc = build_spec_and_start(q, vm, o->progress, o->mem_file, err);
-    close(lock);        /* the domain exists: other starts see it running */
+    qclose(&lock);      /* the domain exists: other starts see it running */
     if (rc < 0)
         return qerr_prefix(err, "cannot start '%s'", name);
     if (!o->wait)
@@ -435,7 +370,7 @@ int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct
     enum qvm_power st;
     char sock[PATH_MAX];
     if (load_and_check(q, name, QOP_SHUTDOWN, &vm, &st, err) < 0 ||
-        run_path(q, name, "agent.sock", sock, sizeof sock, err) < 0)
+        qrt_vm_path(&q->cfg, name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     struct agent_conn c;
     if (agent_connect(sock, timeout_ms < 5000 ? timeout_ms : 5000, &c, err) < 0)
@@ -445,7 +380,7 @@ int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct
     if (rc == 0)
         rc = wait_halted(q, name, timeout_ms, err);
     if (rc == 0)
-        clear_runtime(q, name);
+        qvm_power_clear_ready(&q->cfg, name);
     return rc;
 }
 
@@ -457,7 +392,7 @@ int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err)
         return -1;
     if (vmm_destroy(&q->vmm, name, err) < 0)
         return -1;
-    clear_runtime(q, name);
+    qvm_power_clear_ready(&q->cfg, name);
     return 0;
 }
 
@@ -497,29 +432,25 @@ int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o
         vm = qubes_find_vm(q, name, err);
     }
     char sock[PATH_MAX], rdir[PATH_MAX];
-    if (run_path(q, name, "agent.sock", sock, sizeof sock, err) < 0 ||
-        run_path(q, name, NULL, rdir, sizeof rdir, err) < 0)
+    if (qrt_vm_path(&q->cfg, name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0 ||
+        qrt_vm_path(&q->cfg, name, NULL, rdir, sizeof rdir, err) < 0)
         return -1;
     /* One session at a time per VM: the agent serves one. */
-    int lock = qflock(rdir, "agent.lock", err);
+    cleanup_close int lock = qflock(rdir, QRT_AGENT_LOCK, err);
     if (lock < 0)
         return -1;
     struct agent_conn c;
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
-    int rc = agent_connect(sock, timeout, &c, err);
-    if (rc == 0) {
-        const char *user = o->user ? o->user : qvm_get_attr(vm, "default_user");
-        int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
-        if (!user)
-            user = "user";
-        if (o->service)
-            rc = agent_service(&c, user, o->service, o->source ? o->source : "dom0", in, out,
-                               errfd, status, err);
-        else
-            rc = agent_exec(&c, user, o->command, in, out, errfd, status, err);
-        agent_close(&c);
-    }
-    close(lock);
+    if (agent_connect(sock, timeout, &c, err) < 0)
+        return -1;
+    const char *user = o->user ? o->user : qvm_get_attr(vm, "default_user");
+    int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
+    if (!user)
+        user = "user";
+    int rc = o->service ? agent_service(&c, user, o->service, o->source ? o->source : "dom0", in,
+                                        out, errfd, status, err)
+                        : agent_exec(&c, user, o->command, in, out, errfd, status, err);
+    agent_close(&c);
     return rc;
 }
 
@@ -543,23 +474,21 @@ int qubes_vm_grow_root(struct qubes *q, const char *name, unsigned long long byt
     if (qvm_power_is_running(st))
         return qerr_set(err, "'%s' is %s: shut it down first", name, qvm_power_name(st));
     /* A running child reads the template's root as its backing file. */
-    int lock = start_lock(q, err);
+    cleanup_close int lock = start_lock(q, err);
     if (lock < 0)
         return -1;
-    int rc = qvm_class_is_template(vm->cls) ? template_check_start(q, vm, err) : 0;
-    if (rc < 0)
-        qerr_set(err, "Cannot resize the root image of template '%s' while VMs based on it "
-                 "are running", name);
-    if (rc == 0)
-        rc = img_path(q, vm, "root_img", "root.img", root, sizeof root, err);
+    if (qvm_class_is_template(vm->cls) && qubes_template_exclusion(q, vm, err) < 0)
+        return qerr_set(err, "Cannot resize the root image of template '%s' while VMs based on "
+                        "it are running", name);
     struct stat sb;
-    if (rc == 0 && stat(root, &sb) < 0)
-        rc = qerr_errno(err, errno, "%s", root);
-    if (rc == 0 && (unsigned long long)sb.st_size > bytes)
-        rc = qerr_set(err, "%s is %llu bytes: shrinking to %llu would lose data", root,
-                      (unsigned long long)sb.st_size, bytes);
-    if (rc == 0 && truncate(root, (off_t)bytes) < 0)
-        rc = qerr_errno(err, errno, "cannot grow %s", root);
-    close(lock);
-    return rc;
+    if (img_path(q, vm, "root_img", "root.img", root, sizeof root, err) < 0)
+        return -1;
+    if (stat(root, &sb) < 0)
+        return qerr_errno(err, errno, "%s", root);
+    if ((unsigned long long)sb.st_size > bytes)
+        return qerr_set(err, "%s is %llu bytes: shrinking to %llu would lose data", root,
+                        (unsigned long long)sb.st_size, bytes);
+    if (truncate(root, (off_t)bytes) < 0)
+        return qerr_errno(err, errno, "cannot grow %s", root);
+    return 0;
 }

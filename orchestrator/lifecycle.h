@@ -15,6 +15,10 @@ enum qvm_op { QOP_START, QOP_SHUTDOWN, QOP_KILL, QOP_PAUSE, QOP_UNPAUSE, QOP_RUN
  * the original's message. */
 int qvm_op_allowed(enum qvm_op op, enum qvm_power st, struct qerr *err);
 
+/* The template exclusion (templates.h) with the power states it needs,
+ * asked of the hypervisor: 0 when `vm` may start now. */
+int qubes_template_exclusion(struct qubes *q, const struct qvm *vm, struct qerr *err);
+
 struct qvm_start_opts {
     bool wait;                  /* wait for the agent (Running), else return Transient */
     FILE *progress;             /* where to say what happens, or NULL */

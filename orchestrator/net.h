@@ -31,6 +31,11 @@ struct qvm_collection;
 int qnet_of_vm(const struct qvm_collection *c, const struct qvm *vm, struct qnet *out,
                struct qerr *err);
 
+/* The same for the DispVM `name` with `dispid` behind the netvm with qid
+ * `netvm_qid` (-1: no network), before it has a record. */
+int qnet_of_dispvm(const struct qvm_collection *c, const char *name, int netvm_qid, int dispid,
+                   struct qnet *out, struct qerr *err);
+
 /* The kernel command line words that configure the guest's interface at
  * boot ("qubes.ip=IP/PREFIX qubes.gw=GW"), or "" without network. */
 void qnet_cmdline(const struct qnet *n, char *out, size_t len);

@@ -694,8 +694,9 @@ int qubes_global_set(struct qubes *q, const char *prop, const char *value, struc
     }
     if (g == -2) {
         long n;
-        if (qparse_int(value, 0, 16, &n) < 0)
-            return qerr_set(err, "dispvm-preload: '%s' is not a number in 0..16", value);
+        if (qparse_int(value, 0, QUBES_DISPVM_PRELOAD_MAX, &n) < 0)
+            return qerr_set(err, "dispvm-preload: '%s' is not a number in 0..%d", value,
+                            QUBES_DISPVM_PRELOAD_MAX);
         char num[8];
         snprintf(num, sizeof num, "%ld", n);
         if (qattrs_set(&q->coll->root_attrs, "dispvm_preload", num) < 0)

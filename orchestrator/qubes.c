@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../dispvm/dvmdata.h"
 #include "../storage/storage.h"
 #include "../templates/templates.h"
 #include "util.h"
@@ -74,6 +75,14 @@ void qubes_unlock(struct qubes *q)
         qdb_unlock(&q->db, NULL);
 }
 
+int qubes_commit(struct qubes *q, int rc, struct qerr *err)
+{
+    if (rc == 0)
+        return qubes_save_and_unlock(q, err);
+    qubes_unlock(q);
+    return rc < 0 ? rc : 0;
+}
+
 struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err)
 {
     struct qvm *vm = qvm_collection_by_name(q->coll, name);
@@ -82,15 +91,22 @@ struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err)
     return vm;
 }
 
-bool qvm_power_is_running(enum qvm_power p)
-{
-    return p != QVM_POWER_HALTED && p != QVM_POWER_NA;
-}
-
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
                    struct qerr *err)
 {
-    return qubes_vm_power(q, vm, NULL, out, err);
+    return qvm_power_get(&q->vmm, &q->cfg, vm, NULL, out, err);
+}
+
+int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
+                   enum qvm_power *out, struct qerr *err)
+{
+    return qvm_power_get(&q->vmm, &q->cfg, vm, info, out, err);
+}
+
+enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
+                                  const struct vmm_domain *d)
+{
+    return qvm_power_refine(&q->cfg, vm, d);
 }
 
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
@@ -430,8 +446,11 @@ static int owned_dir(const struct qubes *q, const struct qvm *vm, char *out, siz
     return 0;
 }
 
-int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, struct qerr *err)
+int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_savefile,
+                    struct qerr *err)
 {
+    if (had_savefile)
+        *had_savefile = false;
     struct qvm *vm = qubes_find_vm(q, name, err);
     if (!vm)
         return -1;
@@ -488,7 +507,14 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, struct qerr
         return -1;
     }
     qvm_free(vm);
+    if (just_db)
+        return 0;
     if (aside[0] && storage_remove_tree(aside, err) < 0)
         return qerr_prefix(err, "record removed, but its files remain");
+    /* A dvm VM's savefile set goes with it (memory files still mapped by
+     * running DispVMs stay until qvm-cleanup-dispvms). */
+    int had = dvmdata_forget(&q->cfg, name);
+    if (had_savefile)
+        *had_savefile = had > 0;
     return 0;
 }

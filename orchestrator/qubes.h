@@ -12,6 +12,7 @@
 #include "config.h"
 #include "db.h"
 #include "error.h"
+#include "power.h"
 #include "vm.h"
 #include "vmm.h"
 
@@ -37,14 +38,18 @@ int qubes_load_for_writing(struct qubes *q, bool create, struct qerr *err);
 /* Validates the collection, saves it atomically, unlocks. */
 int qubes_save_and_unlock(struct qubes *q, struct qerr *err);
 void qubes_unlock(struct qubes *q);
+/* Ends a write transaction, its one way out: rc 0 saves and unlocks;
+ * QUBES_UNCHANGED unlocks and returns 0; a negative rc unlocks, changes
+ * nothing on disk and is returned. -1 when the save fails. */
+#define QUBES_UNCHANGED 1
+int qubes_commit(struct qubes *q, int rc, struct qerr *err);
 
 /* Looks a VM up by name with the error a user should see. */
 struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err);
 /* Power state through the hypervisor (Halted in offline mode; dom0 always
- * Running). */
+ * Running), as power.h refines it. */
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
                    struct qerr *err);
-bool qvm_power_is_running(enum qvm_power p);
 /* The same with the domain's details (id, CPU time, memory) in *info when
  * not NULL (the caller frees info->name). Running becomes Transient until
  * the VM's agent has answered. */
@@ -75,8 +80,11 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
                     struct qerr *err);
 
 /* ---- qvm-remove ---- */
-/* Needs the write lock; saves and unlocks on success. */
-int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, struct qerr *err);
+/* Needs the write lock; saves and unlocks on success. Unless `just_db`,
+ * the VM's directory goes and, for a DispVM template (T-dvm), its savefile
+ * set (*had_savefile tells; may be NULL). */
+int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_savefile,
+                    struct qerr *err);
 
 /* ---- qvm-prefs ---- */
 /* Lists "name : value" lines of every property of the VM. */
@@ -89,6 +97,8 @@ int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const cha
                     struct qerr *err);
 
 /* ---- qubes-prefs ---- */
+/* dispvm-preload: how many DispVMs of a template wait preloaded, at most. */
+#define QUBES_DISPVM_PRELOAD_MAX 16
 int qubes_global_list(struct qubes *q, FILE *out, struct qerr *err);
 char *qubes_global_get(struct qubes *q, const char *prop, struct qerr *err);
 int qubes_global_set(struct qubes *q, const char *prop, const char *value, struct qerr *err);

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <limits.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,8 +143,22 @@ char *qread_fd(int fd, size_t *len)
     return buf;
 }
 
-int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
-                       struct qerr *err)
+int qread_small(const char *path, char *out, size_t len)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n;
+    while ((n = read(fd, out, len - 1)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
+static int write_file(const char *path, const void *data, size_t len, unsigned mode,
+                      bool durable, struct qerr *err)
 {
     char tmp[PATH_MAX + 16], dir[PATH_MAX];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
@@ -151,7 +166,8 @@ int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned 
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return qerr_errno(err, errno, "cannot create a file beside %s", path);
-    int ok = fchmod(fd, (mode_t)mode) == 0 && qwrite_all(fd, data, len) == 0 && fsync(fd) == 0;
+    int ok = fchmod(fd, (mode_t)mode) == 0 && qwrite_all(fd, data, len) == 0 &&
+             (!durable || fsync(fd) == 0);
     int e = errno;
     if (close(fd) < 0 && ok) {
         ok = 0;
@@ -162,14 +178,25 @@ int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned 
         unlink(tmp);
         return qerr_errno(err, e, "cannot write %s", path);
     }
+    if (!durable)
+        return 0;
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir)
         *slash = '\0';
-    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
+    cleanup_close int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
         fsync(dfd);
-        close(dfd);
-    }
     return 0;
+}
+
+int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                       struct qerr *err)
+{
+    return write_file(path, data, len, mode, true, err);
+}
+
+int qwrite_runtime_file(const char *path, const char *text, struct qerr *err)
+{
+    return write_file(path, text, strlen(text), 0644, false, err);
 }

@@ -21,10 +21,16 @@ int qflock(const char *dir, const char *name, struct qerr *err);
 int qwrite_all(int fd, const void *buf, size_t len);
 /* The whole of an open file, NUL-terminated (malloc'ed); NULL with errno. */
 char *qread_fd(int fd, size_t *len);
+/* A small file's text: at most len - 1 bytes of `path`, NUL-terminated;
+ * -1 with errno when it cannot be read. */
+int qread_small(const char *path, char *out, size_t len);
 /* Writes `path` atomically: a temporary file beside it, fsync'ed, renamed
  * over it, then the directory fsync'ed. A failure leaves the old file. */
 int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                        struct qerr *err);
+/* The same for a runtime file (under $QUBES_RUN_DIR, mode 0644): replaced
+ * atomically, not fsync'ed, as it means nothing after the host restarts. */
+int qwrite_runtime_file(const char *path, const char *text, struct qerr *err);
 /* CLOCK_MONOTONIC in milliseconds. */
 long qnow_ms(void);
 

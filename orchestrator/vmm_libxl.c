@@ -33,8 +33,8 @@ struct qxl {
     struct capture log;
 };
 
-/* The project's own children (qemu-img, detached teardowns) are reaped by
- * the project with waitpid; libxl may reap only its own. */
+/* The project's own children (the programs it runs, detached teardowns)
+ * are reaped by the project with waitpid; libxl may reap only its own. */
 static const libxl_childproc_hooks child_hooks = {
     .chldowner = libxl_sigchld_owner_libxl_always_selective_reap,
 };

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../orchestrator/util.h"
+
 int storage_create_sparse(const char *path, uint64_t size, struct qerr *err)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
@@ -162,4 +164,12 @@ int storage_remove_tree(const char *dir, struct qerr *err)
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
         return qerr_errno(err, errno, "cannot remove %s", dir);
     return 0;
+}
+
+int storage_create_layer(const char *backing, const char *backing_fmt, const char *layer,
+                         struct qerr *err)
+{
+    char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)backing_fmt, "-b",
+                     (char *)backing, (char *)layer, NULL };
+    return qrun_program(argv, err);
 }

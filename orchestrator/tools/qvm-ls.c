@@ -3,7 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../dispvm/shmem.h"
+#include "../memuse.h"
 #include "../util.h"
 #include "tool.h"
 
@@ -40,8 +40,8 @@ static int memory_table(struct qubes *q, struct qvm **vms, size_t n, const struc
             if (strcmp(doms[k].name, vms[i]->name) == 0 && doms[k].id >= 0)
                 dom = &doms[k];
         int pid = dom ? vmm_domain_pid(&q->vmm, vms[i]->name) : 0;
-        struct dispvm_memuse m;
-        if (pid <= 0 || dispvm_memuse(pid, &m) < 0)
+        struct qvm_memuse m;
+        if (pid <= 0 || qvm_memuse(pid, &m) < 0)
             continue;
         printf("%-31s %8.1f %8.1f %8.1f  %s\n", vms[i]->name, m.pss_kib / 1024.0,
                m.private_kib / 1024.0, m.shared_kib / 1024.0,

@@ -2,7 +2,6 @@
 #include <getopt.h>
 #include <string.h>
 
-#include "../../dispvm/dispvm.h"
 #include "tool.h"
 
 static const char *prog = "qvm-remove";
@@ -47,17 +46,15 @@ int main(int argc, char **argv)
 
     struct qubes q;
     struct qerr err;
+    bool had_savefile;
     if (qubes_open(&q, offline, &err) < 0 || qubes_load_for_writing(&q, false, &err) < 0 ||
-        qubes_vm_remove(&q, name, just_db, &err) < 0) {
+        qubes_vm_remove(&q, name, just_db, &had_savefile, &err) < 0) {
         qubes_close(&q);
         tool_fail(prog, &err);
     }
-    /* A dvm VM's savefile set goes with it (memory files still mapped by
-     * running DispVMs stay until qvm-cleanup-dispvms). */
-    int gone = just_db ? 0 : dispvm_forget(&q, name);
     if (!quiet)
         printf("Removed '%s'%s%s\n", name, just_db ? " from the database (files kept)" : "",
-               gone ? " and its DispVM savefile" : "");
+               had_savefile ? " and its DispVM savefile" : "");
     qubes_close(&q);
     return 0;
 }

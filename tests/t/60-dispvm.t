@@ -172,6 +172,19 @@ is "$out" "$pre" "and its service runs there"
 for i in $(seq 200); do [ "$(disp_records)" = 1 ] && [ "$(qvm-ls | grep -c Paused)" = 1 ] && break; sleep 0.05; done
 next=$(qvm-ls --raw-list | grep '^disp')
 ok "$([ -n "$next" ] && [ "$next" != "$pre" ]; echo $?)" "a replacement is preloaded in the background ($next)"
+# A preload was restored before anyone asked: the request that claims it
+# still gives it its own identity.
+out=$(echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'" |
+      qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)
+n=${next#disp}
+is "$out" "$(printf '%s\n00:16:3e:7c:8b:%02x\n10.138.%d.%d/24' "$next" "$n" "$netid" $((n % 254 + 1)))" \
+   "a claimed preload has the name, MAC and address of its own dispid"
+paused() { qvm-ls | awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $3)} $3 == "Paused" {print $1}'; }
+for i in $(seq 600); do
+    next=$(paused)
+    [ -n "$next" ] && [ "$next" != "disp$n" ] && break
+    sleep 0.05
+done
 pid=$(pgrep -f "guest=$next," | head -n 1)
 kill -9 "$pid"
 for i in $(seq 50); do [ "$(qvm-ls | grep " $next " | grep -c Paused)" = 0 ] && break; sleep 0.1; done

@@ -60,6 +60,23 @@ int main(void)
                 holes++;
     ok(holes == 0, "every refusal in the table has a message");
 
+    /* The exclusion as a rule over power states given as data. */
+    struct qvm_collection *c = qvm_collection_new();
+    struct qvm *t = add(c, QVM_TEMPLATE_HVM, 1, "t", NULL), *k1 = add(c, QVM_HVM, 2, "k1", "1");
+    struct qvm *k2 = add(c, QVM_HVM, 3, "k2", "1");
+    struct qvm *kids[] = { k1, k2 };
+    bool none[2] = { false, false }, second[2] = { false, true }, on = true;
+    ok(template_check_start(t, kids, none, 2, &err) == 0, "no child runs: the template starts");
+    ok(template_check_start(t, kids, second, 2, &err) < 0 &&
+       strstr(err.msg, "Cannot start HVM template while VMs based on it are running ('k2')"),
+       "a child runs: refused, naming it: %s", err.msg);
+    ok(template_check_start(k1, &t, &on, 1, &err) < 0 &&
+       strstr(err.msg, "Cannot start the HVM while its template is running ('t')"),
+       "its template runs: refused: %s", err.msg);
+    ok(template_check_start(k1, &t, none, 1, &err) == 0, "its template halted: it starts");
+    ok(template_check_start(k1, NULL, NULL, 0, &err) == 0, "nothing related: it starts");
+    qvm_collection_free(c);
+
     /* The exclusion, with domains in the test driver. */
     char base[] = "/tmp/qubes-lifecycle.XXXXXX";
     if (!mkdtemp(base))
@@ -78,17 +95,17 @@ int main(void)
     struct qvm *kid2 = add(q.coll, QVM_HVM, 3, "kid2", "1");
     struct qvm *solo = add(q.coll, QVM_HVM, 4, "solo", NULL);
 
-    ok(template_check_start(&q, tpl, &err) == 0, "a template starts when no child runs");
-    ok(template_check_start(&q, kid, &err) == 0, "a child starts when its template is halted");
+    ok(qubes_template_exclusion(&q, tpl, &err) == 0, "a template starts when no child runs");
+    ok(qubes_template_exclusion(&q, kid, &err) == 0, "a child starts when its template is halted");
     ok(test_domain(&q, "kid", &err) == 0, "a child's domain runs (test driver)");
-    ok(template_check_start(&q, tpl, &err) < 0 &&
+    ok(qubes_template_exclusion(&q, tpl, &err) < 0 &&
        strstr(err.msg, "Cannot start HVM template while VMs based on it are running"),
        "then the template is refused: %s", err.msg);
-    ok(template_check_start(&q, kid2, &err) == 0, "a sibling may still start");
-    ok(template_check_start(&q, solo, &err) == 0, "an unrelated VM may start");
+    ok(qubes_template_exclusion(&q, kid2, &err) == 0, "a sibling may still start");
+    ok(qubes_template_exclusion(&q, solo, &err) == 0, "an unrelated VM may start");
     vmm_destroy(&q.vmm, "kid", &err);
     ok(test_domain(&q, "tpl", &err) == 0, "the template's domain runs");
-    ok(template_check_start(&q, kid2, &err) < 0 &&
+    ok(qubes_template_exclusion(&q, kid2, &err) < 0 &&
        strstr(err.msg, "Cannot start the HVM while its template is running"),
        "then a child is refused: %s", err.msg);
 

@@ -1,0 +1,45 @@
+/* The savefile set of a DispVM template VM (DVM, "T-dvm"), as files: where
+ * they are and how they go. In $BASE/dvmdata:
+ *   DVM.savefile       the saved domain (dispvm/savefile.h)
+ *   DVM.root.qcow2     its root layer and private image as they were at
+ *   DVM.private.img    the save: what its memory believes is on disk
+ *   DVM.meta           what the savefile was made from (its staleness stamp)
+ *   default-savefile, savefile-root   the original's links
+ *   dispid             the counter DispVM names are taken from
+ *   dont-use-shm       when present, no copy goes to shared memory
+ * and QRT_SHM_DIR/DVM.savefile, a copy in memory, with the link
+ * QRT_SHM_DIR/current-savefile. Nothing here opens the database or the
+ * hypervisor: the removal of a VM (qubes.h) forgets a set through it. */
+#ifndef QUBES_DISPVM_DVMDATA_H
+#define QUBES_DISPVM_DVMDATA_H
+
+#include <limits.h>
+
+#include "../orchestrator/config.h"
+#include "../orchestrator/error.h"
+
+#define DVMDATA_DEFAULT_SAVEFILE "default-savefile"
+#define DVMDATA_SAVEFILE_ROOT "savefile-root"
+#define DVMDATA_DISPID "dispid"
+#define DVMDATA_NO_SHM "dont-use-shm"
+#define DVMDATA_SHM_CURRENT "current-savefile"
+
+struct dvmdata {
+    char dir[PATH_MAX];                 /* $BASE/dvmdata */
+    char savefile[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], meta[PATH_MAX];
+    char shm_copy[PATH_MAX];            /* QRT_SHM_DIR/DVM.savefile */
+};
+
+/* The paths of the set of the VM `dvm`. */
+int dvmdata_of(const struct qubes_config *cfg, const char *dvm, struct dvmdata *out,
+               struct qerr *err);
+/* $BASE/dvmdata/FILE. */
+int dvmdata_path(const struct qubes_config *cfg, const char *file, char *out, size_t len,
+                 struct qerr *err);
+
+/* After the VM `dvm` is removed: its savefile set, stamp, shared-memory
+ * copy, the links that named them, and the memory files no DispVM maps.
+ * Returns 1 when it had a savefile, else 0. */
+int dvmdata_forget(const struct qubes_config *cfg, const char *dvm);
+
+#endif

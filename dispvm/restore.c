@@ -1,0 +1,288 @@
+#include "restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../orchestrator/firewall.h"
+#include "../orchestrator/runtime.h"
+#include "../orchestrator/util.h"
+#include "../storage/storage.h"
+#include "savefile.h"
+#include "shmem.h"
+
+int dispvm_enough_memory(struct qubes *q, struct qerr *err)
+{
+    long need = DISPVM_MIN_FREE_MIB;
+    const char *env = getenv("QUBES_DISPVM_MIN_FREE_MIB");
+    if (env && *env && qparse_int(env, 0, 1L << 40, &need) < 0)
+        return qerr_set(err, "QUBES_DISPVM_MIN_FREE_MIB=\"%s\": not a number of MiB", env);
+    struct vmm_host host;
+    if (vmm_host_info(&q->vmm, &host, err) < 0)
+        return -1;
+    if ((long long)(host.free_kib / 1024) < need)
+        return qerr_set(err, "not enough memory for a DispVM: the host has %llu MiB free, %ld MiB "
+                        "are needed (QUBES_DISPVM_MIN_FREE_MIB)", host.free_kib / 1024, need);
+    return 0;
+}
+
+/* ---- the name ---- */
+
+/* The next dispid, from a counter file under its own lock: 1..253 in turn.
+ * A DispVM's MAC ends in its dispid and its address is .(dispid % 254 + 1),
+ * so no two running ones share either and none takes the gateway's .1. */
+static int next_dispid(const struct qubes_config *cfg, struct qerr *err)
+{
+    char path[PATH_MAX], text[32] = "";
+    if (dvmdata_path(cfg, DVMDATA_DISPID, path, sizeof path, err) < 0)
+        return -1;
+    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    int id = n > 0 ? atoi(text) : 0;
+    id = id > 0 && id < DISPVM_MAX_DISPID ? id + 1 : 1;
+    int len = snprintf(text, sizeof text, "%d\n", id);
+    if (pwrite(fd, text, (size_t)len, 0) != len || ftruncate(fd, len) < 0)
+        return qerr_errno(err, errno, "cannot update %s", path);
+    return id;
+}
+
+/* Domain names are host-wide: a dispid whose name another database (or a
+ * leftover) holds is skipped. */
+static int pick_name(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    for (int tries = 0;; tries++) {
+        char name[16];
+        int dispid = next_dispid(&q->cfg, err);
+        if (dispid < 0)
+            return -1;
+        snprintf(name, sizeof name, "disp%d", dispid);
+        struct vmm_domain info;
+        if (vmm_domain_info(&q->vmm, name, &info, err) < 0)
+            return -1;
+        free(info.name);
+        if (info.state == QVM_POWER_HALTED)
+            return dispvm_state_name(d, &q->cfg, q->coll, name, dispid, err);
+        if (tries == DISPVM_MAX_DISPID)
+            return qerr_set(err, "no free DispVM name: all of disp1..disp%d are taken",
+                            DISPVM_MAX_DISPID);
+    }
+}
+
+/* Its run directory, who owns it, and its own layers over the disks as
+ * they were at the save: its memory and its disks agree, and it sees no
+ * other DispVM's writes. */
+static int make_files(struct dispvm_state *d, struct qerr *err)
+{
+    qubes_new_uuid(d->uuid);
+    if (qmkdirs(d->rundir, err) < 0 || dispvm_own(d, d->preload, err) < 0)
+        return -1;
+    if (storage_create_layer(d->tpl->set.root, "qcow2", d->root_layer, err) < 0)
+        return -1;
+    return storage_create_layer(d->tpl->set.priv, "raw", d->private_layer, err);
+}
+
+/* ---- the record (under the write lock) ---- */
+
+int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct qvm *from,
+                            struct qerr *err)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    struct qfw fw;
+    qfw_defaults(&fw);
+    if (from && (qfw_path(q, from, src, sizeof src, err) < 0 || qfw_load(src, &fw, err) < 0))
+        return qerr_prefix(err, "the firewall rules of '%s'", from->name);
+    int rc = qfw_path(q, vm, dst, sizeof dst, err) < 0 ? -1 : qfw_write(q, dst, &fw, err);
+    qfw_free(&fw);
+    return rc;
+}
+
+static int set_num(struct qvm *vm, const char *attr, int n, struct qerr *err)
+{
+    char num[16];
+    snprintf(num, sizeof num, "%d", n);
+    return qvm_set_attr(vm, attr, n >= 0 ? num : "none", err);
+}
+
+/* The QubesDisposableVm record, on the network T-dvm was saved on. */
+static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    int qid = qvm_collection_alloc_qid(q->coll, err);
+    int netvm = d->tpl->dvm_netvm_qid;
+    struct qvm *vm = qid < 0 ? NULL : qvm_new(QVM_DISP);
+    if (!vm)
+        return qid < 0 ? -1 : qerr_errno(err, ENOMEM, "a record for %s", d->name);
+    int rc = set_num(vm, "qid", qid, err) < 0 || qvm_set_attr(vm, "name", d->name, err) < 0 ||
+             set_num(vm, "dispid", d->dispid, err) < 0 ||
+             set_num(vm, "template_qid", d->tpl->qid, err) < 0 ||
+             qvm_set_attr(vm, "label", d->label, err) < 0 ||
+             qvm_set_attr(vm, "firewall_conf", "firewall.xml", err) < 0 ||
+             qvm_set_attr(vm, "uuid", d->uuid, err) < 0 ||
+             set_num(vm, "netvm_qid", netvm, err) < 0 ||
+             qvm_set_attr(vm, "uses_default_netvm", "False", err) < 0 ||
+             /* A preload waits, paused and internal, for a request to claim it. */
+             (d->preload && (qvm_set_attr(vm, "internal", "True", err) < 0 ||
+                             qvm_set_attr(vm, "preload", "True", err) < 0)) ? -1 : 0;
+    if (rc == 0 && qvm_collection_add(q->coll, vm, err) < 0)
+        rc = -1;
+    if (rc < 0) {
+        qvm_free(vm);
+        return -1;
+    }
+    const struct qvm *src = dispvm_source_vm(q->coll, d);
+    if ((d->net.on && !vmm_is_test_driver(&q->vmm) && qnet_host_up(&d->net, err) < 0) ||
+        dispvm_inherit_firewall(q, vm, src ? src : dispvm_dvm_vm(q->coll, d->tpl), err) < 0) {
+        qvm_collection_remove(q->coll, vm);
+        qvm_free(vm);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the domain (under the write lock) ---- */
+
+/* The shared-memory copy of the savefile, when it is the current one. */
+static const char *savefile_to_restore(const struct dvmdata *set)
+{
+    struct stat a, b;
+    return stat(set->shm_copy, &a) == 0 && stat(set->savefile, &b) == 0 &&
+                   a.st_size == b.st_size && a.st_mtime >= b.st_mtime
+               ? set->shm_copy : set->savefile;
+}
+
+/* A full-image savefile: a clone of it with the DispVM's identity, fed
+ * through a FIFO (no copy, QUBES_DISPVM_FEED=fifo), or, when the restore
+ * refuses that, from a copy. */
+static int restore_clone(struct qubes *q, const struct dispvm_state *d, const char *from,
+                         const struct savefile_identity *id, struct qerr *err)
+{
+    struct qerr e;
+    const char *feed = getenv("QUBES_DISPVM_FEED");
+    pid_t writer = feed && strcmp(feed, "fifo") == 0 ? savefile_feed(from, d->clone, id, &e) : 0;
+    if (writer > 0) {
+        int rc = vmm_restore(&q->vmm, d->clone, &e);
+        kill(writer, SIGKILL);      /* finished already, unless the restore failed */
+        waitpid(writer, NULL, 0);
+        unlink(d->clone);
+        if (rc == 0)
+            return 0;
+    }
+    if (writer < 0 || (writer > 0 && feed))
+        qsay(d->progress, "--> Restoring from a copy (through a pipe: %s)", e.msg);
+    if (savefile_clone(from, d->clone, id, err) < 0)
+        return -1;
+    int rc = vmm_restore(&q->vmm, d->clone, err);
+    unlink(d->clone);
+    return rc;
+}
+
+/* A shared-memory savefile: the DispVM maps its RAM file copy-on-write
+ * and receives the saved device state; it runs when this returns. */
+static int restore_shared(struct qubes *q, const struct dispvm_state *d,
+                          const struct savefile_info *si, const char *from, const char *ram,
+                          struct savefile_identity *id, struct qerr *err)
+{
+    if (access(ram, R_OK) < 0)
+        return qerr_errno(err, errno, "the savefile's memory file %s", ram);
+    if (dispvm_ram_claim(d->ram, ram, err) < 0)
+        return -1;
+    id->private_ram = true;
+    cleanup_free char *xml = savefile_domain_xml(si->xml, id, err);
+    if (!xml)
+        return -1;
+    /* Mapped shared, the DispVM would write into every other's memory. */
+    if (strstr(xml, "share=on"))
+        return qerr_set(err, "cannot map %s copy-on-write for %s", ram, d->name);
+    if (vmm_restore_device_state(&q->vmm, xml, from, (long long)si->stream_offset, err) < 0)
+        return -1;
+    if (vmm_resume(&q->vmm, d->name, err) < 0) {
+        vmm_destroy(&q->vmm, d->name, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    const char *from = savefile_to_restore(&d->tpl->set);
+    struct savefile_identity id = {
+        .name = d->name, .uuid = d->uuid, .disks = { d->root_layer, d->private_layer },
+        .formats = { "qcow2", "qcow2" }, .ndisks = 2,
+        .agent_socket = d->agent_sock, .serial_log = d->console,
+        .mac = d->net.on ? d->net.mac : NULL,
+    };
+    struct savefile_info si;
+    char ram[PATH_MAX];
+    if (savefile_read(from, &si, err) < 0)
+        return -1;
+    int rc = dispvm_ram_of_xml(si.xml, ram, sizeof ram);
+    if (rc < 0)
+        qerr_set(err, "%s maps a memory file outside %s", from, QRT_SHM_DIR);
+    if (rc == 0) {
+        qsay(d->progress, "--> Restoring %s from %s (%s)", d->name, from,
+             ram[0] ? "shared memory" : "full memory image");
+        rc = ram[0] ? restore_shared(q, d, &si, from, ram, &id, err)
+                    : restore_clone(q, d, from, &id, err);
+    }
+    savefile_info_free(&si);
+    if (rc == 0)
+        d->has_domain = true;
+    return rc;
+}
+
+/* The savefile was made with the balloon inflated: the memory goes back. */
+static unsigned long give_memory_back(struct qubes *q, const struct dispvm_state *d)
+{
+    struct vmm_domain info;
+    unsigned long want = (unsigned long)d->tpl->memory_mib * 1024;
+    if (vmm_domain_info(&q->vmm, d->name, &info, NULL) < 0)
+        return 0;
+    free(info.name);
+    if (info.mem_kib < want)
+        vmm_set_memory(&q->vmm, d->name, want, NULL);
+    return want;
+}
+
+/* A preload takes its memory back before it is paused (outside the write
+ * lock), so that the request claiming it does not wait for the balloon;
+ * until paused, no request takes it. */
+static int park_preload(struct qubes *q, const struct dispvm_state *d, unsigned long want,
+                        struct qerr *err)
+{
+    struct vmm_domain info;
+    for (int i = 0; want && i < 40; i++) {
+        usleep(50000);
+        if (vmm_domain_info(&q->vmm, d->name, &info, NULL) < 0)
+            break;
+        free(info.name);
+        if (info.mem_kib + 1024 >= want)
+            break;
+    }
+    return vmm_suspend(&q->vmm, d->name, err);
+}
+
+int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    unsigned long want = 0;
+    if (pick_name(q, d, err) < 0 || make_files(d, err) < 0 ||
+        qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    int rc = add_record(q, d, err);
+    if (rc == 0)
+        rc = restore_domain(q, d, err);
+    if (rc == 0)
+        want = give_memory_back(q, d);
+    if ((rc = qubes_commit(q, rc, err)) < 0)
+        return -1;
+    d->has_record = true;
+    return d->preload ? park_preload(q, d, want, err) : 0;
+}

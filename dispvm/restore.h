@@ -1,0 +1,25 @@
+/* Private to dispvm/: a new DispVM from the savefile set of its template. */
+#ifndef QUBES_DISPVM_RESTORE_H
+#define QUBES_DISPVM_RESTORE_H
+
+#include "state.h"
+
+/* Picks the DispVM's name, makes its disk layers, adds its record and
+ * restores its domain under the qubes.xml write lock, and gives it its
+ * memory back; a preload is then paused. d holds the caller's part; on
+ * failure it says what exists for dispvm_teardown(). The caller holds the
+ * qfile-daemon-dvm lock and has q->coll loaded. */
+int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err);
+
+/* A DispVM's firewall rules are those of the VM that asked for it (`from`;
+ * T-dvm's when that is not found), written, like every firewall file,
+ * under the qubes.xml write lock the caller holds. */
+int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct qvm *from,
+                            struct qerr *err);
+
+/* A new DispVM needs this much free host memory (the original asked for
+ * 400 MiB); QUBES_DISPVM_MIN_FREE_MIB changes it. */
+#define DISPVM_MIN_FREE_MIB 400
+int dispvm_enough_memory(struct qubes *q, struct qerr *err);
+
+#endif

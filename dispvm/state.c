@@ -1,0 +1,181 @@
+#include "state.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../orchestrator/runtime.h"
+#include "../orchestrator/util.h"
+
+int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_template *t,
+                         struct qerr *err)
+{
+    struct qvm *tpl;
+    if (name) {
+        if (!(tpl = qubes_find_vm(q, name, err)))
+            return -1;
+    } else {
+        int qid = q->coll->globals[QG_DEFAULT_TEMPLATE];
+        if (!(tpl = qid >= 0 ? qvm_collection_by_qid(q->coll, qid) : NULL))
+            return qerr_set(err, "no default template: name one (qubes-prefs default-template)");
+    }
+    if (!qvm_class_is_template(tpl->cls))
+        return qerr_set(err, "'%s' is a %s, not a template", tpl->name, qvm_class_label(tpl->cls));
+    memset(t, 0, sizeof *t);
+    if (snprintf(t->dvm, sizeof t->dvm, "%s-dvm", tpl->name) >= (int)sizeof t->dvm)
+        return qerr_set(err, "template name '%s' is too long for its '-dvm' VM", tpl->name);
+    snprintf(t->name, sizeof t->name, "%s", tpl->name);
+    t->qid = tpl->qid;
+    t->hvm = tpl->cls == QVM_TEMPLATE_HVM;
+    t->memory_mib = qvm_get_int(tpl, "memory", 512);
+    const struct qvm *dv = qvm_collection_by_name(q->coll, t->dvm);
+    t->dvm_qid = dv ? dv->qid : -1;
+    t->dvm_netvm_qid = dv ? dv->netvm_qid : -1;
+    return dvmdata_of(&q->cfg, t->dvm, &t->set, err);
+}
+
+static struct qvm *by_qid_named(const struct qvm_collection *c, int qid, const char *name)
+{
+    struct qvm *vm = qid >= 0 ? qvm_collection_by_qid(c, qid) : NULL;
+    return vm && strcmp(vm->name, name) == 0 ? vm : NULL;
+}
+
+struct qvm *dispvm_template_vm(const struct qvm_collection *c, const struct dispvm_template *t)
+{
+    return by_qid_named(c, t->qid, t->name);
+}
+
+struct qvm *dispvm_dvm_vm(const struct qvm_collection *c, const struct dispvm_template *t)
+{
+    return by_qid_named(c, t->dvm_qid, t->dvm);
+}
+
+int dispvm_preload_target(const struct qvm_collection *c)
+{
+    const char *v = qattrs_get(&c->root_attrs, "dispvm_preload");
+    long n;
+    return v && qparse_int(v, 0, QUBES_DISPVM_PRELOAD_MAX, &n) == 0 ? (int)n : 0;
+}
+
+void dispvm_state_init(struct dispvm_state *d, const struct dispvm_template *t,
+                       const struct qvm_collection *c, const char *source, const char *label,
+                       bool preload, FILE *progress)
+{
+    memset(d, 0, sizeof *d);
+    d->tpl = t;
+    d->preload = preload;
+    d->progress = progress;
+    d->dispid = -1;
+    snprintf(d->source, sizeof d->source, "%s", source);
+    const struct qvm *src = qvm_collection_by_name(c, source);
+    d->source_qid = src ? src->qid : -1;
+    snprintf(d->label, sizeof d->label, "%s",
+             label ? label : src && src->label ? src->label->name : "red");
+}
+
+int dispvm_state_name(struct dispvm_state *d, const struct qubes_config *cfg,
+                      const struct qvm_collection *c, const char *name, int dispid,
+                      struct qerr *err)
+{
+    struct {
+        char *out;
+        const char *file;
+    } paths[] = {
+        { d->rundir, NULL }, { d->agent_sock, QRT_AGENT_SOCK }, { d->owner, QRT_OWNER },
+        { d->ram, QRT_RAM }, { d->console, QRT_CONSOLE }, { d->root_layer, QRT_ROOT_LAYER },
+        { d->private_layer, QRT_PRIVATE_LAYER }, { d->clone, QRT_CLONE },
+    };
+    if (snprintf(d->name, sizeof d->name, "%s", name) >= (int)sizeof d->name)
+        return qerr_set(err, "DispVM name '%s' is too long", name);
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        if (qrt_vm_path(cfg, name, paths[i].file, paths[i].out, PATH_MAX, err) < 0)
+            return -1;
+    int netvm = d->tpl ? d->tpl->dvm_netvm_qid : -1;
+    if (dispid < 0) {
+        const struct qvm *vm = qvm_collection_by_name(c, name);
+        if (!vm || vm->cls != QVM_DISP)
+            return qerr_set(err, "'%s' is not a DispVM", name);
+        dispid = vm->dispid;
+        netvm = vm->netvm_qid;
+    }
+    d->dispid = dispid;
+    return qnet_of_dispvm(c, name, netvm, dispid, &d->net, err);
+}
+
+void dispvm_state_unname(struct dispvm_state *d)
+{
+    size_t from = offsetof(struct dispvm_state, name);
+    memset((char *)d + from, 0, sizeof *d - from);
+    d->dispid = -1;
+}
+
+struct qvm *dispvm_source_vm(const struct qvm_collection *c, const struct dispvm_state *d)
+{
+    return by_qid_named(c, d->source_qid, d->source);
+}
+
+int dispvm_state_existing(struct dispvm_state *d, const struct qubes_config *cfg,
+                          const struct qvm_collection *c, const char *name, struct qerr *err)
+{
+    memset(d, 0, sizeof *d);
+    d->dispid = -1;
+    struct qerr ignored;
+    /* A teardown needs the paths; a network gone meanwhile does not stop it. */
+    if (dispvm_state_name(d, cfg, c, name, -1, &ignored) < 0 && !d->rundir[0])
+        return qerr_set(err, "%s", ignored.msg);
+    d->has_domain = d->has_record = true;
+    return 0;
+}
+
+bool dispvm_is_name(const char *n)
+{
+    if (strncmp(n, "disp", 4) != 0 || !n[4])
+        return false;
+    for (const char *p = n + 4; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+/* Preloads belong to the pool, not to a process. */
+#define POOL_OWNER "preload\n"
+
+/* A process, told apart from a later one with its pid: "PID STARTTIME". */
+static int process_id(pid_t pid, char *out, size_t len)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (qread_small(path, buf, sizeof buf) < 0)
+        return -1;
+    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    unsigned long long start = 0;
+    for (int field = 2; p && *p; p++) {
+        if (*p == ' ' && ++field == 22) {
+            start = strtoull(p + 1, NULL, 10);
+            break;
+        }
+    }
+    snprintf(out, len, "%d %llu\n", (int)pid, start);
+    return 0;
+}
+
+int dispvm_own(const struct dispvm_state *d, bool by_pool, struct qerr *err)
+{
+    char owner[64];
+    if (by_pool)
+        snprintf(owner, sizeof owner, "%s", POOL_OWNER);
+    else if (process_id(getpid(), owner, sizeof owner) < 0)
+        return qerr_set(err, "cannot read this process's start time");
+    return qwrite_runtime_file(d->owner, owner, err);
+}
+
+bool dispvm_owner_alive(const char *owner_file)
+{
+    char rec[64], now[64];
+    if (qread_small(owner_file, rec, sizeof rec) < 0)
+        return false;
+    if (strcmp(rec, POOL_OWNER) == 0)
+        return true;
+    return process_id((pid_t)atoi(rec), now, sizeof now) == 0 && strcmp(rec, now) == 0;
+}

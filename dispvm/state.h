@@ -1,0 +1,94 @@
+/* Private to dispvm/: what a request, a preparation or a pool knows of the
+ * template its DispVMs come from, and one struct per DispVM that every
+ * step shares. Both are computed once, from the collection as loaded, and
+ * keep qids and names, never pointers into a collection (a write
+ * transaction replaces it). */
+#ifndef QUBES_DISPVM_STATE_H
+#define QUBES_DISPVM_STATE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "../orchestrator/net.h"
+#include "../orchestrator/qubes.h"
+#include "dvmdata.h"
+
+/* Domain names disp1..disp253 (dispvm/restore.c hands them out in turn). */
+#define DISPVM_MAX_DISPID 253
+
+struct dispvm_template {
+    int qid;
+    char name[QUBES_NAME_MAX + 1];      /* T */
+    char dvm[QUBES_NAME_MAX + 1];       /* T-dvm, whose savefile DispVMs restore */
+    bool hvm;                           /* T is a TemplateHVM */
+    long memory_mib;                    /* what a DispVM has once restored */
+    int dvm_qid, dvm_netvm_qid;         /* -1: no T-dvm yet / no network */
+    struct dvmdata set;
+};
+
+/* The template `name` (NULL: the default template) in q->coll. */
+int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_template *t,
+                         struct qerr *err);
+
+/* The template's and T-dvm's records in `c`, by qid (NULL when gone). */
+struct qvm *dispvm_template_vm(const struct qvm_collection *c, const struct dispvm_template *t);
+struct qvm *dispvm_dvm_vm(const struct qvm_collection *c, const struct dispvm_template *t);
+
+/* How many DispVMs of a template wait preloaded (qubes-prefs
+ * dispvm-preload, 0..QUBES_DISPVM_PRELOAD_MAX). */
+int dispvm_preload_target(const struct qvm_collection *c);
+
+struct dispvm_state {
+    /* What the caller fills in (dispvm_state_init). */
+    const struct dispvm_template *tpl;
+    char source[QUBES_NAME_MAX + 1];    /* the VM that asks; "dom0" for a preload */
+    int source_qid;                     /* -1: not in the database */
+    char label[16];                     /* the DispVM's */
+    bool preload;                       /* restored to wait, paused, for a request */
+    FILE *progress;
+    const char *service, *command;      /* what runs in it (dispvm_request) */
+    const char *user;
+
+    /* What the steps share, once it has a name (dispvm_state_name); `name`
+     * opens this part, which dispvm_state_unname clears with the next. */
+    char name[QUBES_NAME_MAX + 1];      /* dispN */
+    int dispid;
+    char uuid[37];
+    struct qnet net;
+    char rundir[PATH_MAX];              /* $RUN/vms/dispN and what is in it */
+    char agent_sock[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX], console[PATH_MAX];
+    char root_layer[PATH_MAX], private_layer[PATH_MAX], clone[PATH_MAX];
+
+    /* Private: what exists, so that a teardown removes just that. */
+    bool has_domain, has_record;
+};
+
+/* The caller's part: who asks (the label is the source VM's unless given;
+ * red when neither). */
+void dispvm_state_init(struct dispvm_state *d, const struct dispvm_template *t,
+                       const struct qvm_collection *c, const char *source, const char *label,
+                       bool preload, FILE *progress);
+/* The shared part for the DispVM `name` with `dispid` (-1: read from its
+ * record in `c`, for a DispVM that exists): its run directory's paths and
+ * its network, on the one T-dvm was saved on. */
+int dispvm_state_name(struct dispvm_state *d, const struct qubes_config *cfg,
+                      const struct qvm_collection *c, const char *name, int dispid,
+                      struct qerr *err);
+/* Drops the shared and private parts (after a failed claim of a preload). */
+void dispvm_state_unname(struct dispvm_state *d);
+/* The source VM's record in `c`, by qid (NULL when not there). */
+struct qvm *dispvm_source_vm(const struct qvm_collection *c, const struct dispvm_state *d);
+/* A state for tearing down an existing DispVM (domain and record). */
+int dispvm_state_existing(struct dispvm_state *d, const struct qubes_config *cfg,
+                          const struct qvm_collection *c, const char *name, struct qerr *err);
+
+/* Whether a VM name is that of a DispVM (disp followed by digits). */
+bool dispvm_is_name(const char *name);
+
+/* Who owns a DispVM: the process serving it ("PID STARTTIME"), or the
+ * preload pool. qvm-cleanup-dispvms removes DispVMs whose owner is gone. */
+int dispvm_own(const struct dispvm_state *d, bool by_pool, struct qerr *err);
+bool dispvm_owner_alive(const char *owner_file);
+
+#endif

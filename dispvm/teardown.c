@@ -1,0 +1,147 @@
+#include "teardown.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../orchestrator/runtime.h"
+#include "../orchestrator/util.h"
+#include "../storage/storage.h"
+#include "shmem.h"
+
+/* After a DispVM that mapped `ram` is gone: that file (and older ones of
+ * its dvm VM) go when no savefile or DispVM needs them any more. */
+static void release_ram(const struct qubes_config *cfg, const char *ram)
+{
+    char dvm[QUBES_NAME_MAX + 1];
+    struct dvmdata set;
+    if (dispvm_ram_dvm(ram, dvm, sizeof dvm) == 0 && dvmdata_of(cfg, dvm, &set, NULL) == 0)
+        dispvm_ram_gc(cfg, dvm, set.savefile, false);
+}
+
+/* Its run directory, and the memory file only it mapped. */
+static void remove_runtime(const struct qubes_config *cfg, const char *rundir, const char *record)
+{
+    char ram[PATH_MAX];
+    dispvm_ram_recorded(record, ram, sizeof ram);
+    storage_remove_tree(rundir, NULL);
+    if (ram[0])
+        release_ram(cfg, ram);
+}
+
+static int drop_record(struct qubes *q, const char *name, struct qerr *err)
+{
+    if (qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    struct qvm *vm = qvm_collection_by_name(q->coll, name);
+    bool ours = vm && vm->cls == QVM_DISP;
+    if (ours) {
+        qvm_collection_remove(q->coll, vm);
+        qvm_free(vm);
+    }
+    return qubes_commit(q, ours ? 0 : QUBES_UNCHANGED, err);
+}
+
+int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    int rc = 0;
+    struct qerr later;          /* after the first error, the others go here */
+    if (d->has_domain) {
+        struct vmm_domain info;
+        if (vmm_domain_info(&q->vmm, d->name, &info, &later) == 0 &&
+            info.state != QVM_POWER_HALTED && vmm_kill_or_destroy(&q->vmm, d->name, err) < 0)
+            rc = -1;
+        free(info.name);
+        d->has_domain = false;
+    }
+    if (d->rundir[0])
+        remove_runtime(&q->cfg, d->rundir, d->ram);
+    if (d->has_record) {
+        if (drop_record(q, d->name, rc < 0 ? &later : err) < 0)
+            return -1;
+        d->has_record = false;
+    }
+    return rc;
+}
+
+/* ---- qvm-cleanup-dispvms ---- */
+
+int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *progress,
+                         struct qerr *err)
+{
+    size_t n;
+    cleanup_free struct qvm **vms = qvm_collection_sorted(q->coll, &n);
+    bool preloading = dispvm_preload_target(q->coll) > 0;
+    for (size_t i = 0; vms && i < n; i++) {
+        if (vms[i]->cls != QVM_DISP)
+            continue;
+        enum qvm_power st;
+        char rundir[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX];
+        if (qubes_vm_state(q, vms[i], &st, err) < 0)
+            return -1;
+        if (qrt_vm_path(&q->cfg, vms[i]->name, NULL, rundir, sizeof rundir, err) < 0 ||
+            qrt_vm_path(&q->cfg, vms[i]->name, QRT_OWNER, owner, sizeof owner, err) < 0 ||
+            qrt_vm_path(&q->cfg, vms[i]->name, QRT_RAM, ram, sizeof ram, err) < 0)
+            return -1;
+        /* With preloading off, waiting preloads are not wanted any more. */
+        bool unwanted = qvm_get_bool(vms[i], "preload", false) && !preloading;
+        bool orphan = st != QVM_POWER_HALTED && (unwanted || !dispvm_owner_alive(owner));
+        if (st != QVM_POWER_HALTED && !orphan)
+            continue;
+        if (st != QVM_POWER_HALTED)
+            vmm_destroy(&q->vmm, vms[i]->name, NULL);
+        remove_runtime(&q->cfg, rundir, ram);
+        qsay(progress, "--> Removed %s (%s)", vms[i]->name,
+             !orphan ? "not running" : unwanted ? "a preload, and preloading is off"
+                                                : "the process that ran it is gone");
+        qvm_collection_remove(q->coll, vms[i]);
+        qvm_free(vms[i]);
+        *changed = true;
+        (*removed)++;
+    }
+    return 0;
+}
+
+void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress)
+{
+    char dir[PATH_MAX];
+    if (qrt_vms_dir(&q->cfg, dir, sizeof dir, NULL) < 0)
+        return;
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    while (dh && (e = readdir(dh))) {
+        char rundir[PATH_MAX], ram[PATH_MAX];
+        if (!dispvm_is_name(e->d_name) || qvm_collection_by_name(q->coll, e->d_name) ||
+            qrt_vm_path(&q->cfg, e->d_name, NULL, rundir, sizeof rundir, NULL) < 0 ||
+            qrt_vm_path(&q->cfg, e->d_name, QRT_RAM, ram, sizeof ram, NULL) < 0)
+            continue;
+        struct vmm_domain info;
+        if (vmm_domain_info(&q->vmm, e->d_name, &info, NULL) == 0 &&
+            info.state != QVM_POWER_HALTED) {
+            vmm_destroy(&q->vmm, e->d_name, NULL);
+            qsay(progress, "--> Destroyed the leftover domain %s", e->d_name);
+        }
+        free(info.name);
+        remove_runtime(&q->cfg, rundir, ram);
+        qsay(progress, "--> Removed the files of %s", e->d_name);
+        (*removed)++;
+    }
+    if (dh)
+        closedir(dh);
+}
+
+void dispvm_sweep_memory_files(struct qubes *q, FILE *progress)
+{
+    size_t n;
+    cleanup_free struct qvm **vms = qvm_collection_sorted(q->coll, &n);
+    for (size_t i = 0; vms && i < n; i++) {
+        enum qvm_power st;
+        struct dvmdata set;
+        if (vms[i]->cls == QVM_DISP || qubes_vm_state(q, vms[i], &st, NULL) < 0 ||
+            dvmdata_of(&q->cfg, vms[i]->name, &set, NULL) < 0)
+            continue;
+        int gone = dispvm_ram_gc(&q->cfg, vms[i]->name, set.savefile, st == QVM_POWER_HALTED);
+        if (gone)
+            qsay(progress, "--> Removed %d unused memory file(s) of %s", gone, vms[i]->name);
+    }
+}

@@ -1,0 +1,24 @@
+/* Private to dispvm/: the end of a DispVM, and the sweep of what crashed
+ * ones left (dispvm_cleanup, in dispvm.h). */
+#ifndef QUBES_DISPVM_TEARDOWN_H
+#define QUBES_DISPVM_TEARDOWN_H
+
+#include "state.h"
+
+/* Destroys the domain, removes the run directory (releasing the memory
+ * file it mapped) and the record: whatever d says exists. Needs no lock
+ * held; takes the qubes.xml write lock for the record. */
+int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err);
+
+/* The sweeps of qvm-cleanup-dispvms, with q->coll loaded for writing:
+ * records of DispVMs whose domain is gone, or whose owner is (removed from
+ * q->coll; *changed tells); domains and files of DispVMs without a record
+ * (ours are the ones with a run directory here); memory files no savefile
+ * and no DispVM uses, and those of a preparation that died (its dvm VM is
+ * not running). *removed counts what went. */
+int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *progress,
+                         struct qerr *err);
+void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress);
+void dispvm_sweep_memory_files(struct qubes *q, FILE *progress);
+
+#endif

@@ -1,0 +1,56 @@
+/* Where the host keeps what lives only while it runs: every path under
+ * $QUBES_RUN_DIR and under the shared-memory directory is built here and
+ * nowhere else.
+ *
+ *   $RUN/start.lock, qfile-daemon-dvm.lock,   host-wide locks and logs
+ *        dispvm-teardown.log
+ *   $RUN/vms/NAME/                            one directory per VM:
+ *        agent.sock agent.lock ready            the agent's channel, who talks
+ *                                               to it, when it last answered
+ *        owner ram firewall.xml console.log     a DispVM's owner, the memory
+ *        root.qcow2 private.qcow2 savefile      file it maps, its rules, its
+ *                                               console, disk layers, clone
+ *   /dev/shm/qubes/                           DVM.savefile, current-savefile,
+ *                                               DVM.GEN.ram (dispvm/shmem.h) */
+#ifndef QUBES_RUNTIME_H
+#define QUBES_RUNTIME_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "error.h"
+
+#define QRT_SHM_PARENT "/dev/shm"
+#define QRT_SHM_DIR QRT_SHM_PARENT "/qubes"
+
+/* Host-wide files in $RUN. */
+#define QRT_START_LOCK "start.lock"
+#define QRT_DISPVM_LOCK "qfile-daemon-dvm.lock"
+#define QRT_TEARDOWN_LOG "dispvm-teardown.log"
+
+/* Files in a VM's run directory. */
+#define QRT_AGENT_SOCK "agent.sock"
+#define QRT_AGENT_LOCK "agent.lock"
+#define QRT_READY "ready"
+#define QRT_OWNER "owner"
+#define QRT_RAM "ram"
+#define QRT_CONSOLE "console.log"
+#define QRT_ROOT_LAYER "root.qcow2"
+#define QRT_PRIVATE_LAYER "private.qcow2"
+#define QRT_CLONE "savefile"
+
+/* $RUN/FILE. */
+int qrt_path(const struct qubes_config *cfg, const char *file, char *out, size_t len,
+             struct qerr *err);
+/* $RUN/vms: the parent of every VM's run directory. */
+int qrt_vms_dir(const struct qubes_config *cfg, char *out, size_t len, struct qerr *err);
+/* $RUN/vms/NAME, or $RUN/vms/NAME/FILE when `file` is not NULL. */
+int qrt_vm_path(const struct qubes_config *cfg, const char *name, const char *file, char *out,
+                size_t len, struct qerr *err);
+/* QRT_SHM_DIR/FILE. */
+int qrt_shm_path(const char *file, char *out, size_t len, struct qerr *err);
+/* Takes the exclusive flock of $RUN/FILE (creating $RUN), waiting; returns
+ * the descriptor that holds it (close() releases it), or -1. */
+int qrt_lock(const struct qubes_config *cfg, const char *file, struct qerr *err);
+
+#endif
