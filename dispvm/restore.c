@@ -138,6 +138,8 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
         qvm_free(vm);
         return -1;
     }
+    /* The rules of the VM that asked (T-dvm's when it is not in the
+     * database). */
     const struct qvm *src = dispvm_source_vm(q->coll, d);
     if ((d->net.on && !vmm_is_test_driver(&q->vmm) && qnet_host_up(&d->net, err) < 0) ||
         dispvm_inherit_firewall(q, vm, src ? src : dispvm_dvm_vm(q->coll, d->tpl), err) < 0) {

@@ -11,9 +11,9 @@
  * qfile-daemon-dvm lock and has q->coll loaded. */
 int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err);
 
-/* A DispVM's firewall rules are those of the VM that asked for it (`from`;
- * T-dvm's when that is not found), written, like every firewall file,
- * under the qubes.xml write lock the caller holds. */
+/* Gives `vm` the firewall rules of `from` (the VM that asked for it; the
+ * defaults when NULL), written, like every firewall file, under the
+ * qubes.xml write lock the caller holds. */
 int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct qvm *from,
                             struct qerr *err);
 
