@@ -470,6 +470,54 @@ static int parse_vm(struct qvm_collection *c, xmlNode *node, const char *origin,
     return 0;
 }
 
+/* The end of a construct opened at buf[i] that is not a start tag
+ * (comment, declaration, processing instruction, end tag), or len. */
+static size_t skip_markup(const char *buf, size_t len, size_t i, int *line)
+{
+    const char *close = len - i >= 4 && memcmp(buf + i, "<!--", 4) == 0 ? "-->" : ">";
+    const char *end = memmem(buf + i + 1, len - i - 1, close, strlen(close));
+    size_t stop = end ? (size_t)(end - buf) : len;
+    for (size_t k = i; k < stop; k++)
+        *line += buf[k] == '\n';
+    return stop;
+}
+
+/* Counts the attributes of every start tag on the raw text ('=' outside
+ * quoted values): a bound, not a parser; what it misreads the parser
+ * refuses. */
+static int check_attr_counts(const char *buf, size_t len, const char *origin, struct qerr *err)
+{
+    int line = 1;
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] == '\n')
+            line++;
+        if (buf[i] != '<')
+            continue;
+        if (i + 1 < len && strchr("!?/", buf[i + 1])) {
+            i = skip_markup(buf, len, i, &line);
+            continue;
+        }
+        size_t name = i + 1, name_len = 0;
+        while (name + name_len < len && !strchr(" \t\r\n/>", buf[name + name_len]))
+            name_len++;
+        int tag_line = line, n = 0;
+        char quote = 0;
+        for (i = name; i < len && (quote || buf[i] != '>'); i++) {
+            line += buf[i] == '\n';
+            if (quote)
+                quote = buf[i] == quote ? 0 : quote;
+            else if (buf[i] == '"' || buf[i] == '\'')
+                quote = buf[i];
+            else
+                n += buf[i] == '=';
+        }
+        if (n > QUBES_MAX_ATTRS)
+            return qerr_set(err, "%s:%d: <%.*s> has more than %d attributes", origin, tag_line,
+                            (int)(name_len < 64 ? name_len : 64), buf + name, QUBES_MAX_ATTRS);
+    }
+    return 0;
+}
+
 int qvm_collection_parse(const char *buf, size_t len, const char *origin,
                          struct qvm_collection **out, struct qerr *err)
 {
@@ -488,6 +536,8 @@ int qvm_collection_parse(const char *buf, size_t len, const char *origin,
      * expand anything (entity bombs, external entities). */
     if (memmem(buf, len, "<!DOCTYPE", 9))
         return qerr_set(err, "%s: a document type declaration (DOCTYPE) is not allowed", origin);
+    if (check_attr_counts(buf, len, origin, err) < 0)
+        return -1;
 
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
     if (!ctxt)

@@ -36,6 +36,11 @@ void qvm_collection_free(struct qvm_collection *c);
 /* dom0 exists in every collection; the loader synthesises it. */
 int qvm_collection_add_dom0(struct qvm_collection *c, struct qerr *err);
 
+/* At most this many attributes on one element of qubes.xml (a VM of the
+ * original has about 40). Checked on the text before it is parsed: the
+ * XML parser compares each attribute of an element with all before it. */
+#define QUBES_MAX_ATTRS 256
+
 /* Parses and validates a whole qubes.xml. `origin` names the file in errors. */
 int qvm_collection_parse(const char *buf, size_t len, const char *origin,
                          struct qvm_collection **out, struct qerr *err);

@@ -193,7 +193,7 @@ static int inherited_lock(const struct qubes_db *db, short *type)
     if (*end || fd < 0 || fd > 1 << 20)
         return -1;
     struct stat fst, pst;
-    if (fstat((int)fd, &fst) < 0 || stat(db->path, &pst) < 0 || !S_ISREG(fst.st_mode) ||
+    if (fstat((int)fd, &fst) < 0 || lstat(db->path, &pst) < 0 || !S_ISREG(fst.st_mode) ||
         fst.st_dev != pst.st_dev || fst.st_ino != pst.st_ino)
         return -1;
     /* Nobody but this description holds a lock on the file ... */
@@ -209,6 +209,48 @@ static int inherited_lock(const struct qubes_db *db, short *type)
         return -1;
     *type = (short)held;
     return fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
+}
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket" : "not a plain file";
+}
+
+/* What may be read as the database: a regular file, not too large. */
+static int check_file(const struct qubes_db *db, const struct stat *st, struct qerr *err)
+{
+    if (!S_ISREG(st->st_mode))
+        return qerr_set(err, "%s is not a regular file (%s)", db->path, file_kind(st->st_mode));
+    if (st->st_size > QDB_MAX_SIZE)
+        return qerr_set(err, "%s is %lld bytes, more than a database may be (%d MiB)", db->path,
+                        (long long)st->st_size, QDB_MAX_SIZE >> 20);
+    return 0;
+}
+
+/* Opens qubes.xml itself, never through a link and never waiting (a FIFO
+ * would block the open), and checks what it is before anything reads it. */
+static int open_db(const struct qubes_db *db, short type, struct qerr *err)
+{
+    int fd = open(db->path, (type == F_WRLCK ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW |
+                                O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            return qerr_set(err, "%s is a symbolic link: refusing to follow it (the database "
+                            "must be the file itself)", db->path);
+        return errno == ENOENT ? -2 : qerr_errno(err, errno, "cannot open %s", db->path);
+    }
+    struct stat st;
+    int rc = fstat(fd, &st) < 0 ? qerr_errno(err, errno, "cannot stat %s", db->path)
+                                : check_file(db, &st, err);
+    int fl = rc < 0 ? -1 : fcntl(fd, F_GETFL);
+    if (rc == 0 && (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0))
+        rc = qerr_errno(err, errno, "cannot open %s", db->path);
+    if (rc < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 static int lock_db(struct qubes_db *db, short type, unsigned flags, struct qerr *err)
@@ -232,15 +274,16 @@ static int lock_db(struct qubes_db *db, short type, unsigned flags, struct qerr 
     }
 
     for (;;) {
-        int fd = open(db->path, (type == F_WRLCK ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ENOENT && (flags & QDB_CREATE)) {
-                if (create_empty(db, err) < 0)
-                    return -1;
-                continue;
-            }
-            return qerr_errno(err, errno, "cannot open %s", db->path);
+        int fd = open_db(db, type, err);
+        if (fd == -2 && (flags & QDB_CREATE)) {
+            if (create_empty(db, err) < 0)
+                return -1;
+            continue;
         }
+        if (fd == -2)
+            return qerr_errno(err, ENOENT, "cannot open %s", db->path);
+        if (fd < 0)
+            return -1;
         if (set_lock(fd, type, true) < 0) {
             int e = errno;
             close(fd);
@@ -252,7 +295,7 @@ static int lock_db(struct qubes_db *db, short type, unsigned flags, struct qerr 
             close(fd);
             return qerr_errno(err, e, "cannot stat %s", db->path);
         }
-        if (stat(db->path, &pst) == 0 && fst.st_dev == pst.st_dev && fst.st_ino == pst.st_ino) {
+        if (lstat(db->path, &pst) == 0 && fst.st_dev == pst.st_dev && fst.st_ino == pst.st_ino) {
             db->fd = fd;
             db->lock = type == F_WRLCK ? QDB_WRITE : QDB_READ;
             db->inherited = false;
@@ -324,6 +367,8 @@ int qdb_load(struct qubes_db *db, struct qvm_collection **out, struct qerr *err)
     struct stat st;
     if (fstat(db->fd, &st) < 0)
         return qerr_errno(err, errno, "cannot stat %s", db->path);
+    if (check_file(db, &st, err) < 0)
+        return -1;
     size_t cap = (size_t)st.st_size + 1, len = 0;
     char *buf = malloc(cap);
     if (!buf)
@@ -348,6 +393,11 @@ int qdb_load(struct qubes_db *db, struct qvm_collection **out, struct qerr *err)
         if (r == 0)
             break;
         len += (size_t)r;
+        if (len > QDB_MAX_SIZE) {     /* it grew while we read it */
+            free(buf);
+            return qerr_set(err, "%s is more than a database may be (%d MiB)", db->path,
+                            QDB_MAX_SIZE >> 20);
+        }
     }
     int rc = qvm_collection_parse(buf, len, db->path, out, err);
     free(buf);

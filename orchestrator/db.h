@@ -30,6 +30,11 @@
 
 #define QDB_LOCK_FD_ENV "QUBES_DB_LOCK_FD"
 
+/* qubes.xml must be a regular file (a symbolic link is not followed, a FIFO
+ * or a device is refused before anything reads it) of at most this size: a
+ * full database of 253 VMs is about 150 KB. */
+#define QDB_MAX_SIZE (16 << 20)
+
 enum qdb_lock { QDB_UNLOCKED, QDB_READ, QDB_WRITE };
 
 /* Flags of qdb_lock_for_writing. */
