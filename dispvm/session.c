@@ -13,6 +13,7 @@
 #include "../orchestrator/agent_client.h"
 #include "../orchestrator/monitor.h"
 #include "../orchestrator/runtime.h"
+#include "../orchestrator/util.h"
 #include "teardown.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -57,7 +58,7 @@ static void __attribute__((noreturn)) session(const struct dispvm_state *d, cons
         (layout[0] && qmonitor_send_on(&c, layout, &e) < 0) ||
         (d->command ? agent_exec(&c, user, d->command, 0, 1, 2, &st, &e)
                     : agent_service(&c, user, d->service, d->source, 0, 1, 2, &st, &e)) < 0) {
-        fprintf(stderr, "qfile-daemon-dvm: %s: %s\n", d->name, e.msg);
+        qsay(stderr, "qfile-daemon-dvm: %s: %s", d->name, e.msg);
         _exit(125);
     }
     _exit(st & 0xff);

@@ -21,12 +21,57 @@ void qsay(FILE *f, const char *fmt, ...)
 {
     if (!f)
         return;
+    char *text;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
+    int n = vasprintf(&text, fmt, ap);
     va_end(ap);
+    if (n < 0)
+        return;
+    qprint_text(f, text);
+    free(text);
     fputc('\n', f);
     fflush(f);
+}
+
+/* The length of the UTF-8 sequence at p when it is valid (shortest form,
+ * no surrogate) and printable, else 0. */
+static int printable_utf8(const unsigned char *p)
+{
+    int n = p[0] >= 0x20 && p[0] < 0x7f ? 1
+          : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
+          : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+          : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+        (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+        return 0;
+    if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+        return 0;       /* C1 controls, U+0080..U+009F */
+    /* Line and paragraph separators, bidi embeddings, overrides, isolates. */
+    if (n == 3 && p[0] == 0xe2 && ((p[1] == 0x80 && p[2] >= 0xa8 && p[2] <= 0xae) ||
+                                   (p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)))
+        return 0;
+    return n;
+}
+
+void qprint_text(FILE *f, const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p;) {
+        int n = printable_utf8(p);
+        if (n > 0) {
+            fwrite(p, 1, (size_t)n, f);
+            p += n;
+        } else {
+            if (*p == '\n')
+                fputs("\\n", f);
+            else
+                fprintf(f, "\\x%02x", *p);
+            p++;
+        }
+    }
 }
 
 int qrun_program(char *const argv[], struct qerr *err)

@@ -7,8 +7,15 @@
 
 #include "error.h"
 
-/* One progress line on `f` ("--> ..."), nothing when f is NULL. */
+/* One progress line on `f` ("--> ..."), nothing when f is NULL; printed
+ * as qprint_text prints. */
 void qsay(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The one printer for text that may come from a guest, a file or another
+ * user: printable UTF-8 goes out as it is; C0 and C1 controls, DEL, bidi
+ * and line-separator characters and bytes that are not UTF-8 go out
+ * escaped (\xNN, a newline as \n), so nothing reaches a terminal as a
+ * control sequence. */
+void qprint_text(FILE *f, const char *text);
 /* Runs a program with an argument vector (never through a shell), waits,
  * and fails unless it exits 0. */
 int qrun_program(char *const argv[], struct qerr *err);

@@ -166,7 +166,7 @@ int main(int argc, char **argv)
     size_t ndoms = 0;
     bool states_known = true;
     if (vmm_list_domains(&q.vmm, &doms, &ndoms, &err) < 0) {
-        fprintf(stderr, "%s: warning: power states unknown: %s\n", prog, err.msg);
+        qsay(stderr, "%s: warning: power states unknown: %s", prog, err.msg);
         states_known = false;
     }
     /* CPU use: a second sample after the interval. */

@@ -7,23 +7,18 @@
 #include <stdlib.h>
 
 #include "../qubes.h"
+#include "../util.h"
 
 #define QUBES_VERSION "0.5"
 #define TOOL_OFFLINE_OPT 1000   /* getopt value of --offline-mode */
 
-/* Prints "PROG: error: MESSAGE" as one line: control characters a message
- * may carry from a file or a name (a newline above all) are shown escaped. */
+/* Prints "PROG: error: MESSAGE" as one line: what a message may carry from
+ * a guest, a file or a name (a newline, a control sequence) is shown
+ * escaped (qprint_text). */
 static inline __attribute__((noreturn)) void tool_fail(const char *prog, const struct qerr *err)
 {
     fprintf(stderr, "%s: error: ", prog);
-    for (const unsigned char *p = (const unsigned char *)err->msg; *p; p++) {
-        if (*p == '\n')
-            fputs("\\n", stderr);
-        else if (*p < 0x20 || *p == 0x7f)
-            fprintf(stderr, "\\x%02x", *p);
-        else
-            fputc(*p, stderr);
-    }
+    qprint_text(stderr, err->msg);
     fputc('\n', stderr);
     exit(1);
 }
