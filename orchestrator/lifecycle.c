@@ -112,6 +112,8 @@ int qubes_template_exclusion(struct qubes *q, const struct qvm *vm, struct qerr 
 
 /* ---- starting ---- */
 
+/* An image of the VM: a file of its directory its record names (the
+ * loader admits only names relative to it, without '..'). */
 static int img_path(const struct qubes *q, const struct qvm *vm, const char *attr,
                     const char *dflt, char *out, size_t len, struct qerr *err)
 {
@@ -121,8 +123,10 @@ static int img_path(const struct qubes *q, const struct qvm *vm, const char *att
     const char *img = qvm_get_attr(vm, attr);
     if (!img)
         img = dflt;
-    if (snprintf(out, len, img[0] == '/' ? "%s%s" : "%s/%s", img[0] == '/' ? "" : dir, img) >=
-        (int)len)
+    if (img[0] == '/' || strstr(img, ".."))
+        return qerr_set(err, "%s=\"%s\" of '%s': not a file of its directory", attr, img,
+                        vm->name);
+    if (snprintf(out, len, "%s/%s", dir, img) >= (int)len)
         return qerr_set(err, "path of %s of '%s' is too long", attr, vm->name);
     return 0;
 }

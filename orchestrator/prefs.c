@@ -137,7 +137,7 @@ static char *get_dir(struct qubes *q, const struct qvm *vm, const struct pref *p
     return xstrdup(dir);
 }
 
-/* An image path as a user wants it: absolute, resolved against dir_path.
+/* An image path as a user wants it: absolute, in the VM's directory.
  * A template-based VM's root is its template's. */
 static char *get_img(struct qubes *q, const struct qvm *vm, const struct pref *p)
 {
@@ -150,8 +150,6 @@ static char *get_img(struct qubes *q, const struct qvm *vm, const struct pref *p
     const char *img = qvm_get_attr(owner, p->attr);
     if (!img)
         return xstrdup("");
-    if (img[0] == '/')
-        return xstrdup(img);
     char dir[PATH_MAX];
     if (qubes_vm_dir(q, owner, dir, sizeof dir, NULL) < 0)
         return xstrdup(img);
@@ -473,25 +471,21 @@ static int set_name(struct qubes *q, struct qvm *vm, const struct pref *p, const
         return qerr_set(err, "name: a VM named '%s' already exists", value);
     if (require_halted(q, vm, "the name", err) < 0)
         return -1;
-    /* The directory follows the name when it is the standard one. */
+    /* The directory follows the name (dir_path is written anew for the
+     * original's tools, whatever it said). */
     char old_dir[PATH_MAX], new_dir[PATH_MAX], conf[64];
     if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, old_dir,
                             sizeof old_dir, err) < 0 ||
         qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), value, new_dir, sizeof new_dir,
                             err) < 0)
         return -1;
-    const char *cur = qvm_get_attr(vm, "dir_path");
-    bool move = !cur || strcmp(cur, old_dir) == 0;
-    if (move) {
-        if (access(new_dir, F_OK) == 0)
-            return qerr_set(err, "name: %s already exists", new_dir);
-        if (rename(old_dir, new_dir) < 0 && errno != ENOENT)
-            return qerr_errno(err, errno, "name: cannot rename %s to %s", old_dir, new_dir);
-    }
+    if (access(new_dir, F_OK) == 0)
+        return qerr_set(err, "name: %s already exists", new_dir);
+    if (rename(old_dir, new_dir) < 0 && errno != ENOENT)
+        return qerr_errno(err, errno, "name: cannot rename %s to %s", old_dir, new_dir);
     if (qvm_collection_rename(q->coll, vm, value, err) < 0 ||
-        (move && qvm_set_attr(vm, "dir_path", new_dir, err) < 0)) {
-        if (move)
-            rename(new_dir, old_dir);
+        qvm_set_attr(vm, "dir_path", new_dir, err) < 0) {
+        rename(new_dir, old_dir);
         return -1;
     }
     snprintf(conf, sizeof conf, "%s.conf", value);

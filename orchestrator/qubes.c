@@ -112,13 +112,6 @@ enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err)
 {
-    const char *d = qvm_get_attr(vm, "dir_path");
-    if (d) {
-        if (strlen(d) >= len)
-            return qerr_set(err, "dir_path of '%s' is too long", vm->name);
-        strcpy(out, d);
-        return 0;
-    }
     return qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, out, len, err);
 }
 
@@ -427,25 +420,6 @@ static int names_of(struct qvm **vms, size_t n, char *buf, size_t len)
     return 0;
 }
 
-/* Only ever delete what is the VM's own directory: $BASE/<subdir>/<name>,
- * whatever dir_path a (possibly hostile) qubes.xml says. */
-static int owned_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
-                     struct qerr *err)
-{
-    char expected[PATH_MAX];
-    if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, expected,
-                            sizeof expected, err) < 0)
-        return -1;
-    const char *d = qvm_get_attr(vm, "dir_path");
-    if (d && strcmp(d, expected) != 0)
-        return qerr_set(err, "'%s' lives in %s, not in %s: refusing to delete its files "
-                        "(use --just-db and remove them by hand)", vm->name, d, expected);
-    if (strlen(expected) >= len)
-        return qerr_set(err, "path too long: %s", expected);
-    strcpy(out, expected);
-    return 0;
-}
-
 int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_savefile,
                     struct qerr *err)
 {
@@ -489,7 +463,7 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
 
     char dir[PATH_MAX], aside[PATH_MAX + 64] = "";
     if (!just_db) {
-        if (owned_dir(q, vm, dir, sizeof dir, err) < 0)
+        if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
             return -1;
         /* Move the files aside first: if saving fails they come back. */
         snprintf(aside, sizeof aside, "%s.removing-%d", dir, (int)getpid());

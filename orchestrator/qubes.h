@@ -60,7 +60,9 @@ enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
                                   const struct vmm_domain *d);
 /* A random (version 4) UUID. */
 void qubes_new_uuid(char out[37]);
-/* $BASE-relative directory the VM's files live in (dir_path, or the default). */
+/* The directory the VM's files live in: $BASE/<class dir>/NAME, always.
+ * dir_path in qubes.xml is kept for the original's tools and never used: a
+ * file's word on where a VM's disks are would hand them any host file. */
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err);
 
