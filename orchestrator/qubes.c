@@ -15,6 +15,7 @@
 
 int qubes_open(struct qubes *q, bool offline, struct qerr *err)
 {
+    qensure_std_fds();
     memset(q, 0, sizeof *q);
     q->db.fd = -1;
     if (qubes_config_init(&q->cfg, err) < 0)

@@ -24,8 +24,9 @@ struct qubes {
 };
 
 /* Reads the configuration; `offline` forces offline mode (--offline-mode).
- * Opens nothing: the database is locked by the calls below, the
- * hypervisor at its first use. */
+ * Opens nothing (but /dev/null on a standard descriptor that was closed):
+ * the database is locked by the calls below, the hypervisor at its first
+ * use. */
 int qubes_open(struct qubes *q, bool offline, struct qerr *err);
 void qubes_close(struct qubes *q);
 

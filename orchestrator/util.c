@@ -74,6 +74,19 @@ void qprint_text(FILE *f, const char *text)
     }
 }
 
+void qensure_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        int null = open("/dev/null", O_RDWR);   /* the lowest free number: fd */
+        if (null >= 0 && null != fd) {
+            dup2(null, fd);
+            close(null);
+        }
+    }
+}
+
 int qrun_program(char *const argv[], struct qerr *err)
 {
     pid_t pid;

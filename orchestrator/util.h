@@ -16,6 +16,10 @@ void qsay(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
  * escaped (\xNN, a newline as \n), so nothing reaches a terminal as a
  * control sequence. */
 void qprint_text(FILE *f, const char *text);
+/* Makes sure descriptors 0, 1 and 2 are open (on /dev/null where one was
+ * closed): else the next file opened would become standard output or
+ * error, and progress text or a child's output would land in it. */
+void qensure_std_fds(void);
 /* Runs a program with an argument vector (never through a shell), waits,
  * and fails unless it exits 0. */
 int qrun_program(char *const argv[], struct qerr *err);
