@@ -128,16 +128,6 @@ int dispvm_state_existing(struct dispvm_state *d, const struct qubes_config *cfg
     return 0;
 }
 
-bool dispvm_is_name(const char *n)
-{
-    if (strncmp(n, "disp", 4) != 0 || !n[4])
-        return false;
-    for (const char *p = n + 4; *p; p++)
-        if (*p < '0' || *p > '9')
-            return false;
-    return true;
-}
-
 /* Preloads belong to the pool, not to a process. */
 #define POOL_OWNER "preload\n"
 

@@ -83,9 +83,6 @@ struct qvm *dispvm_source_vm(const struct qvm_collection *c, const struct dispvm
 int dispvm_state_existing(struct dispvm_state *d, const struct qubes_config *cfg,
                           const struct qvm_collection *c, const char *name, struct qerr *err);
 
-/* Whether a VM name is that of a DispVM (disp followed by digits). */
-bool dispvm_is_name(const char *name);
-
 /* Who owns a DispVM: the process serving it ("PID STARTTIME"), or the
  * preload pool. qvm-cleanup-dispvms removes DispVMs whose owner is gone. */
 int dispvm_own(const struct dispvm_state *d, bool by_pool, struct qerr *err);

@@ -111,7 +111,7 @@ void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress)
     struct dirent *e;
     while (dh && (e = readdir(dh))) {
         char rundir[PATH_MAX], ram[PATH_MAX];
-        if (!dispvm_is_name(e->d_name) || qvm_collection_by_name(q->coll, e->d_name) ||
+        if (!qvm_is_dispvm_name(e->d_name) || qvm_collection_by_name(q->coll, e->d_name) ||
             qrt_vm_path(&q->cfg, e->d_name, NULL, rundir, sizeof rundir, NULL) < 0 ||
             qrt_vm_path(&q->cfg, e->d_name, QRT_RAM, ram, sizeof ram, NULL) < 0)
             continue;

@@ -233,6 +233,11 @@ static int check_vm_refs(const struct qvm_collection *c, const struct qvm *vm,
     char where[512];
     vm_where(vm, origin, where, sizeof where);
 
+    /* A VM named so would take the name (and break the restore) of the
+     * DispVM that draws its number. */
+    if (vm->cls != QVM_DISP && qvm_is_dispvm_name(vm->name))
+        return qerr_set(err, "%s: name=\"%s\": names disp<N> are kept for DispVMs", where,
+                        vm->name);
     if (vm->template_qid >= 0) {
         struct qvm *tpl = qvm_collection_by_qid(c, vm->template_qid);
         if (!tpl)

@@ -116,7 +116,19 @@ int qvm_check_new_name(const char *name, struct qerr *err)
         return -1;
     if (strcmp(name, "dom0") == 0)
         return qerr_set(err, "invalid VM name 'dom0': reserved for the admin VM");
+    if (qvm_is_dispvm_name(name))
+        return qerr_set(err, "invalid VM name '%s': names disp<N> are kept for DispVMs", name);
     return 0;
+}
+
+bool qvm_is_dispvm_name(const char *name)
+{
+    if (strncmp(name, "disp", 4) != 0 || !name[4])
+        return false;
+    for (const char *p = name + 4; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
 }
 
 int qparse_bool(const char *text, bool *out)

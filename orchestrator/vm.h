@@ -49,8 +49,11 @@ const struct qlabel *qlabel_by_index(int index);
 /* Checks a VM name: ^[a-zA-Z][a-zA-Z0-9_-]*$, at most 31 characters, not
  * none/true/false. Error text names the name and the rule it breaks. */
 int qvm_check_name(const char *name, struct qerr *err);
-/* The same, for a VM being created or renamed: dom0 is taken. */
+/* The same, for a VM being created or renamed: dom0 is taken, and so are
+ * disp<N> (the names DispVMs get). */
 int qvm_check_new_name(const char *name, struct qerr *err);
+/* Whether a name is a DispVM's: "disp" and digits. */
+bool qvm_is_dispvm_name(const char *name);
 
 struct qvm {
     enum qvm_class cls;

@@ -109,6 +109,7 @@ for base in empty fixture; do
     create_refused $base 'a<newline>b' "$NAMECHARS" 'a
 b'
     create_refused $base 'a<tab>b' "$NAMECHARS" "$(printf 'a\tb')"
+    create_refused $base disp7 "invalid VM name 'disp7': names disp<N> are kept for DispVMs" disp7
 
     # Control: a valid name goes through, so the checks above can fail.
     base_$base
@@ -141,6 +142,7 @@ rename_refused None "name: invalid VM name 'None': reserved word" None
 rename_refused '$(touch pwned)' "name: invalid VM name '\$(touch pwned)': must start with a letter" \
     '$(touch pwned)'
 rename_refused banking "name: a VM named 'banking' already exists" banking
+rename_refused disp12 "name: invalid VM name 'disp12': names disp<N> are kept for DispVMs" disp12
 
 # Control: a valid new name is taken.
 before=$(snapshot)

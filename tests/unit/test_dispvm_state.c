@@ -137,8 +137,8 @@ int main(void)
     ok(dispvm_state_name(&d, &q.cfg, q.coll, "disp-a-name-longer-than-31-chars", 1, &err) < 0,
        "a name too long is refused: %s", err.msg);
 
-    ok(dispvm_is_name("disp1") && dispvm_is_name("disp253") && !dispvm_is_name("disp") &&
-       !dispvm_is_name("disp1a") && !dispvm_is_name("work") && !dispvm_is_name("xdisp1"),
+    ok(qvm_is_dispvm_name("disp1") && qvm_is_dispvm_name("disp253") && !qvm_is_dispvm_name("disp") &&
+       !qvm_is_dispvm_name("disp1a") && !qvm_is_dispvm_name("work") && !qvm_is_dispvm_name("xdisp1"),
        "DispVM names: disp and digits");
 
     /* dispvm-preload, as the database holds it. */
