@@ -59,23 +59,22 @@ static int open_port(void)
     return fd;
 }
 
+/* Writes all of buf. A host that reads slowly is waited for as long as it
+ * stays connected: a frame is never cut short, or the host would read the
+ * rest of it as frames. A host that hangs up ends the session (-1). */
 static int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
-    int stalls = 0;
     while (len > 0) {
         ssize_t r = write(fd, p, len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && errno == EAGAIN) {
-            /* Nobody reading on the host for 5 s: drop the frame. */
             struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-            if (++stalls > 50)
+            if (poll(&pfd, 1, 1000) > 0 && (pfd.revents & POLLHUP) && !(pfd.revents & POLLOUT))
                 return -1;
-            poll(&pfd, 1, 100);
             continue;
         }
-        stalls = 0;
         if (r <= 0)
             return -1;
         p += r;
@@ -182,8 +181,9 @@ static void run_command(const char *user, char *const argv[], const char *env)
     }
     int to_child = in[1], port_watch = port;
     int open_outputs = 2;
+    bool lost = false;          /* the host went away mid-frame: no more frames */
     static char buf[16384];
-    while (open_outputs > 0) {
+    while (open_outputs > 0 && !lost) {
         struct pollfd p[3] = {
             { .fd = out[0], .events = POLLIN },
             { .fd = err[0], .events = POLLIN },
@@ -198,7 +198,11 @@ static void run_command(const char *user, char *const argv[], const char *env)
             if (p[i].fd >= 0 && (p[i].revents & (POLLIN | POLLHUP))) {
                 ssize_t r = read(p[i].fd, buf, sizeof buf);
                 if (r > 0) {
-                    send_frame(i == 0 ? QAG_STDOUT : QAG_STDERR, buf, (uint32_t)r);
+                    if (send_frame(i == 0 ? QAG_STDOUT : QAG_STDERR, buf, (uint32_t)r) < 0) {
+                        kill(-pid, SIGKILL);
+                        lost = true;
+                        break;
+                    }
                 } else {
                     close(p[i].fd);
                     if (i == 0)
@@ -227,11 +231,16 @@ static void run_command(const char *user, char *const argv[], const char *env)
     }
     if (to_child >= 0)
         close(to_child);
+    if (out[0] >= 0)
+        close(out[0]);
+    if (err[0] >= 0)
+        close(err[0]);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     int32_t code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    send_frame(QAG_EXIT, &code, sizeof code);
+    if (!lost)
+        send_frame(QAG_EXIT, &code, sizeof code);
 }
 
 /* A service is a program in /etc/qubes-rpc named by the request; the name

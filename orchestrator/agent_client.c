@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,8 +63,10 @@ static int recv_frame(int fd, struct qag_header *h, char *payload, long deadline
         return qerr_set(err, "the agent closed the connection");
     if (h->magic != QAG_MAGIC || h->len > QAG_MAX_PAYLOAD)
         return qerr_set(err, "garbled frame from the agent (type %u, length %u)", h->type, h->len);
-    if (h->len && read_all(fd, payload, h->len, deadline) != 0)
-        return qerr_set(err, "the agent closed the connection mid-frame");
+    if (h->len && (r = read_all(fd, payload, h->len, deadline)) != 0)
+        return r == -2 ? qerr_set(err, "the agent stopped mid-frame (%u bytes announced, the "
+                                  "rest did not come within %d s)", h->len, AGENT_FRAME_MS / 1000)
+                       : qerr_set(err, "the agent closed the connection mid-frame");
     return 0;
 }
 
@@ -142,11 +145,18 @@ static int try_session(const char *sock, long deadline, int *out)
     return -1;
 }
 
+void agent_deadline(struct agent_conn *c, long ms)
+{
+    c->deadline = ms > 0 ? qnow_ms() + ms : 0;
+    c->deadline_ms = ms;
+}
+
 int agent_connect(const char *sock, long timeout_ms, struct agent_conn *c, struct qerr *err)
 {
     long deadline = qnow_ms() + timeout_ms;
     int last = 0;
     c->fd = -1;
+    agent_deadline(c, 0);
     while (qnow_ms() < deadline) {
         if (try_session(sock, deadline, &c->fd) == 0)
             return 0;
@@ -210,7 +220,8 @@ int agent_service(struct agent_conn *c, const char *user, const char *service,
     return relay(c, in_fd, out_fd, err_fd, status, err);
 }
 
-/* Streams input to the command and its output back until it exits. */
+/* Streams input to the command and its output back until it exits, or
+ * until c->deadline. */
 static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *status,
                  struct qerr *err)
 {
@@ -221,16 +232,19 @@ static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *s
     char buf[16384];
     for (;;) {
         /* The output too: a pipe whose reader is gone reports an error at
-         * once, and nobody wants the command's output any more. */
+         * once, a socket a hang-up, and nobody wants the output any more. */
         struct pollfd p[3] = { { .fd = c->fd, .events = POLLIN },
                                { .fd = in_fd, .events = POLLIN },
                                { .fd = out_fd, .events = 0 } };
-        if (poll(p, 3, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+        long left = c->deadline ? c->deadline - qnow_ms() : -1;
+        int r = c->deadline && left <= 0 ? 0 : poll(p, 3, left > INT_MAX ? INT_MAX : (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
             return qerr_errno(err, errno, "poll");
-        }
-        if (out_fd >= 0 && (p[2].revents & POLLERR))
+        if (r == 0)
+            return qerr_set(err, "the agent did not answer within %ld s", c->deadline_ms / 1000);
+        if (out_fd >= 0 && (p[2].revents & (POLLERR | POLLHUP)))
             return qerr_set(err, "the caller went away (its end of the output is closed)");
         if (in_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t n = read(in_fd, buf, sizeof buf);
@@ -244,19 +258,30 @@ static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *s
         }
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             struct qag_header h;
-            if (recv_frame(c->fd, &h, payload, 0, err) < 0)
-                return -1;
+            long frame_end = qnow_ms() + AGENT_FRAME_MS;
+            if (c->deadline && c->deadline < frame_end)
+                frame_end = c->deadline;
+            if ((r = recv_frame(c->fd, &h, payload, frame_end, err)) < 0)
+                return r == -2 ? qerr_set(err, "the agent stopped mid-frame (a header began, "
+                                          "the rest did not come within %d s)",
+                                          AGENT_FRAME_MS / 1000) : -1;
             switch (h.type) {
             case QAG_STDOUT:
             case QAG_STDERR: {
                 int fd = h.type == QAG_STDOUT ? out_fd : err_fd;
-                if (fd >= 0 && qwrite_all(fd, payload, h.len) < 0 && errno != EPIPE)
-                    return qerr_errno(err, errno, "cannot write the command's output");
+                if (fd >= 0 && qwrite_all(fd, payload, h.len) < 0)
+                    return errno == EPIPE
+                               ? qerr_set(err, "the caller went away (its end of the output "
+                                          "is closed)")
+                               : qerr_errno(err, errno, "cannot write the command's output");
                 break;
             }
             case QAG_EXIT: {
-                int32_t code = 0;
-                memcpy(&code, payload, h.len >= 4 ? 4 : 0);
+                int32_t code;
+                if (h.len != sizeof code)
+                    return qerr_set(err, "malformed EXIT frame from the agent (%u bytes, not %zu)",
+                                    h.len, sizeof code);
+                memcpy(&code, payload, sizeof code);
                 *status = code;
                 return 0;
             }
@@ -274,8 +299,11 @@ int agent_identity(struct agent_conn *c, const char *name, const char *mac, cons
 {
     const char *parts[] = { name, mac, ip_cidr, gateway };
     int status = 0;
-    if (send_request(c, QAG_IDENTITY, parts, 4, err) < 0 ||
-        relay(c, -1, -1, -1, &status, err) < 0)
+    agent_deadline(c, AGENT_REQUEST_MS);
+    int rc = send_request(c, QAG_IDENTITY, parts, 4, err) < 0 ||
+             relay(c, -1, -1, -1, &status, err) < 0 ? -1 : 0;
+    agent_deadline(c, 0);
+    if (rc < 0)
         return qerr_prefix(err, "cannot give the guest its identity");
     return status == 0 ? 0 : qerr_set(err, "the guest could not take its identity (status %d)",
                                       status);

@@ -8,7 +8,20 @@
 
 struct agent_conn {
     int fd;
+    long deadline;              /* CLOCK_MONOTONIC ms the request must end by; 0: none */
+    long deadline_ms;           /* and how long it was given */
 };
+
+/* The host's own requests (identity, monitor layout) end within this; a
+ * command or service runs as long as it runs. */
+#define AGENT_REQUEST_MS 10000
+/* Once a frame has begun, all of it arrives within this, or the session
+ * ends: a guest that stops mid-frame would have us read its data as
+ * frames. */
+#define AGENT_FRAME_MS 10000
+
+/* The request that comes next must end within `ms` (0: no deadline). */
+void agent_deadline(struct agent_conn *c, long ms);
 
 /* Connects to the socket and completes the HELLO handshake, retrying until
  * `timeout_ms` has passed (the socket appears with QEMU, the agent answers

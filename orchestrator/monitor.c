@@ -169,7 +169,9 @@ int qmonitor_send_on(struct agent_conn *c, const char *layout, struct qerr *err)
     }
     close(in[1]);
     int status = 0;
+    agent_deadline(c, AGENT_REQUEST_MS);
     int rc = agent_service(c, "root", QMONITOR_SERVICE, "dom0", in[0], -1, -1, &status, err);
+    agent_deadline(c, 0);
     close(in[0]);
     if (rc == 0 && status != 0)
         rc = qerr_set(err, "%s exited with status %d", QMONITOR_SERVICE, status);

@@ -128,6 +128,31 @@ qvm-kill $C
 qvm-start -q --no-guid $C
 is "$(qvm-run -p $C 'cat /tmp/qubes-monitor-layout 2>/dev/null || echo none')" "none" \
    "with --no-guid, none is sent"
+
+# A reader slower than the guest writes: the guest waits for us, and every
+# frame arrives whole (a guest that dropped a stalled frame had us read
+# output as frames: exit 42 after 262 KB).
+{ qvm-run -p $C 'head -c 4000000 /dev/zero'; echo $? > "$SCRATCH/slow.rc"; } |
+    (sleep 8; wc -c) > "$SCRATCH/slow.out"
+is "$(tr -d ' ' < "$SCRATCH/slow.out")/$(cat "$SCRATCH/slow.rc")" "4000000/0" \
+   "4 MB to a reader that sleeps 8 s first: all of it, exit status 0"
+qvm-kill $C
+
+# A guest that never answers the monitor layout: qvm-start says so within
+# its deadline and lets the VM's agent lock go (it used to hang for ever
+# holding it, and every later qvm-run with it).
+(qvm-start $C > "$SCRATCH/start.out" 2>&1; echo $? > "$SCRATCH/start.rc") &
+for i in $(seq 400); do [ -S "$R/vms/$C/agent.sock" ] && break; sleep 0.05; done
+"$HELPERS/hostile-agent" "$R/vms/$C/agent.sock" silent > "$SCRATCH/hostile.out" &
+hostile=$!
+t0=$(date +%s)
+for i in $(seq 900); do [ -s "$SCRATCH/start.rc" ] && break; sleep 0.1; done
+took=$(($(date +%s) - t0))
+kill $hostile 2>/dev/null
+is "$(cat "$SCRATCH/start.rc" 2>/dev/null)" 0 "qvm-start of a VM whose guest never answers the layout ends ($took s)"
+like "$(cat "$SCRATCH/start.out")" "did not answer within" "and says the guest did not answer"
+flock -n "$R/vms/$C/agent.lock" true
+ok $? "and holds the VM's agent lock no more"
 qvm-kill $C
 rm -f "$B/monitor-layout"
 
