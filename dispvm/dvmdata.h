@@ -4,6 +4,9 @@
  *   DVM.root.qcow2     its root layer and private image as they were at
  *   DVM.private.img    the save: what its memory believes is on disk
  *   DVM.meta           what the savefile was made from (its staleness stamp)
+ *   DVM.shm            which file the copy in shared memory is (device,
+ *                      inode, size): a restore reads that copy only when
+ *                      it is that file, in a directory of ours
  *   default-savefile, savefile-root   the original's links
  *   dispid             the counter DispVM names are taken from
  *   dont-use-shm       when present, no copy goes to shared memory
@@ -28,6 +31,7 @@ struct dvmdata {
     char dir[PATH_MAX];                 /* $BASE/dvmdata */
     char savefile[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], meta[PATH_MAX];
     char shm_copy[PATH_MAX];            /* QRT_SHM_DIR/DVM.savefile */
+    char shm_record[PATH_MAX];          /* DVM.shm: which file that copy is */
 };
 
 /* The paths of the set of the VM `dvm`. */
@@ -36,6 +40,13 @@ int dvmdata_of(const struct qubes_config *cfg, const char *dvm, struct dvmdata *
 /* $BASE/dvmdata/FILE. */
 int dvmdata_path(const struct qubes_config *cfg, const char *file, char *out, size_t len,
                  struct qerr *err);
+
+/* Copies the savefile to shared memory (when QRT_SHM_DIR is ours) and
+ * records which file the copy is; links current-savefile to it. */
+int dvmdata_publish_shm(const struct dvmdata *set, struct qerr *err);
+/* The savefile a restore reads: the copy in shared memory when it is the
+ * one recorded, in a directory of ours; else the savefile in dvmdata. */
+const char *dvmdata_restore_from(const struct dvmdata *set);
 
 /* After the VM `dvm` is removed: its savefile set, stamp, shared-memory
  * copy, the links that named them, and the memory files no DispVM maps.

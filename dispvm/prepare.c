@@ -238,7 +238,7 @@ static void relink(const char *target, const char *link, FILE *progress)
 /* The original's links, and the copy in shared memory (best effort). */
 static void publish_set(struct qubes *q, const struct dispvm_template *t, FILE *progress)
 {
-    char link[PATH_MAX], dir[PATH_MAX], root[PATH_MAX + 16], tmp[PATH_MAX + 8];
+    char link[PATH_MAX], dir[PATH_MAX], root[PATH_MAX + 16];
     const struct qvm *tpl = dispvm_template_vm(q->coll, t);
     if (dvmdata_path(&q->cfg, DVMDATA_DEFAULT_SAVEFILE, link, sizeof link, NULL) == 0)
         relink(t->set.savefile, link, progress);
@@ -247,18 +247,12 @@ static void publish_set(struct qubes *q, const struct dispvm_template *t, FILE *
         snprintf(root, sizeof root, "%s/root.img", dir);
         relink(root, link, progress);
     }
+    struct qerr e;
     if (dvmdata_path(&q->cfg, DVMDATA_NO_SHM, link, sizeof link, NULL) < 0 ||
         access(link, F_OK) == 0 || access(QRT_SHM_PARENT, W_OK) != 0)
         return;
-    mkdir(QRT_SHM_DIR, 0755);
-    snprintf(tmp, sizeof tmp, "%s.tmp", t->set.shm_copy);
-    unlink(tmp);
-    if (storage_copy_sparse(t->set.savefile, tmp, NULL) == 0 && rename(tmp, t->set.shm_copy) == 0) {
-        if (qrt_shm_path(DVMDATA_SHM_CURRENT, link, sizeof link, NULL) == 0)
-            relink(t->set.shm_copy, link, progress);
-    } else {
-        unlink(tmp);
-    }
+    if (dvmdata_publish_shm(&t->set, &e) < 0)
+        qsay(progress, "warning: %s", e.msg);
 }
 
 int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
@@ -270,10 +264,8 @@ int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
     new_set_paths(&t->set, &n);
     if (ensure_dvm_vm(q, t, progress, err) < 0 || choose_memory(q, &shared, progress, err) < 0)
         return -1;
-    if (shared) {
-        mkdir(QRT_SHM_DIR, 0755);
-        dispvm_ram_new(t->dvm, ram, sizeof ram);
-    }
+    if (shared && dispvm_ram_create(t->dvm, ram, sizeof ram, err) < 0)
+        return -1;
     struct qvm_start_opts so = { .wait = true, .progress = progress,
                                  .mem_file = shared ? ram : NULL };
     qsay(progress, "--> Booting '%s' to save it warmed up", t->dvm);

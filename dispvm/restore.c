@@ -152,15 +152,6 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 
 /* ---- the domain (under the write lock) ---- */
 
-/* The shared-memory copy of the savefile, when it is the current one. */
-static const char *savefile_to_restore(const struct dvmdata *set)
-{
-    struct stat a, b;
-    return stat(set->shm_copy, &a) == 0 && stat(set->savefile, &b) == 0 &&
-                   a.st_size == b.st_size && a.st_mtime >= b.st_mtime
-               ? set->shm_copy : set->savefile;
-}
-
 /* A full-image savefile: a clone of it with the DispVM's identity, fed
  * through a FIFO (no copy, QUBES_DISPVM_FEED=fifo), or, when the restore
  * refuses that, from a copy. */
@@ -193,9 +184,7 @@ static int restore_shared(struct qubes *q, const struct dispvm_state *d,
                           const struct savefile_info *si, const char *from, const char *ram,
                           struct savefile_identity *id, struct qerr *err)
 {
-    if (access(ram, R_OK) < 0)
-        return qerr_errno(err, errno, "the savefile's memory file %s", ram);
-    if (dispvm_ram_claim(d->ram, ram, err) < 0)
+    if (dispvm_ram_check(ram, err) < 0 || dispvm_ram_claim(d->ram, ram, err) < 0)
         return -1;
     id->private_ram = true;
     cleanup_free char *xml = savefile_domain_xml(si->xml, id, err);
@@ -215,7 +204,7 @@ static int restore_shared(struct qubes *q, const struct dispvm_state *d,
 
 static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
-    const char *from = savefile_to_restore(&d->tpl->set);
+    const char *from = dvmdata_restore_from(&d->tpl->set);
     struct savefile_identity id = {
         .name = d->name, .uuid = d->uuid, .disks = { d->root_layer, d->private_layer },
         .formats = { "qcow2", "qcow2" }, .ndisks = 2,

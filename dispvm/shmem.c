@@ -1,6 +1,8 @@
 #include "shmem.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +16,33 @@
 #include "../orchestrator/util.h"
 #include "savefile.h"
 
-void dispvm_ram_new(const char *dvm, char *out, size_t len)
+int dispvm_ram_create(const char *dvm, char *out, size_t len, struct qerr *err)
 {
     struct timespec ts;
     char file[PATH_MAX];
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(file, sizeof file, "%s.%lld%09ld.ram", dvm, (long long)ts.tv_sec, ts.tv_nsec);
-    if (qrt_shm_path(file, out, len, NULL) < 0)
-        out[0] = '\0';
+    if (qrt_shm_dir(true, err) < 0 || qrt_shm_path(file, out, len, err) < 0)
+        return qerr_prefix(err, "cannot keep the memory of '%s' in a file", dvm);
+    int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot create %s", out);
+    close(fd);
+    return 0;
+}
+
+int dispvm_ram_check(const char *ram, struct qerr *err)
+{
+    struct stat st;
+    if (qrt_shm_dir(false, err) < 0)
+        return -1;
+    if (lstat(ram, &st) < 0)
+        return qerr_errno(err, errno, "the savefile's memory file %s", ram);
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        return qerr_set(err, "the savefile's memory file %s is not one of ours (a file of uid "
+                        "%u, mode %03o): refusing it", ram, (unsigned)st.st_uid,
+                        (unsigned)(st.st_mode & 0777));
+    return 0;
 }
 
 int dispvm_ram_of_xml(const char *xml, char *out, size_t len)
@@ -121,7 +142,7 @@ int dispvm_ram_gc(const struct qubes_config *cfg, const char *dvm, const char *s
         savefile_info_free(&si);
     }
     long long cur = current[0] ? ram_gen(dvm, strrchr(current, '/') + 1) : -1;
-    DIR *d = opendir(QRT_SHM_DIR);
+    DIR *d = qrt_shm_dir(false, NULL) == 0 ? opendir(QRT_SHM_DIR) : NULL;
     if (!d)
         return 0;
     int removed = 0;

@@ -10,7 +10,8 @@
  *
  * Which DispVM maps which file is recorded in its run directory
  * ($RUN/vms/dispN/ram, the `record` below). These are files only: nothing
- * here opens the database or the hypervisor. */
+ * here opens the database or the hypervisor, and nothing in QRT_SHM_DIR is
+ * made, trusted or removed unless that directory is ours (runtime.h). */
 #ifndef QUBES_DISPVM_SHMEM_H
 #define QUBES_DISPVM_SHMEM_H
 
@@ -20,8 +21,13 @@
 #include "../orchestrator/config.h"
 #include "../orchestrator/error.h"
 
-/* A fresh RAM file name for the dvm VM `dvm`. */
-void dispvm_ram_new(const char *dvm, char *out, size_t len);
+/* A fresh RAM file for the dvm VM `dvm`, created empty, mode 0600 (QEMU
+ * sizes it), in QRT_SHM_DIR once that is checked to be ours; its name in
+ * `out`. */
+int dispvm_ram_create(const char *dvm, char *out, size_t len, struct qerr *err);
+/* Whether `ram` (a savefile's) is a RAM file we made: a regular file of
+ * ours that nobody else can read, in QRT_SHM_DIR checked to be ours. */
+int dispvm_ram_check(const char *ram, struct qerr *err);
 
 /* The RAM file a savefile's domain XML maps shared, "" for a full-image
  * savefile. Returns 0, or -1 when the XML names a file outside

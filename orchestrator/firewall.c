@@ -293,7 +293,7 @@ int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, str
     char *text = format(fw, &len);
     if (!text)
         return qerr_errno(err, ENOMEM, "formatting %s", path);
-    int rc = qwrite_file_atomic(path, text, len, 0664, err);
+    int rc = qwrite_file_atomic(path, text, len, 0640, err);
     free(text);
     return rc;
 }

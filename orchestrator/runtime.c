@@ -1,6 +1,9 @@
 #include "runtime.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -38,4 +41,25 @@ int qrt_shm_path(const char *file, char *out, size_t len, struct qerr *err)
 int qrt_lock(const struct qubes_config *cfg, const char *file, struct qerr *err)
 {
     return qflock(cfg->run_dir, file, err);
+}
+
+int qrt_shm_dir(bool create, struct qerr *err)
+{
+    struct stat st;
+    if (create && mkdir(QRT_SHM_DIR, 0755) < 0 && errno != EEXIST)
+        return qerr_errno(err, errno, "cannot create %s", QRT_SHM_DIR);
+    if (lstat(QRT_SHM_DIR, &st) < 0)
+        return qerr_errno(err, errno, "%s", QRT_SHM_DIR);
+    if (S_ISLNK(st.st_mode))
+        return qerr_set(err, "%s is a symbolic link: refusing to use it", QRT_SHM_DIR);
+    if (!S_ISDIR(st.st_mode))
+        return qerr_set(err, "%s is not a directory: refusing to use it", QRT_SHM_DIR);
+    if (st.st_uid != geteuid())
+        return qerr_set(err, "%s belongs to uid %u, not to us (uid %u): refusing to use it "
+                        "(another user made it; remove it)", QRT_SHM_DIR, (unsigned)st.st_uid,
+                        (unsigned)geteuid());
+    if (st.st_mode & 022)
+        return qerr_set(err, "%s is writable by others (mode %03o): refusing to use it",
+                        QRT_SHM_DIR, (unsigned)(st.st_mode & 0777));
+    return 0;
 }

@@ -15,6 +15,7 @@
 #ifndef QUBES_RUNTIME_H
 #define QUBES_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -49,6 +50,12 @@ int qrt_vm_path(const struct qubes_config *cfg, const char *name, const char *fi
                 size_t len, struct qerr *err);
 /* QRT_SHM_DIR/FILE. */
 int qrt_shm_path(const char *file, char *out, size_t len, struct qerr *err);
+/* The shared-memory directory, made when missing (`create`), checked
+ * before anything in it is read, written or removed: a directory, not a
+ * link, ours (this process's user), and writable by nobody else. /dev/shm
+ * is everybody's, so a local user may have made QRT_SHM_DIR first: then
+ * it is refused, with what is wrong. */
+int qrt_shm_dir(bool create, struct qerr *err);
 /* Takes the exclusive flock of $RUN/FILE (creating $RUN), waiting; returns
  * the descriptor that holds it (close() releases it), or -1. */
 int qrt_lock(const struct qubes_config *cfg, const char *file, struct qerr *err);

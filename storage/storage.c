@@ -171,5 +171,10 @@ int storage_create_layer(const char *backing, const char *backing_fmt, const cha
 {
     char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *)backing_fmt, "-b",
                      (char *)backing, (char *)layer, NULL };
-    return qrun_program(argv, err);
+    if (qrun_program(argv, err) < 0)
+        return -1;
+    /* qemu-img makes it as the umask says (0644): a VM's writes are its own. */
+    if (chmod(layer, 0600) < 0)
+        return qerr_errno(err, errno, "cannot set the mode of %s", layer);
+    return 0;
 }

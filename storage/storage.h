@@ -24,7 +24,7 @@ int storage_copy_range(int in, off_t *in_off, int out, off_t len);
 /* Renames src to dst, copying (then removing src) across file systems. */
 int storage_move(const char *src, const char *dst, struct qerr *err);
 /* A new qcow2 copy-on-write layer `layer` over `backing` (read-only, of
- * format `backing_fmt`, "raw" or "qcow2"), by qemu-img. */
+ * format `backing_fmt`, "raw" or "qcow2"), by qemu-img; mode 0600. */
 int storage_create_layer(const char *backing, const char *backing_fmt, const char *layer,
                          struct qerr *err);
 /* Removes a directory tree without following symbolic links. */

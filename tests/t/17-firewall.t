@@ -20,6 +20,7 @@ like "$out" "  1  10.0.0.0/8 tcp 443" "--add lists rule 1"
 like "$out" "  2  example.org any" "and rule 2"
 grep -q '<rule address="10.0.0.0" proto="tcp" netmask="8" port="443"/>' "$f"
 ok $? "firewall.xml in the VM's directory, in the original's format"
+is "$(stat -c %a "$f")" 640 "mode 640: nobody but root changes a VM's rules"
 qvm-firewall -d 1 work
 is "$(grep -c '<rule ' "$f")" 1 "--del 1 removes the first rule"
 before=$(cat "$f")

@@ -51,6 +51,7 @@ run qvm-grow-root tpl 128M
 is "$rc" 0 "the template's root grows"
 is "$(stat -c %s "$B/vm-templates/tpl/root.img")" 134217728 "its own root.img"
 
+is "$(stat -c %a "$B/appvms/kid/volatile.img")" 600 "the root layer is mode 600: its writes are the VM's own"
 is "$(state)" "$before" "nothing in the directory dir_path names was created, changed or removed"
 grep -c "dir_path=\"$out_dir\"" "$db" | grep -qx 3
 ok $? "and qubes.xml keeps the dir_path it had"

@@ -53,6 +53,9 @@ is "$(settled)" "0/0/0" "and cleans up after it"
 slow=$!
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
 is "$(disp_records)" "1" "while the service runs, the DispVM has a record"
+d=$(qvm-ls --raw-list | grep '^disp' | head -n 1)
+is "$(stat -c %a "$R/vms/$d/root.qcow2")/$(stat -c %a "$R/vms/$d/private.qcow2")" "600/600" \
+   "its disk layers are mode 600"
 like "$(qvm-ls | grep ' disp')" "Disp" "qvm-ls lists it as a DispVM"
 run qvm-start $T
 like "$out" "Cannot start HVM template while VMs based on it are running" \
@@ -195,6 +198,24 @@ for i in $(seq 100); do pgrep -f "qfile-daemon-dvm" >/dev/null || break; sleep 0
 sleep 1
 qvm-cleanup-dispvms -q
 is "$(settled)" "0/0/0" "with preloading off, qvm-cleanup-dispvms removes the preloads"
+
+# /dev/shm is everybody's: another user makes /dev/shm/qubes first, with a
+# "savefile" of the same size as ours and newer. It is never read. (In a
+# private mount namespace with a /dev/shm of its own; a full-image savefile,
+# whose clone libvirt reads from the run directory, outside that /dev/shm.)
+qubes-prefs -s dispvm-memory full
+qvm-create-default-dvm -q $T
+size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
+out=$(echo 'uname -n' | unshare -m --propagation private sh -c "
+    mount -t tmpfs -o mode=1777 tmpfs /dev/shm &&
+    setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
+        'mkdir -m 0777 /dev/shm/qubes && head -c $size /dev/zero > /dev/shm/qubes/$T-dvm.savefile' &&
+    qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT" 2>&1)
+like "$out" "from $B/dvmdata/$T-dvm.savefile" \
+     "with another user's /dev/shm/qubes, a DispVM is restored from the savefile in dvmdata"
+like "$out" "
+disp" "and runs its service"
+is "$(settled)" "0/0/0" "and leaves nothing behind"
 
 # A full disk while saving a new savefile: the old one still works.
 mkdir -p "$SCRATCH/dvmold" && cp -a "$B/dvmdata/." "$SCRATCH/dvmold/"

@@ -26,6 +26,8 @@ like "$out" "DispVM memory: shared memory" "and says which path it takes"
 size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
 ok "$([ "$size" -lt $((16 * 1048576)) ]; echo $?)" "the savefile holds device state only ($((size / 1024)) KiB for a 512 MiB guest)"
 is "$(ram_files | wc -l)" 1 "the guest's memory is one file in /dev/shm/qubes"
+is "$(stat -c %a "$(ram_files)")/$(stat -c %a "/dev/shm/qubes/$T-dvm.savefile")" "600/600" \
+   "no other user can read it, nor the copy of the savefile beside it"
 old=$(ram_files)
 sum0=$(md5sum < "$old")
 
