@@ -30,10 +30,15 @@ enum qag_type {
     QAG_ERROR = 9,          /* guest -> host: text; the request failed */
     QAG_SERVICE = 10,       /* host -> guest: "USER\0SERVICE\0SOURCE-VM": run the
                                service /etc/qubes-rpc/SERVICE, like EXEC */
-    QAG_IDENTITY = 11,      /* host -> guest: "NAME\0MAC\0IP/PREFIX\0GATEWAY": who the
-                               guest is now (a restored DispVM is not the VM that
-                               was saved); empty MAC: no network. Answered by
-                               EXIT 0, or ERROR */
+    QAG_IDENTITY = 11,      /* host -> guest: "NAME\0MAC\0IP/PREFIX\0GATEWAY\0SEED":
+                               who the guest is now (a restored DispVM is not the VM
+                               that was saved); empty MAC: no network. SEED: 32
+                               random bytes from the host, in hex, which the guest
+                               adds to its entropy pool and reseeds its random
+                               number generator with, before anything else runs:
+                               DispVMs restored from one savefile share its state
+                               (an agent that knows no SEED ignores it). Answered
+                               by EXIT 0, or ERROR */
 };
 
 struct qag_header {

@@ -2,6 +2,7 @@
  * the virtio-serial port QAG_PORT_NAME, and runs the commands it is sent,
  * streaming their input and output. A small static program with no
  * dependencies beyond libc. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/reboot.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -277,11 +280,36 @@ static void run_service(uint32_t len)
 
 /* The identity the host gives a restored VM: hostname, then the network
  * interface's MAC, address and default route. */
+/* Host entropy, hex: into the pool, credited, and the generator reseeded
+ * now, so that two guests restored from one savefile part ways at once. */
+static int take_seed(const char *hex)
+{
+    union {
+        struct rand_pool_info info;
+        unsigned char room[sizeof(struct rand_pool_info) + 64];
+    } seed;
+    unsigned char *bytes = (unsigned char *)seed.info.buf;
+    size_t n = 0;
+    for (; n < 64 && isxdigit((unsigned char)hex[2 * n]) && isxdigit((unsigned char)hex[2 * n + 1]);
+         n++)
+        sscanf(hex + 2 * n, "%2hhx", &bytes[n]);
+    if (n == 0)
+        return 0;
+    seed.info.entropy_count = (int)(n * 8);
+    seed.info.buf_size = (int)n;
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    int rc = fd < 0 || ioctl(fd, RNDADDENTROPY, &seed.info) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0
+                 ? -1 : 0;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 static void take_identity(uint32_t len)
 {
-    const char *part[4] = { "", "", "", "" };
+    const char *part[5] = { "", "", "", "", "" };
     const char *p = payload, *end = payload + len;
-    for (int i = 0; i < 4 && p < end; i++) {
+    for (int i = 0; i < 5 && p < end; i++) {
         part[i] = p;
         p += strnlen(p, (size_t)(end - p)) + 1;
     }
@@ -289,7 +317,9 @@ static void take_identity(uint32_t len)
     const char *what = NULL;
     char ip[32] = "";
     int prefix = 24;
-    if (!part[0][0] || sethostname(part[0], strlen(part[0])) < 0)
+    if (take_seed(part[4]) < 0)
+        what = "random seed";
+    else if (!part[0][0] || sethostname(part[0], strlen(part[0])) < 0)
         what = "hostname";
     else if (part[1][0]) {
         const char *slash = strchr(part[2], '/');

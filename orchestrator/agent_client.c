@@ -297,10 +297,16 @@ static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *s
 int agent_identity(struct agent_conn *c, const char *name, const char *mac, const char *ip_cidr,
                    const char *gateway, struct qerr *err)
 {
-    const char *parts[] = { name, mac, ip_cidr, gateway };
+    unsigned char seed[32];
+    char hex[2 * sizeof seed + 1];
+    if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        return qerr_errno(err, errno, "no random seed for the guest");
+    for (size_t i = 0; i < sizeof seed; i++)
+        snprintf(hex + 2 * i, 3, "%02x", seed[i]);
+    const char *parts[] = { name, mac, ip_cidr, gateway, hex };
     int status = 0;
     agent_deadline(c, AGENT_REQUEST_MS);
-    int rc = send_request(c, QAG_IDENTITY, parts, 4, err) < 0 ||
+    int rc = send_request(c, QAG_IDENTITY, parts, 5, err) < 0 ||
              relay(c, -1, -1, -1, &status, err) < 0 ? -1 : 0;
     agent_deadline(c, 0);
     if (rc < 0)

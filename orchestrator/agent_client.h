@@ -39,7 +39,8 @@ int agent_service(struct agent_conn *c, const char *user, const char *service,
                   const char *source, int in_fd, int out_fd, int err_fd, int *status,
                   struct qerr *err);
 /* Tells the guest its name and its network identity (mac "" : none;
- * ip_cidr "A.B.C.D/N"); returns once it has taken them. */
+ * ip_cidr "A.B.C.D/N") and gives it a fresh random seed; returns once it
+ * has taken them. */
 int agent_identity(struct agent_conn *c, const char *name, const char *mac, const char *ip_cidr,
                    const char *gateway, struct qerr *err);
 /* Asks the guest to power off (returns once the agent acknowledged). */

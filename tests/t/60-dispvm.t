@@ -34,6 +34,15 @@ out=$(echo 'uname -n' | QUBES_DISPVM_FEED=fifo qfile-daemon-dvm -t $T qubes.VMSh
 like "$out" "disp" "a DispVM restored from a clone fed through a FIFO works"
 case $out in *"from a copy"*) ok 1 "and really came through the FIFO" ;; *) ok 0 "and really came through the FIFO" ;; esac
 is "$(settled)" "0/0/0" "and leaves nothing behind (no FIFO, no writer)"
+# Restored from one savefile, two DispVMs would share their random number
+# generator's state: each is given a seed of its own before anything runs.
+for i in 1 2; do
+    echo 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n"' |
+        qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/rnd$i"
+done
+ok "$([ -s "$SCRATCH/rnd1" ] && [ "$(cat "$SCRATCH/rnd1")" != "$(cat "$SCRATCH/rnd2")" ]; echo $?)" \
+   "two DispVMs of one savefile read different first bytes from /dev/urandom ($(cat "$SCRATCH/rnd1") / $(cat "$SCRATCH/rnd2"))"
+settled >/dev/null
 echo 'exit 5' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
 is "$?" 5 "the service's exit status is returned"
 settled >/dev/null
