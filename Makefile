@@ -6,7 +6,8 @@
 #                   against a sanitizer build (build/san/)
 #   make demo       template HVM and child on libvirt, narrated (installs libvirt)
 #   make bench      timings of load, qvm-ls, qvm-prefs and the locks
-#   make fuzz       the loader under libFuzzer for FUZZ_SECONDS (default 60)
+#   make fuzz       the loader, the savefile reader and the agent relay under
+#                   libFuzzer, FUZZ_SECONDS each (default 60)
 #   make install    PREFIX (default /usr/local) and DESTDIR
 #   make vmm-up     a libvirt daemon at QUBES_VMM_URI, started if none answers
 #   make guest      the test guest in build/guest/
@@ -176,19 +177,26 @@ demo: all guest vmm-up
 bench: all guest vmm-up $(OPT_TEST_BINS)
 	bench/run.sh $(CURDIR)/build
 
+# Each target for FUZZ_SECONDS: the qubes.xml loader, a savefile's header
+# and domain XML, the host's side of the agent protocol.
+FUZZERS := fuzz_load fuzz_savefile fuzz_agent
 fuzz:
 	@mk/deps.sh fuzz
-	$(MAKE) build/fuzz/fuzz_load
-	mkdir -p build/fuzz/corpus
-	cp tests/corpus/*.xml ../shared/fixtures/*.xml build/fuzz/corpus/ 2>/dev/null || true
-	build/fuzz/fuzz_load -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=20 \
-	    -dict=tests/fuzz/qubes.dict -artifact_prefix=build/fuzz/ \
-	    -print_final_stats=1 build/fuzz/corpus
+	$(MAKE) $(addprefix build/fuzz/,$(FUZZERS))
+	mkdir -p $(addprefix build/fuzz/corpus-,$(FUZZERS))
+	cp tests/corpus/*.xml ../shared/fixtures/*.xml build/fuzz/corpus-fuzz_load/ 2>/dev/null || true
+	cp tests/fuzz/savefile.seed build/fuzz/corpus-fuzz_savefile/
+	cp tests/fuzz/agent.seed build/fuzz/corpus-fuzz_agent/
+	for f in $(FUZZERS); do \
+	    build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=20 \
+	        $$([ $$f = fuzz_load ] && echo -dict=tests/fuzz/qubes.dict) \
+	        -artifact_prefix=build/fuzz/$$f- -print_final_stats=1 build/fuzz/corpus-$$f || exit 1; \
+	done
 
-build/fuzz/fuzz_load: tests/fuzz/fuzz_load.c $(LIB_SRCS) $(HDRS)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang $(BASE_CFLAGS) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
-	    tests/fuzz/fuzz_load.c $(LIB_SRCS) $(PKG_LIBS) -o $@
+	    $< $(LIB_SRCS) $(PKG_LIBS) -o $@
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/$(dir $(PLUGIN))
