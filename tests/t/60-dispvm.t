@@ -215,16 +215,20 @@ is "$(settled)" "0/0/0" "with preloading off, qvm-cleanup-dispvms removes the pr
 qubes-prefs -s dispvm-memory full
 qvm-create-default-dvm -q $T
 size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
-out=$(echo 'uname -n' | unshare -m --propagation private sh -c "
-    mount -t tmpfs -o mode=1777 tmpfs /dev/shm &&
-    setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
-        'mkdir -m 0777 /dev/shm/qubes && head -c $size /dev/zero > /dev/shm/qubes/$T-dvm.savefile' &&
-    qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT" 2>&1)
-like "$out" "from $B/dvmdata/$T-dvm.savefile" \
-     "with another user's /dev/shm/qubes, a DispVM is restored from the savefile in dvmdata"
-like "$out" "
+if ! unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /dev/shm' 2>/dev/null; then
+    ok 0 "# SKIP no private mount namespace here"
+else
+    out=$(echo 'uname -n' | unshare -m --propagation private sh -c "
+        mount -t tmpfs -o mode=1777 tmpfs /dev/shm &&
+        setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
+            'mkdir -m 0777 /dev/shm/qubes && head -c $size /dev/zero > /dev/shm/qubes/$T-dvm.savefile' &&
+        qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT" 2>&1)
+    like "$out" "from $B/dvmdata/$T-dvm.savefile" \
+         "with another user's /dev/shm/qubes, a DispVM is restored from the savefile in dvmdata"
+    like "$out" "
 disp" "and runs its service"
-is "$(settled)" "0/0/0" "and leaves nothing behind"
+    is "$(settled)" "0/0/0" "and leaves nothing behind"
+fi
 
 # A full disk while saving a new savefile: the old one still works.
 mkdir -p "$SCRATCH/dvmold" && cp -a "$B/dvmdata/." "$SCRATCH/dvmold/"
