@@ -27,6 +27,17 @@ int dispvm_ram_create(const char *dvm, char *out, size_t len, struct qerr *err)
     int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return qerr_errno(err, errno, "cannot create %s", out);
+    /* QEMU maps it: the file is its user's, and nobody else's. */
+    uid_t u;
+    gid_t g;
+    qemulator_ids(&u, &g);
+    if (geteuid() == 0 && u != 0 && fchown(fd, u, g) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(out);
+        return qerr_errno(err, e, "cannot give %s to the emulator's user (uid %u)", out,
+                          (unsigned)u);
+    }
     close(fd);
     return 0;
 }
@@ -38,7 +49,11 @@ int dispvm_ram_check(const char *ram, struct qerr *err)
         return -1;
     if (lstat(ram, &st) < 0)
         return qerr_errno(err, errno, "the savefile's memory file %s", ram);
-    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+    uid_t qemu_uid;
+    gid_t qemu_gid;
+    qemulator_ids(&qemu_uid, &qemu_gid);
+    if (!S_ISREG(st.st_mode) || (st.st_uid != geteuid() && st.st_uid != qemu_uid) ||
+        (st.st_mode & 077))
         return qerr_set(err, "the savefile's memory file %s is not one of ours (a file of uid "
                         "%u, mode %03o): refusing it", ram, (unsigned)st.st_uid,
                         (unsigned)(st.st_mode & 0777));

@@ -21,12 +21,13 @@
 #include "../orchestrator/config.h"
 #include "../orchestrator/error.h"
 
-/* A fresh RAM file for the dvm VM `dvm`, created empty, mode 0600 (QEMU
- * sizes it), in QRT_SHM_DIR once that is checked to be ours; its name in
- * `out`. */
+/* A fresh RAM file for the dvm VM `dvm`, created empty, mode 0600 and
+ * given to QEMU's user (qemulator_ids; QEMU opens and sizes it), in
+ * QRT_SHM_DIR once that is checked to be ours; its name in `out`. */
 int dispvm_ram_create(const char *dvm, char *out, size_t len, struct qerr *err);
 /* Whether `ram` (a savefile's) is a RAM file we made: a regular file of
- * ours that nobody else can read, in QRT_SHM_DIR checked to be ours. */
+ * ours or of QEMU's user that nobody else can read, in QRT_SHM_DIR checked
+ * to be ours. */
 int dispvm_ram_check(const char *ram, struct qerr *err);
 
 /* The RAM file a savefile's domain XML maps shared, "" for a full-image

@@ -1,4 +1,5 @@
 #include "db.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -141,8 +142,8 @@ static int fsync_dir(const char *dir, struct qerr *err)
  * of two processes creating it at once, one wins and the other uses its file. */
 static int create_empty(struct qubes_db *db, struct qerr *err)
 {
-    if (mkdir(db->dir, 0755) < 0 && errno != EEXIST)
-        return qerr_errno(err, errno, "cannot create %s", db->dir);
+    if (qmkdirs(db->dir, err) < 0)
+        return -1;
     struct qvm_collection *c = qvm_collection_new();
     if (!c)
         return qerr_errno(err, ENOMEM, "creating %s", db->path);

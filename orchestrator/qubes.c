@@ -305,8 +305,8 @@ static int copy_kernel(const char *from, const char *vmdir, struct qerr *err)
 {
     char kdir[PATH_MAX + 16], src[PATH_MAX + 16], dst[PATH_MAX + 32];
     snprintf(kdir, sizeof kdir, "%s/kernel", vmdir);
-    if (mkdir(kdir, 0755) < 0)
-        return qerr_errno(err, errno, "cannot create %s", kdir);
+    if (qmkdir(kdir, err) < 0)
+        return -1;
     static const char *const files[] = { "vmlinuz", "initramfs" };
     for (size_t i = 0; i < 2; i++) {
         snprintf(src, sizeof src, "%s/%s", from, files[i]);
@@ -379,10 +379,8 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
     snprintf(parent, sizeof parent, "%s/%s", q->cfg.base_dir, qvm_class_subdir(cls));
     if (qmkdirs(parent, err) < 0)
         goto fail_free;
-    if (mkdir(dir, 0775) < 0) {
-        qerr_errno(err, errno, "cannot create the VM directory %s", dir);
+    if (qmkdir(dir, err) < 0)
         goto fail_free;
-    }
     if (make_disks(o, cls, tpl, tpl_dir, dir, err) < 0 ||
         (o->kernel_dir && copy_kernel(o->kernel_dir, dir, err) < 0))
         goto fail_dir;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <limits.h>
+#include <pwd.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -103,6 +104,45 @@ int qrun_program(char *const argv[], struct qerr *err)
     return 0;
 }
 
+void qemulator_ids(uid_t *uid, gid_t *gid)
+{
+    static int known;
+    static uid_t u;
+    static gid_t g;
+    if (!known) {
+        const char *name = getenv("QUBES_EMULATOR_USER");
+        struct passwd *pw = getpwnam(name && *name ? name : "libvirt-qemu");
+        u = pw ? pw->pw_uid : 0;
+        g = pw ? pw->pw_gid : 0;
+        known = 1;
+    }
+    *uid = u;
+    *gid = g;
+}
+
+/* 0750 whatever the umask, in the emulator's group. */
+int qmkdir(const char *path, struct qerr *err)
+{
+    if (mkdir(path, 0750) < 0)
+        return qerr_errno(err, errno, "cannot create %s", path);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    uid_t u;
+    gid_t g;
+    qemulator_ids(&u, &g);
+    int r = geteuid() == 0 && g != 0 ? fchown(fd, 0, g) : 0;
+    if (r == 0)
+        r = fchmod(fd, 0750);
+    int e = errno;
+    close(fd);
+    if (r < 0) {
+        rmdir(path);
+        return qerr_errno(err, e, "cannot set the owner and mode of %s", path);
+    }
+    return 0;
+}
+
 int qmkdirs(const char *path, struct qerr *err)
 {
     char buf[PATH_MAX];
@@ -113,8 +153,12 @@ int qmkdirs(const char *path, struct qerr *err)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return qerr_errno(err, errno, "cannot create %s", buf);
+            struct qerr e = { 0 };
+            if (qmkdir(buf, &e) < 0 && e.code != EEXIST) {
+                if (err)
+                    *err = e;
+                return -1;
+            }
             *p = c;
             if (!c)
                 break;
@@ -256,5 +300,5 @@ int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned 
 
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err)
 {
-    return write_file(path, text, strlen(text), 0644, false, err);
+    return write_file(path, text, strlen(text), 0600, false, err);
 }

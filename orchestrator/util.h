@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -23,8 +24,17 @@ void qensure_std_fds(void);
 /* Runs a program with an argument vector (never through a shell), waits,
  * and fails unless it exits 0. */
 int qrun_program(char *const argv[], struct qerr *err);
-/* mkdir -p, mode 0755. */
+/* The user and group QEMU runs as: QUBES_EMULATOR_USER (default
+ * libvirt-qemu, the user Debian's libvirt and `make vmm-up` run QEMU as),
+ * or root's (0, 0) when there is no such user. */
+void qemulator_ids(uid_t *uid, gid_t *gid);
+/* mkdir -p. A directory it makes has mode 0750 and, when we are root, the
+ * emulator's group: QEMU can pass through to the files its VM uses (which
+ * libvirt hands it by ownership for the run), no other user can enter.
+ * Directories that exist are left as they are. */
 int qmkdirs(const char *path, struct qerr *err);
+/* One directory that must not exist yet (errno EEXIST), made so. */
+int qmkdir(const char *path, struct qerr *err);
 /* Opens (creating) DIR/NAME and takes an exclusive flock on it, waiting;
  * returns the descriptor that holds it (close() releases), or -1. */
 int qflock(const char *dir, const char *name, struct qerr *err);
@@ -39,7 +49,7 @@ int qread_small(const char *path, char *out, size_t len);
  * over it, then the directory fsync'ed. A failure leaves the old file. */
 int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                        struct qerr *err);
-/* The same for a runtime file (under $QUBES_RUN_DIR, mode 0644): replaced
+/* The same for a runtime file (under $QUBES_RUN_DIR, mode 0600): replaced
  * atomically, not fsync'ed, as it means nothing after the host restarts. */
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err);
 /* CLOCK_MONOTONIC in milliseconds. */

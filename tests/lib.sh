@@ -14,6 +14,8 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 # A private scratch area per test file, removed at exit.
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/qubes-test.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
+# QEMU (user libvirt-qemu) passes through to the VM directories below.
+chmod 0711 "$SCRATCH"
 export QUBES_BASE_DIR="$SCRATCH/base" QUBES_RUN_DIR="$SCRATCH/run"
 # Nothing in the database tests may need a hypervisor: an address nobody
 # answers makes any attempt visible as an error.

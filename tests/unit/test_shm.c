@@ -9,6 +9,7 @@
 #include "../../orchestrator/runtime.h"
 #include "../testutil.h"
 
+#include <pwd.h>
 #include <sched.h>
 #include <sys/mount.h>
 
@@ -63,13 +64,19 @@ int main(void)
     mkdir(path, 0755);
     spit(set.savefile, "the real savefile\n");
 
-    /* Ours: made 0755, and used. */
+    /* QEMU's user, as libvirt runs it here (root where there is none). */
+    struct passwd *pw = getpwnam("libvirt-qemu");
+    uid_t qemu_uid = pw ? pw->pw_uid : 0;
+    gid_t qemu_gid = pw ? pw->pw_gid : 0;
+
+    /* Ours: made 0750 in QEMU's group, and used. */
     fresh_shm();
     ok(qrt_shm_dir(true, &err) == 0, "a missing /dev/shm/qubes is made");
     struct stat st;
     int r = lstat(QRT_SHM_DIR, &st);
-    ok(r == 0 && st.st_uid == 0 && (st.st_mode & 0777) == 0755,
-       "owned by root, mode %03o", (unsigned)(st.st_mode & 0777));
+    ok(r == 0 && st.st_uid == 0 && st.st_gid == qemu_gid && (st.st_mode & 0777) == 0750,
+       "owned by root, group %u (QEMU's is %u), mode %03o", (unsigned)st.st_gid,
+       (unsigned)qemu_gid, (unsigned)(st.st_mode & 0777));
     ok(dvmdata_publish_shm(&set, &err) == 0, "the savefile is copied there");
     r = lstat(set.shm_copy, &st);
     ok(r == 0 && (st.st_mode & 0777) == 0600,
@@ -82,9 +89,13 @@ int main(void)
     ok(strcmp(dvmdata_restore_from(&set), set.savefile) == 0,
        "a copy replaced by another file (same size, newer) is not read");
     r = dispvm_ram_create("fedora-dvm", ram, sizeof ram, &err) == 0 ? lstat(ram, &st) : -1;
-    ok(r == 0 && (st.st_mode & 0777) == 0600 && st.st_uid == 0,
-       "a RAM file is made 0600, root's (%s)", ram);
+    ok(r == 0 && (st.st_mode & 0777) == 0600 && st.st_uid == qemu_uid,
+       "a RAM file is made 0600, QEMU's user's (uid %u, %s)", (unsigned)st.st_uid, ram);
     ok(dispvm_ram_check(ram, &err) == 0, "and passes the check a restore makes");
+    ok(chown(ram, 65534, 65534) == 0 && dispvm_ram_check(ram, &err) < 0 &&
+           strstr(err.msg, "not one of ours"),
+       "one of another user's is refused: %s", err.msg);
+    ok(chown(ram, qemu_uid, qemu_gid) == 0, "given back to QEMU's user");
     chmod(ram, 0644);
     ok(dispvm_ram_check(ram, &err) < 0 && strstr(err.msg, "not one of ours"),
        "one others can read is refused: %s", err.msg);
