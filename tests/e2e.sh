@@ -37,3 +37,15 @@ settled() {
     for i in $(seq 100); do [ "$(leftovers)" = "0/0/0" ] && break; sleep 0.1; done
     leftovers
 }
+
+# The user QEMU of domain NAME runs as, then whether it runs in QEMU's
+# seccomp sandbox: "libvirt-qemu sandbox" as `make vmm-up` sets libvirt up.
+qemu_user() {
+    pid=$(cat "/run/libvirt/qemu/$1.pid" 2>/dev/null)
+    [ -n "$pid" ] || { echo "no-qemu"; return; }
+    user=$(ps -o user= -p "$pid")
+    case $(tr '\0' ' ' < "/proc/$pid/cmdline") in
+        *"-sandbox on,"*) echo "$user sandbox" ;;
+        *) echo "$user no-sandbox" ;;
+    esac
+}

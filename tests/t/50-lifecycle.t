@@ -53,6 +53,21 @@ is "$(qvm-run -p $C "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | 
                      ping -c 1 -W 3 10.137.$netid.1 >/dev/null && echo reached")" \
    "$(printf '00:16:3e:5e:6c:%02x\n10.137.%d.%d/24\nreached' $qid $netid $((qid + 2)))" \
    "a VM with a netvm has its MAC and address and reaches its gateway"
+# QEMU is not root: libvirt gives it the VM's files for the run (DAC
+# labelling) through directories only QEMU's group may enter.
+is "$(qemu_user $C)" "libvirt-qemu sandbox" "the VM's QEMU runs as libvirt-qemu, in QEMU's seccomp sandbox"
+is "$(stat -c '%U:%G %a' "$B/appvms" "$B/appvms/$C" "$R/vms/$C" | tr '\n' ' ')" \
+   "root:libvirt-qemu 750 root:libvirt-qemu 750 root:libvirt-qemu 750 " \
+   "its directories are root's, open to QEMU's group only (mode 750)"
+is "$(stat -c '%U %a' "$B/appvms/$C/volatile.img" "$B/appvms/$C/private.img" | tr '\n' ' ')" \
+   "libvirt-qemu 600 libvirt-qemu 660 " "its images are QEMU's user's while it runs, and nobody else's"
+# A guest that floods its serial console fills at most two files of 1 MiB
+# (virtlogd's max_size and max_backups, as make vmm-up sets them).
+qvm-run -p $C 'head -c 2600000 /dev/zero | tr "\0" x > /dev/ttyS0' >/dev/null
+sizes=$(stat -c %s "$B/appvms/$C/console.log" "$B/appvms/$C/console.log.0" 2>/dev/null | tr '\n' ' ')
+set -- $sizes
+ok "$([ $# = 2 ] && [ "$1" -le 1048576 ] && [ "$2" -le 1048576 ] && [ ! -e "$B/appvms/$C/console.log.1" ]; echo $?)" \
+   "2.6 MB written to its serial console leave a log of at most 2 x 1 MiB (sizes: $sizes)"
 run qvm-start $T
 like "$out" "Cannot start HVM template while VMs based on it are running" \
      "the template cannot start while a child runs"
@@ -98,6 +113,8 @@ is "$(qvm-run -p $C 'echo awake')" "awake" "and it runs commands again"
 run qvm-kill $C
 is "$rc" 0 "qvm-kill stops a running VM"
 is "$(state $C)" "Halted" "it is Halted at once"
+is "$(stat -c '%U' "$B/appvms/$C/volatile.img" "$B/appvms/$C/private.img" | tr '\n' ' ')" "root root " \
+   "and libvirt has given its images back to root"
 run qvm-kill $C
 like "$out" "VM already stopped!" "killing a halted VM says so"
 
