@@ -83,6 +83,7 @@ static int pick_name(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 static int make_files(struct dispvm_state *d, struct qerr *err)
 {
     qubes_new_uuid(d->uuid);
+    qubes_new_uuid(d->genid);
     if (qmkdirs(d->rundir, err) < 0 || dispvm_own(d, d->preload, err) < 0)
         return -1;
     if (storage_create_layer(d->tpl->set.root, "qcow2", d->root_layer, err) < 0)
@@ -205,7 +206,7 @@ static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *
 {
     const char *from = dvmdata_restore_from(&d->tpl->set);
     struct savefile_identity id = {
-        .name = d->name, .uuid = d->uuid, .disks = { d->root_layer, d->private_layer },
+        .name = d->name, .uuid = d->uuid, .genid = d->genid, .disks = { d->root_layer, d->private_layer },
         .formats = { "qcow2", "qcow2" }, .ndisks = 2,
         .agent_socket = d->agent_sock, .serial_log = d->console,
         .mac = d->net.on ? d->net.mac : NULL,

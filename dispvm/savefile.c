@@ -115,6 +115,8 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
     xmlNode *dom = xmlDocGetRootElement(doc);
     set_text(child(dom, "name"), id->name);
     set_text(child(dom, "uuid"), id->uuid);
+    if (id->genid)
+        set_text(child(dom, "genid"), id->genid);
     xmlNode *devices = child(dom, "devices");
     int disk = 0;
     for (xmlNode *d = devices ? devices->children : NULL; d; d = d->next) {

@@ -33,6 +33,7 @@ void savefile_info_free(struct savefile_info *si);
 /* What a clone changes in the domain. */
 struct savefile_identity {
     const char *name, *uuid;
+    const char *genid;          /* its VM generation id, when the saved domain has one */
     const char *disks[4];       /* new source of the domain's 1st, 2nd... disk */
     const char *formats[4];     /* and its format ("qcow2", "raw") */
     int ndisks;

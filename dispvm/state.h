@@ -54,7 +54,7 @@ struct dispvm_state {
      * opens this part, which dispvm_state_unname clears with the next. */
     char name[QUBES_NAME_MAX + 1];      /* dispN */
     int dispid;
-    char uuid[37];
+    char uuid[37], genid[37];
     struct qnet net;
     char rundir[PATH_MAX];              /* $RUN/vms/dispN and what is in it */
     char agent_sock[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX], console[PATH_MAX];

@@ -68,6 +68,11 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
     W(TEXT(w, "name", s->name));
     if (s->uuid)
         W(TEXT(w, "uuid", s->uuid));
+    /* A VM generation id (QEMU's vmgenid device): libvirt picks one; a
+     * DispVM restored from a savefile gets its own, which tells its kernel
+     * to reseed its random-number generator. */
+    W(EL(w, "genid"));
+    W(END(w));
     snprintf(num, sizeof num, "%ld", s->maxmem_mib > s->memory_mib ? s->maxmem_mib : s->memory_mib);
     W(EL(w, "memory"));
     W(ATTR(w, "unit", "MiB"));

@@ -42,6 +42,36 @@ for i in 1 2; do
 done
 ok "$([ -s "$SCRATCH/rnd1" ] && [ "$(cat "$SCRATCH/rnd1")" != "$(cat "$SCRATCH/rnd2")" ]; echo $?)" \
    "two DispVMs of one savefile read different first bytes from /dev/urandom ($(cat "$SCRATCH/rnd1") / $(cat "$SCRATCH/rnd2"))"
+# Two DispVMs at once (MODE: the savefile's memory path): each its own VM
+# generation id (QEMU's vmgenid device, which the guest's kernel sees
+# change), and each QEMU as libvirt-qemu in its seccomp sandbox.
+two_at_once() {
+    mode=$1
+    for i in 1 2; do
+        echo 'ls /sys/bus/acpi/devices | grep -c QEMUVGID; sleep 6' |
+            qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/vgid$i" &
+    done
+    for i in $(seq 200); do [ "$(disp_domains)" -ge 2 ] && break; sleep 0.1; done
+    genids="" users=""
+    for d in $(virsh list --name); do
+        case $d in disp*) [ -d "$R/vms/$d" ] || continue ;; *) continue ;; esac
+        g=$(virsh qemu-monitor-command "$d" '{"execute":"query-vm-generation-id"}' 2>&1 |
+            sed -n 's/.*"guid":"\([^"]*\)".*/\1/p')
+        genids="$genids ${g:-none}" users="$users/$(qemu_user "$d")"
+    done
+    wait
+    saved=$(head -c 1000000 "$B/dvmdata/$T-dvm.savefile" | tr '\0' '\n' |
+            sed -n 's/.*<genid>\([^<]*\)<.*/\1/p' | head -n 1)
+    set -- $genids
+    ok "$([ $# = 2 ] && [ "$1" != none ] && [ "$2" != none ] && [ "$1" != "$2" ] &&
+          [ "$1" != "$saved" ] && [ "$2" != "$saved" ]; echo $?)" \
+       "$mode: two DispVMs of one savefile have distinct VM generation ids ($genids; saved: ${saved:-none})"
+    is "$(cat "$SCRATCH/vgid1") $(cat "$SCRATCH/vgid2")" "1 1" "$mode: each guest has the generation id device"
+    is "$users" "/libvirt-qemu sandbox/libvirt-qemu sandbox" \
+       "$mode: their QEMUs run as libvirt-qemu, in QEMU's seccomp sandbox"
+    settled >/dev/null
+}
+two_at_once "auto memory"
 settled >/dev/null
 echo 'exit 5' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT
 is "$?" 5 "the service's exit status is returned"
@@ -214,6 +244,7 @@ is "$(settled)" "0/0/0" "with preloading off, qvm-cleanup-dispvms removes the pr
 # whose clone libvirt reads from the run directory, outside that /dev/shm.)
 qubes-prefs -s dispvm-memory full
 qvm-create-default-dvm -q $T
+two_at_once "full memory"
 size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
 if ! unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /dev/shm' 2>/dev/null; then
     ok 0 "# SKIP no private mount namespace here"
