@@ -11,6 +11,7 @@
 #include "../dispvm/dvmdata.h"
 #include "../storage/storage.h"
 #include "../templates/templates.h"
+#include "runtime.h"
 #include "util.h"
 
 int qubes_open(struct qubes *q, bool offline, struct qerr *err)
@@ -471,6 +472,17 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
                 return qerr_errno(err, errno, "cannot remove %s", dir);
             aside[0] = '\0';    /* no files: nothing to delete */
         }
+    }
+    /* What the halted VM left in its run directory (a DispVM's layers, its
+     * agent's socket and lock) means nothing without its domain: it goes
+     * now, under the lock, so that it never meets a VM of that name made
+     * later. */
+    char rundir[PATH_MAX];
+    if (!just_db && (qrt_vm_path(&q->cfg, name, NULL, rundir, sizeof rundir, err) < 0 ||
+                     (access(rundir, F_OK) == 0 && storage_remove_tree(rundir, err) < 0))) {
+        if (aside[0] && rename(aside, dir) < 0)
+            qerr_prefix(err, "and could not move %s back to %s", aside, dir);
+        return qerr_prefix(err, "cannot remove the run directory of '%s'", name);
     }
     qvm_collection_remove(q->coll, vm);
     if (qubes_save_and_unlock(q, err) < 0) {

@@ -10,8 +10,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [options] NAME\n"
-"Remove a VM: its record in qubes.xml and its directory. A running VM, a\n"
-"template that VMs are based on, and a netvm in use are refused.\n"
+"Remove a VM: its record in qubes.xml, its directory and its run directory.\n"
+"A running VM, a template that VMs are based on, and a netvm in use are\n"
+"refused.\n"
 "\n"
 "      --just-db       remove only the record, keep the files\n"
 "      --offline-mode  do not contact the hypervisor (the VM is taken as halted)\n"

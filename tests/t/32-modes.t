@@ -35,4 +35,8 @@ is "$(stat -c %a "$B/appvms/kid/firewall.xml")" 640 "firewall.xml is 640"
 mkdir -m 0755 "$B/appvms/old" 2>/dev/null
 qvm-create -q -l red -H -t tpl old 2>/dev/null
 ok "$([ "$(stat -c %a "$B/appvms/old")" = 755 ]; echo $?)" "a directory that exists is not changed"
+
+# A removed VM leaves no run directory for a VM of its name made later.
+qvm-remove -q kid 2>/dev/null || qvm-remove kid >/dev/null
+ok "$([ ! -e "$R/vms/kid" ] && [ ! -e "$B/appvms/kid" ]; echo $?)" "qvm-remove takes the VM's run directory with its files"
 done_testing
