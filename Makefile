@@ -1,4 +1,4 @@
-# The VM orchestrator: a library (orchestrator/, storage/, templates/,
+# The VM orchestrator: a library (orchestrator/, storage/, templates/, qrexec/,
 # dispvm/) and thin command-line tools over it.
 #
 #   make            tools in build/bin/
@@ -50,14 +50,14 @@ OPT_CFLAGS := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
 SAN_CFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 
 LIB_SRCS := $(filter-out orchestrator/vmm_libvirt.c orchestrator/vmm_libxl.c orchestrator/libxl_config.c,\
-              $(wildcard orchestrator/*.c storage/*.c templates/*.c dispvm/*.c))
+              $(wildcard orchestrator/*.c storage/*.c templates/*.c dispvm/*.c qrexec/*.c))
 TOOL_SRCS := $(wildcard orchestrator/tools/*.c)
 TOOLS := $(notdir $(TOOL_SRCS:.c=))
 UNIT_SRCS := $(filter-out tests/unit/test_libxl_config.c,$(wildcard tests/unit/*.c))
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 HDRS := $(wildcard orchestrator/*.h orchestrator/tools/*.h storage/*.h templates/*.h \
-                   dispvm/*.h guest/*.h tests/*.h)
+                   dispvm/*.h qrexec/*.h guest/*.h tests/*.h)
 
 # One variant per build directory: B is the directory, VCFLAGS its flags.
 define variant
