@@ -9,8 +9,12 @@ bin=${1:?usage: demo/run.sh BIN-DIR GUEST-DIR}
 guest=${2:?usage: demo/run.sh BIN-DIR GUEST-DIR}
 top=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$bin:$PATH"
-export QUBES_BASE_DIR="$(mktemp -d /tmp/qubes-demo.XXXXXX)"
-export QUBES_RUN_DIR="$QUBES_BASE_DIR/run"
+# QEMU runs as libvirt-qemu: it must pass through the scratch directory to
+# the VM directories the tools make (root's, open to its group only).
+demo_dir=$(mktemp -d /tmp/qubes-demo.XXXXXX)
+chmod 0711 "$demo_dir"
+export QUBES_BASE_DIR="$demo_dir/base"
+export QUBES_RUN_DIR="$demo_dir/run"
 export QUBES_VMM_URI=${QUBES_VMM_URI:-qemu:///system}
 T=demo-template C=demo-work
 cleanup() {
@@ -18,7 +22,7 @@ cleanup() {
     qvm-cleanup-dispvms -q >/dev/null 2>&1 || true
     for vm in $C $T $T-dvm; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
     rm -f "/dev/shm/qubes/$T-dvm."*
-    [ "${KEEP:-0}" = 1 ] || rm -rf "$QUBES_BASE_DIR"
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$demo_dir"
 }
 trap cleanup EXIT
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <limits.h>
+#include <grp.h>
 #include <pwd.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -139,6 +140,49 @@ int qmkdir(const char *path, struct qerr *err)
     if (r < 0) {
         rmdir(path);
         return qerr_errno(err, e, "cannot set the owner and mode of %s", path);
+    }
+    return 0;
+}
+
+int qemulator_reaches(const char *path, struct qerr *err)
+{
+    uid_t u;
+    gid_t g, groups[64];
+    qemulator_ids(&u, &g);
+    if (u == 0)
+        return 0;
+    int ngroups = 64;
+    char user[64] = "QEMU's user";
+    struct passwd *pw = getpwuid(u);
+    if (pw)
+        snprintf(user, sizeof user, "%s", pw->pw_name);
+    if (!pw || getgrouplist(user, g, groups, &ngroups) < 0) {
+        groups[0] = g;
+        ngroups = 1;
+    }
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return qerr_set(err, "path too long: %s", path);
+    for (char *p = strchr(buf + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        struct stat st;
+        if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) {
+            bool in_group = false;
+            for (int i = 0; i < ngroups; i++)
+                in_group |= groups[i] == st.st_gid;
+            mode_t bit = st.st_uid == u ? S_IXUSR : in_group ? S_IXGRP : S_IXOTH;
+            if (!(st.st_mode & bit)) {
+                char owner[64] = "?";
+                struct passwd *o = getpwuid(st.st_uid);
+                if (o)
+                    snprintf(owner, sizeof owner, "%s", o->pw_name);
+                struct group *gr = getgrgid(st.st_gid);
+                return qerr_set(err, "QEMU runs as %s, which may not enter %s (mode %03o, %s:%s): "
+                                "give it search permission (chmod o+x, or its group)", user, buf,
+                                (unsigned)(st.st_mode & 0777), owner, gr ? gr->gr_name : "?");
+            }
+        }
+        *p = '/';
     }
     return 0;
 }

@@ -35,6 +35,10 @@ void qemulator_ids(uid_t *uid, gid_t *gid);
 int qmkdirs(const char *path, struct qerr *err);
 /* One directory that must not exist yet (errno EEXIST), made so. */
 int qmkdir(const char *path, struct qerr *err);
+/* Whether QEMU's user (qemulator_ids, with its groups) may pass through
+ * every directory above `path`: libvirt hands QEMU a VM's files, not the
+ * way to them. Fails naming the first directory it may not enter. */
+int qemulator_reaches(const char *path, struct qerr *err);
 /* Opens (creating) DIR/NAME and takes an exclusive flock on it, waiting;
  * returns the descriptor that holds it (close() releases), or -1. */
 int qflock(const char *dir, const char *name, struct qerr *err);

@@ -1,6 +1,7 @@
 #include "vmm.h"
 
 #include "domain.h"
+#include "util.h"
 
 #include <errno.h>
 
@@ -169,6 +170,17 @@ int vmm_create_spec(struct vmm *vmm, const struct domain_spec *spec, struct qerr
 {
     if (vmm_require(vmm, err) < 0)
         return -1;
+    /* A local libvirt runs QEMU as its own user: say which directory keeps
+     * it out, rather than libvirt's "cannot access storage file". */
+    if (geteuid() == 0 && strncmp(vmm->uri, "qemu:///system", 14) == 0) {
+        const char *paths[DOMAIN_MAX_DISKS + 4] = { spec->kernel, spec->initrd, spec->serial_log,
+                                                    spec->agent_socket };
+        for (int i = 0; i < spec->ndisks; i++)
+            paths[4 + i] = spec->disks[i].path;
+        for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+            if (paths[i] && qemulator_reaches(paths[i], err) < 0)
+                return -1;
+    }
     if (vmm->backend->create_spec)
         return vmm->backend->create_spec(vmm, spec, err);
     char *xml = domain_xml(spec, err);

@@ -61,6 +61,13 @@ is "$(stat -c '%U:%G %a' "$B/appvms" "$B/appvms/$C" "$R/vms/$C" | tr '\n' ' ')" 
    "its directories are root's, open to QEMU's group only (mode 750)"
 is "$(stat -c '%U %a' "$B/appvms/$C/volatile.img" "$B/appvms/$C/private.img" | tr '\n' ' ')" \
    "libvirt-qemu 600 libvirt-qemu 660 " "its images are QEMU's user's while it runs, and nobody else's"
+# A directory QEMU's user may not enter is named before libvirt is asked.
+chmod 0700 "$SCRATCH"
+run qvm-start -q $D
+chmod 0711 "$SCRATCH"
+like "$out" "QEMU runs as libvirt-qemu, which may not enter $SCRATCH (mode 700, root:root)" \
+     "a VM under a directory QEMU cannot enter is refused, naming it"
+is "$(state $D)" "Halted" "and does not start"
 # A guest that floods its serial console fills at most two files of 1 MiB
 # (virtlogd's max_size and max_backups, as make vmm-up sets them).
 qvm-run -p $C 'head -c 2600000 /dev/zero | tr "\0" x > /dev/ttyS0' >/dev/null
