@@ -206,7 +206,8 @@ static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *
 {
     const char *from = dvmdata_restore_from(&d->tpl->set);
     struct savefile_identity id = {
-        .name = d->name, .uuid = d->uuid, .genid = d->genid, .disks = { d->root_layer, d->private_layer },
+        .name = d->name, .uuid = d->uuid, .genid = d->genid,
+        .disks = { d->root_layer, d->private_layer },
         .formats = { "qcow2", "qcow2" }, .ndisks = 2,
         .agent_socket = d->agent_sock, .serial_log = d->console,
         .mac = d->net.on ? d->net.mac : NULL,

@@ -146,20 +146,25 @@ int qmkdir(const char *path, struct qerr *err)
 
 int qemulator_reaches(const char *path, struct qerr *err)
 {
-    uid_t u;
-    gid_t g, groups[64];
-    qemulator_ids(&u, &g);
+    /* Looked up once: a start checks every file of its domain. */
+    static uid_t u;
+    static gid_t groups[64];
+    static int ngroups = -1;
+    static char user[64] = "QEMU's user";
+    if (ngroups < 0) {
+        gid_t g;
+        qemulator_ids(&u, &g);
+        struct passwd *pw = getpwuid(u);
+        if (pw)
+            snprintf(user, sizeof user, "%s", pw->pw_name);
+        ngroups = 64;
+        if (!pw || getgrouplist(user, g, groups, &ngroups) < 0) {
+            groups[0] = g;
+            ngroups = 1;
+        }
+    }
     if (u == 0)
         return 0;
-    int ngroups = 64;
-    char user[64] = "QEMU's user";
-    struct passwd *pw = getpwuid(u);
-    if (pw)
-        snprintf(user, sizeof user, "%s", pw->pw_name);
-    if (!pw || getgrouplist(user, g, groups, &ngroups) < 0) {
-        groups[0] = g;
-        ngroups = 1;
-    }
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return qerr_set(err, "path too long: %s", path);
