@@ -46,12 +46,8 @@ int qrt_lock(const struct qubes_config *cfg, const char *file, struct qerr *err)
 int qrt_shm_dir(bool create, struct qerr *err)
 {
     struct stat st;
-    struct qerr e = { 0 };
-    if (create && qmkdir(QRT_SHM_DIR, &e) < 0 && e.code != EEXIST) {
-        if (err)
-            *err = e;
+    if (create && qmkdirs(QRT_SHM_DIR, err) < 0)
         return -1;
-    }
     if (lstat(QRT_SHM_DIR, &st) < 0)
         return qerr_errno(err, errno, "%s", QRT_SHM_DIR);
     if (S_ISLNK(st.st_mode))

@@ -105,20 +105,37 @@ int qrun_program(char *const argv[], struct qerr *err)
     return 0;
 }
 
-void qemulator_ids(uid_t *uid, gid_t *gid)
+/* QEMU's user, its name and groups: looked up once. */
+static const struct emulator {
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+    gid_t groups[64];
+    int ngroups;
+} *emulator(void)
 {
+    static struct emulator e;
     static int known;
-    static uid_t u;
-    static gid_t g;
     if (!known) {
         const char *name = getenv("QUBES_EMULATOR_USER");
         struct passwd *pw = getpwnam(name && *name ? name : "libvirt-qemu");
-        u = pw ? pw->pw_uid : 0;
-        g = pw ? pw->pw_gid : 0;
+        snprintf(e.name, sizeof e.name, "%s", pw ? pw->pw_name : "root");
+        e.uid = pw ? pw->pw_uid : 0;
+        e.gid = pw ? pw->pw_gid : 0;
+        e.ngroups = 64;
+        if (!pw || getgrouplist(e.name, e.gid, e.groups, &e.ngroups) < 0) {
+            e.groups[0] = e.gid;
+            e.ngroups = 1;
+        }
         known = 1;
     }
-    *uid = u;
-    *gid = g;
+    return &e;
+}
+
+void qemulator_ids(uid_t *uid, gid_t *gid)
+{
+    *uid = emulator()->uid;
+    *gid = emulator()->gid;
 }
 
 /* 0750 whatever the umask, in the emulator's group. */
@@ -146,24 +163,8 @@ int qmkdir(const char *path, struct qerr *err)
 
 int qemulator_reaches(const char *path, struct qerr *err)
 {
-    /* Looked up once: a start checks every file of its domain. */
-    static uid_t u;
-    static gid_t groups[64];
-    static int ngroups = -1;
-    static char user[64] = "QEMU's user";
-    if (ngroups < 0) {
-        gid_t g;
-        qemulator_ids(&u, &g);
-        struct passwd *pw = getpwuid(u);
-        if (pw)
-            snprintf(user, sizeof user, "%s", pw->pw_name);
-        ngroups = 64;
-        if (!pw || getgrouplist(user, g, groups, &ngroups) < 0) {
-            groups[0] = g;
-            ngroups = 1;
-        }
-    }
-    if (u == 0)
+    const struct emulator *q = emulator();
+    if (q->uid == 0)
         return 0;
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
@@ -173,9 +174,9 @@ int qemulator_reaches(const char *path, struct qerr *err)
         struct stat st;
         if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) {
             bool in_group = false;
-            for (int i = 0; i < ngroups; i++)
-                in_group |= groups[i] == st.st_gid;
-            mode_t bit = st.st_uid == u ? S_IXUSR : in_group ? S_IXGRP : S_IXOTH;
+            for (int i = 0; i < q->ngroups; i++)
+                in_group |= q->groups[i] == st.st_gid;
+            mode_t bit = st.st_uid == q->uid ? S_IXUSR : in_group ? S_IXGRP : S_IXOTH;
             if (!(st.st_mode & bit)) {
                 char owner[64] = "?";
                 struct passwd *o = getpwuid(st.st_uid);
@@ -183,7 +184,7 @@ int qemulator_reaches(const char *path, struct qerr *err)
                     snprintf(owner, sizeof owner, "%s", o->pw_name);
                 struct group *gr = getgrgid(st.st_gid);
                 return qerr_set(err, "QEMU runs as %s, which may not enter %s (mode %03o, %s:%s): "
-                                "give it search permission (chmod o+x, or its group)", user, buf,
+                                "give it search permission (chmod o+x, or its group)", q->name, buf,
                                 (unsigned)(st.st_mode & 0777), owner, gr ? gr->gr_name : "?");
             }
         }
