@@ -146,14 +146,21 @@ deps:
 # build/guest/ (root.img, kernel/vmlinuz, kernel/initramfs).
 guest: build/guest/root.img
 
-build/guest/qubes-agent: guest/qubes-agent.c guest/protocol.h orchestrator/ifconf.c \
-                         orchestrator/ifconf.h | deps
+build/guest/qubes-agent: guest/qubes-agent.c guest/protocol.h qrexec/mux.c qrexec/mux.h \
+                         orchestrator/ifconf.c orchestrator/ifconf.h | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-agent.c orchestrator/ifconf.c -o $@
+	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-agent.c qrexec/mux.c orchestrator/ifconf.c -o $@
 
-build/guest/root.img: build/guest/qubes-agent guest/build-image.sh guest/initramfs/init \
-                      guest/rootfs/init $(wildcard guest/rootfs/qubes-rpc/*)
-	guest/build-image.sh build/guest build/guest/qubes-agent
+# What programs in the guest call services with (its relay is the mux's).
+build/guest/qrexec-client-vm: guest/qrexec-client-vm.c guest/protocol.h qrexec/mux.c \
+                              qrexec/mux.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O2 -static guest/qrexec-client-vm.c qrexec/mux.c -o $@
+
+build/guest/root.img: build/guest/qubes-agent build/guest/qrexec-client-vm guest/build-image.sh \
+                      guest/initramfs/init guest/rootfs/init $(wildcard guest/rootfs/qubes-rpc/*) \
+                      $(wildcard guest/rootfs/bin/*)
+	guest/build-image.sh build/guest build/guest/qubes-agent build/guest/qrexec-client-vm
 
 # A libvirt daemon at QUBES_VMM_URI (started when none answers).
 vmm-up:

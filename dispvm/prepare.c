@@ -127,7 +127,7 @@ static void shrink_memory(struct qubes *q, const char *dvm, FILE *progress)
     struct agent_conn c;
     struct qerr e;
     int out[2], st;
-    if (qrt_vm_path(&q->cfg, dvm, QRT_AGENT_SOCK, sock, sizeof sock, NULL) < 0 || pipe(out) < 0)
+    if (qrt_vm_path(&q->cfg, dvm, QRT_QREXEC_SOCK, sock, sizeof sock, NULL) < 0 || pipe(out) < 0)
         return;
     cleanup_close int rd = out[0], wr = out[1];
     if (agent_connect(sock, 5000, &c, &e) == 0) {

@@ -1,4 +1,5 @@
 #include "restore.h"
+#include "../orchestrator/agent_client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -271,6 +272,8 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err)
     int rc = add_record(q, d, err);
     if (rc == 0)
         rc = restore_domain(q, d, err);
+    if (rc == 0 && !vmm_is_test_driver(&q->vmm))
+        rc = qrexec_daemon_spawn(&q->cfg, d->name, err);
     if (rc == 0)
         want = give_memory_back(q, d);
     if ((rc = qubes_commit(q, rc, err)) < 0)

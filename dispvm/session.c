@@ -52,7 +52,7 @@ static void __attribute__((noreturn)) session(const struct dispvm_state *d, cons
     char ip[24];
     const char *user = d->user && strcmp(d->user, "DEFAULT") != 0 ? d->user : "user";
     snprintf(ip, sizeof ip, "%s/%d", d->net.ip, d->net.prefix);
-    if (agent_connect(d->agent_sock, 30000, &c, &e) < 0 ||
+    if (agent_connect(d->qrexec_sock, 30000, &c, &e) < 0 ||
         agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
                        d->net.gateway, &e) < 0 ||
         (layout[0] && qmonitor_send_on(&c, layout, &e) < 0) ||

@@ -82,7 +82,8 @@ int dispvm_state_name(struct dispvm_state *d, const struct qubes_config *cfg,
         char *out;
         const char *file;
     } paths[] = {
-        { d->rundir, NULL }, { d->agent_sock, QRT_AGENT_SOCK }, { d->owner, QRT_OWNER },
+        { d->rundir, NULL }, { d->agent_sock, QRT_AGENT_SOCK }, { d->qrexec_sock, QRT_QREXEC_SOCK },
+        { d->owner, QRT_OWNER },
         { d->ram, QRT_RAM }, { d->console, QRT_CONSOLE }, { d->root_layer, QRT_ROOT_LAYER },
         { d->private_layer, QRT_PRIVATE_LAYER }, { d->clone, QRT_CLONE },
     };

@@ -57,7 +57,8 @@ struct dispvm_state {
     char uuid[37], genid[37];
     struct qnet net;
     char rundir[PATH_MAX];              /* $RUN/vms/dispN and what is in it */
-    char agent_sock[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX], console[PATH_MAX];
+    char agent_sock[PATH_MAX], qrexec_sock[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX];
+    char console[PATH_MAX];
     char root_layer[PATH_MAX], private_layer[PATH_MAX], clone[PATH_MAX];
 
     /* Private: what exists, so that a teardown removes just that. */

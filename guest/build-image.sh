@@ -2,18 +2,21 @@
 # Builds the test guest from Debian packages (a cloud kernel, busybox-static)
 # and the agent: OUT/kernel/{vmlinuz,initramfs} and OUT/root.img (ext4, made
 # by mke2fs -d: no root or loop device needed). Cached: does nothing when the
-# outputs are newer than their inputs.
-# Usage: guest/build-image.sh OUT-DIR AGENT-BINARY
+# outputs are newer than their inputs. CLIENT-BINARY is the guest's static
+# qrexec-client-vm.
+# Usage: guest/build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY
 set -eu
-out=${1:?usage: build-image.sh OUT-DIR AGENT-BINARY}
-agent=${2:?usage: build-image.sh OUT-DIR AGENT-BINARY}
+out=${1:?usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY}
+agent=${2:?usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY}
+client=${3:?usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/kernel" "$out/debs"
 out=$(cd "$out" && pwd)
 agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")
+client=$(cd "$(dirname "$client")" && pwd)/$(basename "$client")
 
 if [ -f "$out/root.img" ] && [ -f "$out/kernel/initramfs" ] &&
-   [ -z "$(find "$agent" "$here/rootfs" "$here/initramfs" "$0" -newer "$out/root.img" 2>/dev/null)" ]; then
+   [ -z "$(find "$agent" "$client" "$here/rootfs" "$here/initramfs" "$0" -newer "$out/root.img" 2>/dev/null)" ]; then
     exit 0
 fi
 
@@ -48,16 +51,19 @@ done
 (cd "$ird" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) > "$out/kernel/initramfs.tmp"
 mv "$out/kernel/initramfs.tmp" "$out/kernel/initramfs"
 
-# The root file system: busybox with its applets, the agent, init.
+# The root file system: busybox with its applets, the agent, qrexec-client-vm
+# and the scripts of rootfs/bin, init. (/run/qubes is the agent's to make.)
 rfs=$out/rootfs.d
 rm -rf "$rfs" && mkdir -p "$rfs/bin" "$rfs/sbin" "$rfs/usr/bin" "$rfs/proc" "$rfs/sys" \
-    "$rfs/dev" "$rfs/tmp" "$rfs/rw" "$rfs/root" "$rfs/etc" "$rfs/home/user"
+    "$rfs/dev" "$rfs/tmp" "$rfs/run" "$rfs/rw" "$rfs/root" "$rfs/etc" "$rfs/home/user"
 cp "$bb" "$rfs/bin/busybox"
 for a in $("$bb" --list); do
     [ "$a" = busybox ] || [ -e "$rfs/bin/$a" ] || ln -s busybox "$rfs/bin/$a"
 done
 cp "$here/rootfs/init" "$rfs/sbin/init" && chmod 755 "$rfs/sbin/init"
 cp "$agent" "$rfs/usr/bin/qubes-agent"
+cp "$client" "$rfs/usr/bin/qrexec-client-vm"
+cp "$here"/rootfs/bin/* "$rfs/usr/bin/" && chmod 755 "$rfs"/usr/bin/*
 mkdir -p "$rfs/etc/qubes-rpc"
 cp "$here"/rootfs/qubes-rpc/* "$rfs/etc/qubes-rpc/" && chmod 755 "$rfs"/etc/qubes-rpc/*
 echo "root:x:0:0:root:/root:/bin/sh" > "$rfs/etc/passwd"

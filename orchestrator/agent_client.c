@@ -1,9 +1,13 @@
+/* The host's callers of a VM's agent: each request is one connection to
+ * the VM's qrexec-daemon (guest/protocol.h, "Local callers"), which puts
+ * it on the channel as a session of its own beside any others. */
 #include "agent_client.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,94 +15,17 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../guest/protocol.h"
+#include "../qrexec/mux.h"
+#include "runtime.h"
 #include "util.h"
 
-static int send_frame(int fd, uint32_t type, const void *data, uint32_t len)
-{
-    struct qag_header h = { QAG_MAGIC, type, len };
-    if (qwrite_all(fd, &h, sizeof h) < 0)
-        return -1;
-    return len ? qwrite_all(fd, data, len) : 0;
-}
+extern char **environ;
 
-/* Reads exactly len bytes, waiting at most until `deadline` (ms, 0: none).
- * Returns 0, -1 on error or end of stream, -2 on timeout. */
-static int read_all(int fd, void *buf, size_t len, long deadline)
-{
-    char *p = buf;
-    while (len > 0) {
-        if (deadline) {
-            long left = deadline - qnow_ms();
-            struct pollfd pfd = { .fd = fd, .events = POLLIN };
-            if (left <= 0)
-                return -2;
-            int r = poll(&pfd, 1, (int)left);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r == 0)
-                return -2;
-        }
-        ssize_t r = read(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
-static int recv_frame(int fd, struct qag_header *h, char *payload, long deadline,
-                      struct qerr *err)
-{
-    int r = read_all(fd, h, sizeof *h, deadline);
-    if (r == -2)
-        return -2;
-    if (r < 0)
-        return qerr_set(err, "the agent closed the connection");
-    if (h->magic != QAG_MAGIC || h->len > QAG_MAX_PAYLOAD)
-        return qerr_set(err, "garbled frame from the agent (type %u, length %u)", h->type, h->len);
-    if (h->len && (r = read_all(fd, payload, h->len, deadline)) != 0)
-        return r == -2 ? qerr_set(err, "the agent stopped mid-frame (%u bytes announced, the "
-                                  "rest did not come within %d s)", h->len, AGENT_FRAME_MS / 1000)
-                       : qerr_set(err, "the agent closed the connection mid-frame");
-    return 0;
-}
-
-/* A HELLO that cannot be written by the deadline (the guest does not read
- * its port, and the socket's buffer is full) ends the attempt instead of
- * blocking: the socket is non-blocking until the session is open. */
-static int send_hello(int fd, const uint64_t *nonce, long deadline)
-{
-    struct qag_header h = { QAG_MAGIC, QAG_HELLO, sizeof *nonce };
-    char frame[sizeof h + sizeof *nonce];
-    memcpy(frame, &h, sizeof h);
-    memcpy(frame + sizeof h, nonce, sizeof *nonce);
-    size_t done = 0;
-    while (done < sizeof frame) {
-        ssize_t w = write(fd, frame + done, sizeof frame - done);
-        if (w > 0) {
-            done += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        long left = deadline - qnow_ms();
-        struct pollfd p = { .fd = fd, .events = POLLOUT };
-        if (left <= 0 || (poll(&p, 1, (int)left) == 0)) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int try_session(const char *sock, long deadline, int *out)
+static int dial(const char *sock)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     if (strlen(sock) >= sizeof addr.sun_path) {
@@ -106,7 +33,7 @@ static int try_session(const char *sock, long deadline, int *out)
         return -1;
     }
     strcpy(addr.sun_path, sock);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
@@ -115,34 +42,7 @@ static int try_session(const char *sock, long deadline, int *out)
         errno = e;
         return -1;
     }
-    uint64_t nonce;
-    if (getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
-        nonce = (uint64_t)qnow_ms() ^ ((uint64_t)getpid() << 32);
-    /* The same HELLO again until the agent answers it: soon at first (a
-     * guest just restored now and then misses the first one), then every
-     * 250 ms. */
-    for (long wait = 20; qnow_ms() < deadline; wait = wait < 125 ? wait * 2 : 250) {
-        if (send_hello(fd, &nonce, deadline) < 0)
-            break;
-        long until = qnow_ms() + wait;
-        if (until > deadline)
-            until = deadline;
-        struct qag_header h;
-        static char payload[QAG_MAX_PAYLOAD];
-        int r;
-        while ((r = recv_frame(fd, &h, payload, until, NULL)) == 0) {
-            if (h.type == QAG_HELLO_ACK && h.len == 8 && memcmp(payload, &nonce, 8) == 0) {
-                fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-                *out = fd;
-                return 0;
-            }
-        }
-        if (r == -1)
-            break;
-    }
-    close(fd);
-    errno = ETIMEDOUT;
-    return -1;
+    return fd;
 }
 
 void agent_deadline(struct agent_conn *c, long ms)
@@ -151,17 +51,21 @@ void agent_deadline(struct agent_conn *c, long ms)
     c->deadline_ms = ms;
 }
 
+/* The daemon binds its socket once the agent has answered its HELLO, so
+ * a connection that is accepted means a guest that is ready. */
 int agent_connect(const char *sock, long timeout_ms, struct agent_conn *c, struct qerr *err)
 {
     long deadline = qnow_ms() + timeout_ms;
     int last = 0;
-    c->fd = -1;
+    snprintf(c->sock, sizeof c->sock, "%s", sock);
     agent_deadline(c, 0);
-    while (qnow_ms() < deadline) {
-        if (try_session(sock, deadline, &c->fd) == 0)
+    for (;;) {
+        if ((c->fd = dial(sock)) >= 0)
             return 0;
         last = errno;
-        usleep(50000);
+        if (qnow_ms() >= deadline)
+            break;
+        usleep(20000);
     }
     return qerr_errno(err, last ? last : ETIMEDOUT,
                       "the agent did not answer on %s within %ld s", sock, timeout_ms / 1000);
@@ -174,40 +78,120 @@ void agent_close(struct agent_conn *c)
     c->fd = -1;
 }
 
-/* Sends a request made of NUL-terminated strings. */
+/* Sends the request (NUL-terminated parts) with the session's three
+ * descriptors attached. */
 static int send_request(struct agent_conn *c, uint32_t type, const char *const parts[],
-                        int nparts, struct qerr *err)
+                        int nparts, const int fds[3], struct qerr *err)
 {
+    static char msg[sizeof(struct qag_header) + QAG_MAX_PAYLOAD];
     size_t len = 0;
-    for (int i = 0; i < nparts; i++)
-        len += strlen(parts[i]) + 1;
-    if (len > QAG_MAX_PAYLOAD)
-        return qerr_set(err, "request too long (%zu bytes)", len);
-    char *req = malloc(len), *p = req;
-    if (!req)
-        return qerr_errno(err, ENOMEM, "agent request");
     for (int i = 0; i < nparts; i++) {
         size_t n = strlen(parts[i]) + 1;
-        memcpy(p, parts[i], n);
-        p += n;
+        if (len + n > QAG_MAX_PAYLOAD)
+            return qerr_set(err, "request too long (over %d bytes)", QAG_MAX_PAYLOAD);
+        memcpy(msg + sizeof(struct qag_header) + len, parts[i], n);
+        len += n;
     }
-    int r = send_frame(c->fd, type, req, (uint32_t)len);
-    free(req);
+    struct qag_header h = { QAG_MAGIC, type, 0, (uint32_t)len };
+    memcpy(msg, &h, sizeof h);
+    if (c->fd < 0 && (c->fd = dial(c->sock)) < 0)
+        return qerr_errno(err, errno, "cannot reach the VM's qrexec-daemon at %s", c->sock);
+    union {
+        struct cmsghdr h;
+        char room[CMSG_SPACE(3 * sizeof(int))];
+    } ctl;
+    struct iovec iov = { msg, sizeof h + len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.room,
+                         .msg_controllen = sizeof ctl.room };
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(3 * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, 3 * sizeof(int));
+    ssize_t r;
+    while ((r = sendmsg(c->fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
     if (r < 0)
-        return qerr_errno(err, errno, "cannot send the request to the agent");
+        return qerr_errno(err, errno, "cannot send the request to the VM's qrexec-daemon");
     return 0;
 }
 
-static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *status,
-                 struct qerr *err);
+/* The answer: EXIT (its status) or ERROR (its text). */
+static int read_answer(struct agent_conn *c, int *status, struct qerr *err)
+{
+    char buf[sizeof(struct qag_header) + 4096 + 1];
+    struct pollfd p = { c->fd, POLLIN, 0 };
+    long left = c->deadline ? c->deadline - qnow_ms() : -1;
+    if (c->deadline && (left <= 0 || poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) == 0))
+        return qerr_set(err, "the agent did not answer within %ld s", c->deadline_ms / 1000);
+    ssize_t n;
+    while ((n = recv(c->fd, buf, sizeof buf - 1, 0)) < 0 && errno == EINTR)
+        ;
+    agent_close(c);
+    struct qag_header h;
+    if (n < (ssize_t)sizeof h)
+        return qerr_set(err, "the VM's qrexec-daemon ended the session without an answer "
+                        "(the VM or its channel went away)");
+    memcpy(&h, buf, sizeof h);
+    size_t plen = (size_t)n - sizeof h;
+    buf[n] = '\0';
+    if (h.type == QAG_EXIT && plen == 4) {
+        int32_t code;
+        memcpy(&code, buf + sizeof h, 4);
+        *status = code;
+        return 0;
+    }
+    if (h.type == QAG_ERROR)
+        return qerr_set(err, "the agent refused the command: %s", buf + sizeof h);
+    return qerr_set(err, "malformed answer from the VM's qrexec-daemon (type %u, %zu bytes)",
+                    h.type, plen);
+}
+
+/* One session with the caller's streams: through pipes of our own, so
+ * that the caller's descriptors (a terminal shared with a shell) are never
+ * made non-blocking. */
+static int session(struct agent_conn *c, uint32_t type, const char *const parts[], int nparts,
+                   int in_fd, int out_fd, int err_fd, int *status, struct qerr *err)
+{
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, er[2] = { -1, -1 };
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0) {
+        qerr_errno(err, errno, "pipe");
+        goto fail;
+    }
+    int fds[3] = { in[0], out[1], er[1] };
+    if (send_request(c, type, parts, nparts, fds, err) < 0)
+        goto fail;
+    close(in[0]);
+    close(out[1]);
+    close(er[1]);
+    int r = qmux_pump(in_fd, out_fd, err_fd, in[1], out[0], er[0], c->fd, c->deadline);
+    if (r < 0) {
+        int e = errno;
+        agent_close(c);         /* the daemon ends the session in the guest */
+        if (e == ETIMEDOUT)
+            return qerr_set(err, "the agent did not answer within %ld s", c->deadline_ms / 1000);
+        if (e == EPIPE)
+            return qerr_set(err, "the caller went away (its end of the output is closed)");
+        return qerr_errno(err, e, "relaying the session");
+    }
+    return read_answer(c, status, err);
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+        if (er[i] >= 0)
+            close(er[i]);
+    }
+    return -1;
+}
 
 int agent_exec(struct agent_conn *c, const char *user, const char *cmd, int in_fd, int out_fd,
                int err_fd, int *status, struct qerr *err)
 {
     const char *parts[] = { user, cmd };
-    if (send_request(c, QAG_EXEC, parts, 2, err) < 0)
-        return -1;
-    return relay(c, in_fd, out_fd, err_fd, status, err);
+    return session(c, QAG_EXEC, parts, 2, in_fd, out_fd, err_fd, status, err);
 }
 
 int agent_service(struct agent_conn *c, const char *user, const char *service,
@@ -215,83 +199,7 @@ int agent_service(struct agent_conn *c, const char *user, const char *service,
                   struct qerr *err)
 {
     const char *parts[] = { user, service, source };
-    if (send_request(c, QAG_SERVICE, parts, 3, err) < 0)
-        return -1;
-    return relay(c, in_fd, out_fd, err_fd, status, err);
-}
-
-/* Streams input to the command and its output back until it exits, or
- * until c->deadline. */
-static int relay(struct agent_conn *c, int in_fd, int out_fd, int err_fd, int *status,
-                 struct qerr *err)
-{
-    if (in_fd < 0)
-        send_frame(c->fd, QAG_STDIN, NULL, 0);
-
-    static char payload[QAG_MAX_PAYLOAD];
-    char buf[16384];
-    for (;;) {
-        /* The output too: a pipe whose reader is gone reports an error at
-         * once, a socket a hang-up, and nobody wants the output any more. */
-        struct pollfd p[3] = { { .fd = c->fd, .events = POLLIN },
-                               { .fd = in_fd, .events = POLLIN },
-                               { .fd = out_fd, .events = 0 } };
-        long left = c->deadline ? c->deadline - qnow_ms() : -1;
-        int r = c->deadline && left <= 0 ? 0 : poll(p, 3, left > INT_MAX ? INT_MAX : (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return qerr_errno(err, errno, "poll");
-        if (r == 0)
-            return qerr_set(err, "the agent did not answer within %ld s", c->deadline_ms / 1000);
-        if (out_fd >= 0 && (p[2].revents & (POLLERR | POLLHUP)))
-            return qerr_set(err, "the caller went away (its end of the output is closed)");
-        if (in_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t n = read(in_fd, buf, sizeof buf);
-            if (n > 0) {
-                if (send_frame(c->fd, QAG_STDIN, buf, (uint32_t)n) < 0)
-                    return qerr_errno(err, errno, "cannot send input to the agent");
-            } else {
-                send_frame(c->fd, QAG_STDIN, NULL, 0);
-                in_fd = -1;
-            }
-        }
-        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            struct qag_header h;
-            long frame_end = qnow_ms() + AGENT_FRAME_MS;
-            if (c->deadline && c->deadline < frame_end)
-                frame_end = c->deadline;
-            if ((r = recv_frame(c->fd, &h, payload, frame_end, err)) < 0)
-                return r == -2 ? qerr_set(err, "the agent stopped mid-frame (a header began, "
-                                          "the rest did not come within %d s)",
-                                          AGENT_FRAME_MS / 1000) : -1;
-            switch (h.type) {
-            case QAG_STDOUT:
-            case QAG_STDERR: {
-                int fd = h.type == QAG_STDOUT ? out_fd : err_fd;
-                if (fd >= 0 && qwrite_all(fd, payload, h.len) < 0)
-                    return errno == EPIPE
-                               ? qerr_set(err, "the caller went away (its end of the output "
-                                          "is closed)")
-                               : qerr_errno(err, errno, "cannot write the command's output");
-                break;
-            }
-            case QAG_EXIT: {
-                int32_t code;
-                if (h.len != sizeof code)
-                    return qerr_set(err, "malformed EXIT frame from the agent (%u bytes, not %zu)",
-                                    h.len, sizeof code);
-                memcpy(&code, payload, sizeof code);
-                *status = code;
-                return 0;
-            }
-            case QAG_ERROR:
-                return qerr_set(err, "the agent refused the command: %.*s", (int)h.len, payload);
-            default:
-                break;      /* a late HELLO_ACK and the like */
-            }
-        }
-    }
+    return session(c, QAG_SERVICE, parts, 3, in_fd, out_fd, err_fd, status, err);
 }
 
 int agent_identity(struct agent_conn *c, const char *name, const char *mac, const char *ip_cidr,
@@ -306,8 +214,7 @@ int agent_identity(struct agent_conn *c, const char *name, const char *mac, cons
     const char *parts[] = { name, mac, ip_cidr, gateway, hex };
     int status = 0;
     agent_deadline(c, AGENT_REQUEST_MS);
-    int rc = send_request(c, QAG_IDENTITY, parts, 5, err) < 0 ||
-             relay(c, -1, -1, -1, &status, err) < 0 ? -1 : 0;
+    int rc = session(c, QAG_IDENTITY, parts, 5, -1, -1, -1, &status, err);
     agent_deadline(c, 0);
     if (rc < 0)
         return qerr_prefix(err, "cannot give the guest its identity");
@@ -317,7 +224,30 @@ int agent_identity(struct agent_conn *c, const char *name, const char *mac, cons
 
 int agent_shutdown(struct agent_conn *c, struct qerr *err)
 {
-    if (send_frame(c->fd, QAG_SHUTDOWN, NULL, 0) < 0)
-        return qerr_errno(err, errno, "cannot ask the guest to power off");
-    return 0;
+    int status = 0;
+    agent_deadline(c, AGENT_REQUEST_MS);
+    int rc = session(c, QAG_SHUTDOWN, NULL, 0, -1, -1, -1, &status, err);
+    agent_deadline(c, 0);
+    return rc < 0 ? qerr_prefix(err, "cannot ask the guest to power off") : 0;
+}
+
+int qrexec_daemon_spawn(const struct qubes_config *cfg, const char *name, struct qerr *err)
+{
+    char prog[PATH_MAX];
+    const char *env = getenv("QUBES_QREXEC_DAEMON");
+    if (env && *env) {
+        snprintf(prog, sizeof prog, "%s", env);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", prog, sizeof prog - 32);
+        if (n < 0)
+            return qerr_errno(err, errno, "cannot find the program's directory");
+        prog[n] = '\0';
+        char *slash = strrchr(prog, '/');
+        snprintf(slash ? slash + 1 : prog, 32, "qrexec-daemon");
+    }
+    (void)cfg;
+    char *argv[] = { prog, (char *)name, NULL };
+    /* It returns once it holds the VM's qrexec lock and is on its own. */
+    return qrun_program(argv, err) < 0 ? qerr_prefix(err, "cannot start the qrexec daemon of "
+                                                    "'%s'", name) : 0;
 }

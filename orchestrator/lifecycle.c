@@ -265,7 +265,7 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
     char sock[PATH_MAX];
     struct vmm_domain d;
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
-    if (qrt_vm_path(&q->cfg, vm->name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0)
+    if (qrt_vm_path(&q->cfg, vm->name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     qsay(progress, "--> Waiting for the agent of %s (up to %ld s)", vm->name, timeout / 1000);
     long t0 = qnow_ms();
@@ -285,18 +285,16 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
  * cannot take it still runs; the start says so. */
 static void send_monitor_layout(struct qubes *q, const char *name, FILE *progress)
 {
-    char layout[QMONITOR_MAX * 32], sock[PATH_MAX], rdir[PATH_MAX];
+    char layout[QMONITOR_MAX * 32], sock[PATH_MAX];
     const char *source = NULL;
     struct qerr e;
     if (qmonitor_layout(&q->cfg, layout, sizeof layout, &source, &e) < 0) {
         qsay(progress, "warning: %s", e.msg);
         return;
     }
-    if (!layout[0] || qrt_vm_path(&q->cfg, name, NULL, rdir, sizeof rdir, &e) < 0 ||
-        qrt_vm_path(&q->cfg, name, QRT_AGENT_SOCK, sock, sizeof sock, &e) < 0)
+    if (!layout[0] || qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, &e) < 0)
         return;
-    cleanup_close int lock = qflock(rdir, QRT_AGENT_LOCK, &e);  /* one agent session at a time */
-    if (lock < 0 || qmonitor_send(sock, layout, &e) < 0)
+    if (qmonitor_send(sock, layout, &e) < 0)
         qsay(progress, "warning: %s: %s", name, e.msg);
     else
         qsay(progress, "--> Monitor layout (from %s) sent to %s", source, name);
@@ -325,6 +323,11 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
         rc = qubes_template_exclusion(q, vm, err);
     if (rc == 0)
         rc = build_spec_and_start(q, vm, o->progress, o->mem_file, err);
+    if (rc == 0 && !vmm_is_test_driver(&q->vmm) &&
+        (rc = qrexec_daemon_spawn(&q->cfg, vm->name, err)) < 0) {
+        struct qerr e;
+        vmm_destroy(&q->vmm, vm->name, &e);  /* a VM nobody can talk to is no use */
+    }
     qclose(&lock);      /* the domain exists: other starts see it running */
     if (rc < 0)
         return qerr_prefix(err, "cannot start '%s'", name);
@@ -374,7 +377,7 @@ int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct
     enum qvm_power st;
     char sock[PATH_MAX];
     if (load_and_check(q, name, QOP_SHUTDOWN, &vm, &st, err) < 0 ||
-        qrt_vm_path(&q->cfg, name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0)
+        qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     struct agent_conn c;
     if (agent_connect(sock, timeout_ms < 5000 ? timeout_ms : 5000, &c, err) < 0)
@@ -435,13 +438,8 @@ int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o
             return -1;
         vm = qubes_find_vm(q, name, err);
     }
-    char sock[PATH_MAX], rdir[PATH_MAX];
-    if (qrt_vm_path(&q->cfg, name, QRT_AGENT_SOCK, sock, sizeof sock, err) < 0 ||
-        qrt_vm_path(&q->cfg, name, NULL, rdir, sizeof rdir, err) < 0)
-        return -1;
-    /* One session at a time per VM: the agent serves one. */
-    cleanup_close int lock = qflock(rdir, QRT_AGENT_LOCK, err);
-    if (lock < 0)
+    char sock[PATH_MAX];
+    if (qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     struct agent_conn c;
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;

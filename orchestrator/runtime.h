@@ -28,10 +28,13 @@
 #define QRT_START_LOCK "start.lock"
 #define QRT_DISPVM_LOCK "qfile-daemon-dvm.lock"
 #define QRT_TEARDOWN_LOG "dispvm-teardown.log"
+#define QRT_POLICY_LOG "qrexec-policy.log"  /* every qrexec policy decision */
 
 /* Files in a VM's run directory. */
 #define QRT_AGENT_SOCK "agent.sock"
-#define QRT_AGENT_LOCK "agent.lock"
+#define QRT_QREXEC_SOCK "qrexec.sock"    /* the VM's qrexec-daemon takes requests */
+#define QRT_QREXEC_LOCK "qrexec.lock"    /* held by that daemon while it runs */
+#define QRT_QREXEC_LOG "qrexec.log"      /* and what it has to say */
 #define QRT_READY "ready"
 #define QRT_OWNER "owner"
 #define QRT_RAM "ram"

@@ -21,6 +21,8 @@ static void usage(FILE *f)
 "  -p, --pass-io       the command's input and output are ours\n"
 "  -u, --user USER     run as USER (default: the VM's default_user)\n"
 "  -s, --service NAME  run a service instead of a command\n"
+"      --source VM     the VM that asks for the service (default dom0; the\n"
+"                      service sees it as QREXEC_REMOTE_DOMAIN)\n"
 "      --dispvm[=T]    run in a new DispVM (from T's savefile)\n"
 "      --offline-mode  refused: this needs the hypervisor\n"
 "  -q, --quiet         no progress messages when the VM must start\n"
@@ -70,6 +72,7 @@ int main(int argc, char **argv)
         { "pass-io", no_argument, NULL, 'p' },
         { "user", required_argument, NULL, 'u' },
         { "service", required_argument, NULL, 's' },
+        { "source", required_argument, NULL, 'S' },
         { "dispvm", optional_argument, NULL, 'D' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
         { "quiet", no_argument, NULL, 'q' },
@@ -86,6 +89,7 @@ int main(int argc, char **argv)
         case 'p': pass = true; break;
         case 'u': o.user = optarg; break;
         case 's': o.service = optarg; break;
+        case 'S': o.source = optarg; break;
         case 'D':
             dispvm = true;
             dvm_template = optarg;
@@ -101,6 +105,9 @@ int main(int argc, char **argv)
     if (o.service ? argc - optind != 1 : argc - optind < 2)
         tool_usage_error(prog, o.service ? "--service wants only a VM name"
                                          : "expected a VM name and a command");
+    struct qerr err;
+    if (o.source && strcmp(o.source, "dom0") != 0 && qvm_check_name(o.source, &err) < 0)
+        tool_fail(prog, &err);
     char *cmd = join_args(argc, argv, optind + 1);
     if (!cmd)
         return 1;
@@ -108,7 +115,6 @@ int main(int argc, char **argv)
     o.pass_io = pass;
     o.progress = quiet ? NULL : stderr;
     struct qubes q;
-    struct qerr err;
     int status = 0;
     if (qubes_open(&q, offline, &err) < 0 || qubes_vm_run(&q, argv[optind], &o, &status, &err) < 0) {
         free(cmd);

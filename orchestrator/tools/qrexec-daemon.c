@@ -1,0 +1,568 @@
+/* qrexec-daemon: the one holder of a VM's agent channel. Host callers'
+ * requests (qvm-run, qfile-daemon-dvm, the start of a VM) arrive on its
+ * socket and become sessions on the channel, any number at once; the
+ * guest's calls (qrexec-client-vm) are checked, decided by the policy and
+ * run in dom0 with the guest's streams. Everything from the guest is
+ * untrusted input. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../qrexec/mux.h"
+#include "../../qrexec/policy.h"
+#include "../runtime.h"
+#include "tool.h"
+
+static const char *prog = "qrexec-daemon";
+
+#define LOCK_WAIT_MS 10000      /* for the daemon of the VM's last run to go */
+#define CONNECT_WAIT_MS 30000   /* for QEMU's end of the channel */
+#define MAX_CLIENTS 256
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: %s [--foreground] NAME\n"
+"Hold the agent channel of the running VM NAME ($QUBES_RUN_DIR/vms/NAME/%s)\n"
+"and serve it until the VM ends: requests from dom0 arrive on\n"
+"$QUBES_RUN_DIR/vms/NAME/%s (root only), any number at once; calls the\n"
+"VM makes (qrexec-client-vm) are decided by the policy in\n"
+"$QUBES_RPC_POLICY_DIR (default %s) and logged to\n"
+"$QUBES_RUN_DIR/%s. Started by qvm-start and a DispVM's restore; its\n"
+"messages go to $QUBES_RUN_DIR/vms/NAME/%s; while it runs it holds\n"
+"$QUBES_RUN_DIR/vms/NAME/%s (flock), which holds its pid.\n"
+"\n"
+"  --foreground   stay attached, messages on standard error\n"
+"  -h, --help     show this help\n"
+"\n"
+"Environment: QUBES_RPC_POLICY_DIR; QUBES_RPC_ASSUME_YES=1 turns `ask` into\n"
+"allow (there is no dialog); QUBES_RPC_DIR, dom0's services (default\n"
+"/etc/qubes-rpc).\n", prog, QRT_AGENT_SOCK, QRT_QREXEC_SOCK, QPOL_DEFAULT_DIR, QRT_POLICY_LOG,
+            QRT_QREXEC_LOG, QRT_QREXEC_LOCK);
+}
+
+static struct daemon {
+    struct qubes_config cfg;
+    const char *name;
+    char rundir[PATH_MAX], sock[PATH_MAX], bindir[PATH_MAX];
+    struct qmux *m;
+    int listener;
+    ino_t sock_ino;
+} D = { .listener = -1 };
+
+struct client {
+    int fd;
+    uint32_t sid;
+};
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    char msg[1024], when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s %s[%s]: ", when, prog, D.name);
+    qprint_text(stderr, msg);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void mux_log(void *ctx, const char *msg)
+{
+    (void)ctx;
+    say("%s", msg);
+}
+
+/* ---- dom0's callers ---- */
+
+static void answer(int fd, uint32_t type, const void *data, size_t len)
+{
+    char msg[sizeof(struct qag_header) + 1024];
+    if (len > 1024)
+        len = 1024;
+    struct qag_header h = { QAG_MAGIC, type, 0, (uint32_t)len };
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, data, len);
+    send(fd, msg, sizeof h + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void client_gone(struct client *c)
+{
+    qmux_unwatch(D.m, c->fd);
+    close(c->fd);
+    free(c);
+}
+
+static void caller_ended(struct qmux *m, void *sctx, int status, const char *error)
+{
+    (void)m;
+    struct client *c = sctx;
+    if (error) {
+        answer(c->fd, QAG_ERROR, error, strlen(error));
+    } else {
+        int32_t code = status;
+        answer(c->fd, QAG_EXIT, &code, sizeof code);
+    }
+    client_gone(c);
+}
+
+/* A caller that hangs up before the end: the session is cancelled. */
+static void client_hangup(struct qmux *m, int fd, short revents, void *arg)
+{
+    (void)fd;
+    (void)revents;
+    struct client *c = arg;
+    char b;
+    if (recv(c->fd, &b, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN)
+        return;
+    qmux_cancel(m, c->sid);
+    client_gone(c);
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* The first message of a connection: a request frame with the session's
+ * three descriptors. */
+static void client_request(struct qmux *m, int fd, short revents, void *arg)
+{
+    (void)revents;
+    struct client *c = arg;
+    static char buf[sizeof(struct qag_header) + QAG_MAX_PAYLOAD];
+    union {
+        struct cmsghdr h;
+        char room[CMSG_SPACE(3 * sizeof(int))];
+    } ctl;
+    struct iovec iov = { buf, sizeof buf };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.room,
+                         .msg_controllen = sizeof ctl.room };
+    ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    int fds[3] = { -1, -1, -1 }, nfds = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            memcpy(fds, CMSG_DATA(cm), (nfds > 3 ? 3 : (size_t)nfds) * sizeof(int));
+        }
+    struct qag_header h;
+    const char *why = NULL;
+    if (n < (ssize_t)sizeof h)
+        why = n == 0 ? NULL : "request too short";
+    else if (memcpy(&h, buf, sizeof h), h.magic != QAG_MAGIC || h.len != n - (ssize_t)sizeof h)
+        why = "not a request frame";
+    else if (h.type != QAG_EXEC && h.type != QAG_SERVICE && h.type != QAG_IDENTITY &&
+             h.type != QAG_SHUTDOWN)
+        why = "not a request dom0 makes";
+    else if (nfds != 3 || (mh.msg_flags & MSG_CTRUNC))
+        why = "a request comes with three descriptors";
+    if (n <= 0 || why) {
+        if (why)
+            answer(fd, QAG_ERROR, why, strlen(why));
+        close_fds(fds, nfds > 3 ? 3 : nfds);
+        client_gone(c);
+        return;
+    }
+    c->sid = qmux_call(m, h.type, buf + sizeof h, h.len, fds[0], fds[1], fds[2], c);
+    if (!c->sid) {
+        why = "the VM's agent is not ready (its channel is being reset) or too busy";
+        answer(fd, QAG_ERROR, why, strlen(why));
+        client_gone(c);
+        return;
+    }
+    qmux_watch(m, fd, POLLIN, client_hangup, c);
+}
+
+static void accept_client(struct qmux *m, int fd, short revents, void *arg)
+{
+    (void)revents;
+    (void)arg;
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd < 0)
+        return;
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+        (cred.uid != 0 && cred.uid != geteuid())) {
+        say("refused a caller of uid %d: only root asks the agent", (int)cred.uid);
+        close(cfd);
+        return;
+    }
+    struct client *c = calloc(1, sizeof *c);
+    if (!c || qmux_watch(m, cfd, POLLIN, client_request, c) < 0) {
+        free(c);
+        close(cfd);
+        return;
+    }
+    c->fd = cfd;
+}
+
+/* The agent answered: dom0's callers may come. The socket appears under
+ * its name at once, complete (bound under another name, renamed). */
+static void channel_ready(struct qmux *m, void *ctx)
+{
+    (void)ctx;
+    if (D.listener >= 0)
+        return;
+    char tmp[PATH_MAX + 8];
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    snprintf(tmp, sizeof tmp, "%s.new", D.sock);
+    if (strlen(tmp) >= sizeof addr.sun_path) {
+        say("socket path %s too long", tmp);
+        exit(1);
+    }
+    strcpy(addr.sun_path, tmp);
+    unlink(tmp);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    mode_t old = umask(077);
+    int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&addr, sizeof addr);
+    umask(old);
+    struct stat st;
+    if (rc < 0 || listen(fd, 64) < 0 || stat(tmp, &st) < 0 || rename(tmp, D.sock) < 0) {
+        say("cannot listen on %s: %s", D.sock, strerror(errno));
+        exit(1);
+    }
+    D.listener = fd;
+    D.sock_ino = st.st_ino;
+    qmux_watch(m, fd, POLLIN, accept_client, NULL);
+    say("the agent answered; listening on %s", D.sock);
+}
+
+/* Our socket goes with us, unless a daemon of a later run of the VM has
+ * put its own there. */
+static void unlink_socket(void)
+{
+    struct stat st;
+    if (D.listener >= 0 && stat(D.sock, &st) == 0 && st.st_ino == D.sock_ino)
+        unlink(D.sock);
+}
+
+static void channel_lost(struct qmux *m, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    unlink_socket();
+    say("the VM's channel closed: done");
+}
+
+/* ---- the guest's calls ---- */
+
+static void policy_log(const char *target, const char *service, const char *action,
+                       const char *why)
+{
+    char path[PATH_MAX], line[1024], when[32];
+    struct qerr e;
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    if (qrt_path(&D.cfg, QRT_POLICY_LOG, path, sizeof path, &e) < 0)
+        return;
+    int n = snprintf(line, sizeof line, "%s source=%s target=%s service=%s action=%s%s%s\n",
+                     when, D.name, target, service, action, why ? " " : "", why ? why : "");
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd >= 0) {
+        (void)!write(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        close(fd);
+    }
+    say("call %s %s: %s%s%s", target, service, action, why ? " " : "", why ? why : "");
+}
+
+static void refuse(uint32_t sid, const char *target, const char *service, const char *why)
+{
+    policy_log(target, service, "deny", why);
+    qmux_refuse(D.m, sid, "refused by dom0's policy");
+}
+
+/* A VM the call may go to: one in qubes.xml (read, never locked for
+ * writing here). */
+static int known_vm(const char *name, struct qerr *err)
+{
+    struct qubes q;
+    int rc = qubes_open(&q, true, err);
+    if (rc == 0)
+        rc = qubes_load_for_reading(&q, err);
+    if (rc == 0)
+        rc = qubes_find_vm(&q, name, err) ? 0 : -1;
+    qubes_close(&q);
+    return rc;
+}
+
+/* Runs the allowed call in dom0: its stdin and stdout are the session's,
+ * its stderr our log (nothing of dom0's messages reaches the guest). */
+static void run_call(uint32_t sid, char *const argv[], const char *service)
+{
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+        qmux_refuse(D.m, sid, "dom0 could not run the call");
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        signal(SIGPIPE, SIG_DFL);
+        setenv("QREXEC_REMOTE_DOMAIN", D.name, 1);
+        setenv("QREXEC_SERVICE_FULL_NAME", service, 1);
+        execv(argv[0], argv);
+        fprintf(stderr, "%s: cannot run %s: %s\n", prog, argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (pid < 0) {
+        close(in[1]);
+        close(out[0]);
+        qmux_refuse(D.m, sid, "dom0 could not run the call");
+        return;
+    }
+    qmux_serve(D.m, sid, in[1], out[0], -1, pid);
+}
+
+static void guest_call(uint32_t sid, const char *p, uint32_t len)
+{
+    size_t tl = strnlen(p, len);
+    const char *target = p, *service = tl < len ? p + tl + 1 : "";
+    size_t sl = tl < len ? strnlen(service, len - tl - 1) : 0;
+    struct qerr err;
+    /* Names first: nothing else is looked at before they are known good. */
+    if (tl >= len || sl == 0 || qpol_check_target(target, &err) < 0 ||
+        qpol_check_service(service, &err) < 0) {
+        say("refused a call with a malformed target or service name");
+        policy_log("(malformed)", "(malformed)", "deny", "bad name");
+        qmux_refuse(D.m, sid, "malformed call: bad target or service name");
+        return;
+    }
+    struct qpol_decision d;
+    if (qpol_evaluate(qpol_dir(), service, D.name, target, &d, &err) < 0) {
+        refuse(sid, target, service, err.msg);
+        return;
+    }
+    const char *how = NULL;     /* why an allow is one, for the log */
+    if (d.action == QPOL_ASK) {
+        const char *yes = getenv("QUBES_RPC_ASSUME_YES");
+        if (!yes || strcmp(yes, "1") != 0) {
+            refuse(sid, target, service, "(ask: no dialog here, and QUBES_RPC_ASSUME_YES is "
+                   "not 1)");
+            return;
+        }
+        how = "(ask: QUBES_RPC_ASSUME_YES=1)";
+    } else if (d.action == QPOL_DENY) {
+        refuse(sid, target, service, d.line ? NULL : "(no matching policy line)");
+        return;
+    }
+    /* Allowed: what it runs, and that it is there, before it is logged. */
+    char path[PATH_MAX], tool[PATH_MAX + 32];
+    const char *user = d.user[0] ? d.user : NULL;
+    char *argv[12];
+    int n = 0;
+    if (strcmp(d.target, "dom0") == 0) {
+        const char *dir = getenv("QUBES_RPC_DIR");
+        snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/etc/qubes-rpc", service);
+        if (access(path, X_OK) < 0) {
+            refuse(sid, d.target, service, "(no such service in dom0)");
+            return;
+        }
+        argv[n++] = path;
+    } else if (strcmp(d.target, "$dispvm") == 0) {
+        snprintf(tool, sizeof tool, "%s/qfile-daemon-dvm", D.bindir);
+        argv[n++] = tool;
+        argv[n++] = "-q";
+        argv[n++] = (char *)service;
+        argv[n++] = (char *)D.name;
+        argv[n++] = (char *)(user ? user : "DEFAULT");
+    } else {
+        if (known_vm(d.target, &err) < 0) {
+            say("%s", err.msg);
+            refuse(sid, d.target, service, "(no such VM)");
+            return;
+        }
+        snprintf(tool, sizeof tool, "%s/qvm-run", D.bindir);
+        argv[n++] = tool;
+        argv[n++] = "-q";
+        argv[n++] = "-p";
+        if (user) {
+            argv[n++] = "-u";
+            argv[n++] = (char *)user;
+        }
+        argv[n++] = "--source";
+        argv[n++] = (char *)D.name;
+        argv[n++] = "--service";
+        argv[n++] = (char *)service;
+        argv[n++] = d.target;
+    }
+    argv[n] = NULL;
+    policy_log(d.target, service, "allow", how);
+    run_call(sid, argv, service);
+}
+
+static void request(struct qmux *m, uint32_t sid, uint32_t type, const char *p, uint32_t len,
+                    void *ctx)
+{
+    (void)ctx;
+    if (type == QAG_CALL)
+        guest_call(sid, p, len);
+    else
+        qmux_refuse(m, sid, "not a request the guest makes");
+}
+
+static const struct qmux_ops ops = { .request = request, .ended = caller_ended,
+                                     .log = mux_log, .ready = channel_ready,
+                                     .lost = channel_lost };
+
+/* ---- start ---- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (D.m)
+        qmux_stop(D.m);         /* the loop ends; the socket is removed */
+}
+
+static int take_lock(struct qerr *err)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", D.rundir, QRT_QREXEC_LOCK);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    for (long until = qnow_ms() + LOCK_WAIT_MS; flock(fd, LOCK_EX | LOCK_NB) < 0;) {
+        if (errno != EWOULDBLOCK || qnow_ms() > until) {
+            close(fd);
+            return qerr_set(err, "another qrexec-daemon of '%s' still runs (%s is locked)",
+                            D.name, path);
+        }
+        usleep(20000);
+    }
+    return fd;
+}
+
+static int connect_channel(struct qerr *err)
+{
+    char path[PATH_MAX];
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (qrt_vm_path(&D.cfg, D.name, QRT_AGENT_SOCK, path, sizeof path, err) < 0)
+        return -1;
+    if (strlen(path) >= sizeof addr.sun_path)
+        return qerr_set(err, "%s: path too long", path);
+    strcpy(addr.sun_path, path);
+    int last = 0;
+    for (long until = qnow_ms() + CONNECT_WAIT_MS; qnow_ms() < until; usleep(20000)) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return qerr_errno(err, errno, "socket");
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0)
+            return fd;
+        last = errno;
+        close(fd);
+    }
+    return qerr_errno(err, last, "cannot connect to the agent channel %s", path);
+}
+
+static int own_dir(struct qerr *err)
+{
+    ssize_t n = readlink("/proc/self/exe", D.bindir, sizeof D.bindir - 1);
+    if (n < 0)
+        return qerr_errno(err, errno, "cannot find the program's directory");
+    D.bindir[n] = '\0';
+    char *slash = strrchr(D.bindir, '/');
+    if (slash)
+        *slash = '\0';
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    tool_check_version(argc, argv);
+    static const struct option opts[] = {
+        { "foreground", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool foreground = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': foreground = true; break;
+        case 'h': usage(stdout); return 0;
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    if (argc - optind != 1)
+        tool_usage_error(prog, "expected the VM's name");
+    D.name = argv[optind];
+    struct qerr err;
+    if (qvm_check_name(D.name, &err) < 0 || qubes_config_init(&D.cfg, &err) < 0 ||
+        own_dir(&err) < 0 ||
+        qrt_vm_path(&D.cfg, D.name, NULL, D.rundir, sizeof D.rundir, &err) < 0 ||
+        qrt_vm_path(&D.cfg, D.name, QRT_QREXEC_SOCK, D.sock, sizeof D.sock, &err) < 0 ||
+        qmkdirs(D.rundir, &err) < 0)
+        tool_fail(prog, &err);
+    int lock = take_lock(&err);
+    if (lock < 0)
+        tool_fail(prog, &err);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    if (!foreground) {
+        char log[PATH_MAX + 16];
+        snprintf(log, sizeof log, "%s/%s", D.rundir, QRT_QREXEC_LOG);
+        int lfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (lfd < 0 || null < 0) {
+            qerr_errno(&err, errno, "cannot open %s", log);
+            tool_fail(prog, &err);
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            qerr_errno(&err, errno, "fork");
+            tool_fail(prog, &err);
+        }
+        if (pid > 0)
+            _exit(0);           /* the lock is the child's now */
+        setsid();
+        dup2(null, 0);
+        dup2(lfd, 1);
+        dup2(lfd, 2);
+        close(null);
+        close(lfd);
+    }
+    char pid[24];             /* the lock file says who holds it */
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(lock, 0) == 0)
+        (void)!pwrite(lock, pid, (size_t)n, 0);
+    int chan = connect_channel(&err);
+    if (chan < 0) {
+        say("%s", err.msg);
+        return 1;
+    }
+    D.m = qmux_new(chan, QMUX_HOST, &ops, NULL);
+    if (!D.m) {
+        say("out of memory");
+        return 1;
+    }
+    say("holding the channel of %s", D.name);
+    qmux_run(D.m);
+    unlink_socket();
+    qmux_free(D.m);
+    close(lock);
+    return 0;
+}
