@@ -130,20 +130,26 @@ out=$(echo 'for f in /rw/secret /etc/secret; do [ -e $f ] && echo "$f seen"; don
       qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)
 is "$out" "end" "the next DispVM sees neither file (and reads its private disk fine)"
 
-# Eight at once.
+# Eight at once. Each service waits for the gate (a FIFO the test holds
+# open) to close, so that all eight are seen running together however slow
+# the restores are.
+mkfifo "$SCRATCH/gate"
 for i in 1 2 3 4 5 6 7 8; do
-    (echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
-           ping -c 1 -W 3 10.138.$netid.1 >/dev/null && echo reached; sleep 8" |
+    ({ echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
+             ping -c 1 -W 3 10.138.$netid.1 >/dev/null && echo reached; read gate || true"
+       cat "$SCRATCH/gate"; } |
      qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err"
      echo $? > "$SCRATCH/c$i.rc") &
 done
+exec 3>"$SCRATCH/gate"
 # While they run: eight domains, each with its own UUID.
-for i in $(seq 300); do [ "$(disp_domains)" = 8 ] && break; sleep 0.05; done
+for i in $(seq 1200); do [ "$(disp_domains)" = 8 ] && break; sleep 0.1; done
 diag "DispVM domains running together: $(disp_domains)"
 uuids=$(for d in $(virsh -c "$QUBES_VMM_URI" list --name); do
             case $d in disp*) [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" domuuid "$d" ;; esac
         done | grep . | sort -u | wc -l)
 is "$uuids" "8" "8 DispVMs run at once, with 8 distinct UUIDs"
+exec 3>&-
 wait
 fails=0
 for i in 1 2 3 4 5 6 7 8; do [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fails + 1)); diag "$(cat "$SCRATCH/c$i.err")"; }; done
