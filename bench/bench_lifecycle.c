@@ -409,7 +409,8 @@ int main(int argc, char **argv)
     const char *guest = argv[2];
     int runs = argc > 3 ? atoi(argv[3]) : 5;
     char dir[] = "/tmp/qubes-bench-lc.XXXXXX", rundir[64], root[4200], kernel[4200];
-    if (!mkdtemp(dir))
+    /* QEMU, which runs as its own user, passes through to the VMs' files. */
+    if (!mkdtemp(dir) || chmod(dir, 0711) < 0)
         return 1;
     snprintf(rundir, sizeof rundir, "%s/run", dir);
     setenv("QUBES_BASE_DIR", dir, 1);
