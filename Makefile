@@ -40,7 +40,7 @@ XL_CFLAGS = $(shell pkg-config --cflags xenlight xentoollog 2>/dev/null)
 XL_LIBS = $(shell pkg-config --libs xenlight xentoollog 2>/dev/null)
 XL_PLUGIN := lib/qubes-orchestrator/qubes-vmm-libxl.so
 XL_PLUGIN_SRCS := orchestrator/vmm_libxl.c orchestrator/libxl_config.c orchestrator/error.c \
-                  orchestrator/util.c
+                  orchestrator/util.c orchestrator/ifconf.c
 # Its translation's test, built only with it.
 XL_TEST_SRCS := tests/unit/test_libxl_config.c orchestrator/libxl_config.c
 
@@ -157,10 +157,16 @@ build/guest/qrexec-client-vm: guest/qrexec-client-vm.c guest/protocol.h qrexec/m
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -O2 -static guest/qrexec-client-vm.c qrexec/mux.c -o $@
 
-build/guest/root.img: build/guest/qubes-agent build/guest/qrexec-client-vm guest/build-image.sh \
-                      guest/initramfs/init guest/rootfs/init $(wildcard guest/rootfs/qubes-rpc/*) \
-                      $(wildcard guest/rootfs/bin/*)
-	guest/build-image.sh build/guest build/guest/qubes-agent build/guest/qrexec-client-vm
+# The DNS server of a NetVM or ProxyVM guest (busybox has none).
+build/guest/qubes-dnsd: guest/qubes-dnsd.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O2 -static guest/qubes-dnsd.c -o $@
+
+build/guest/root.img: build/guest/qubes-agent build/guest/qrexec-client-vm build/guest/qubes-dnsd \
+                      guest/build-image.sh guest/initramfs/init guest/rootfs/init \
+                      $(wildcard guest/rootfs/qubes-rpc/*) $(wildcard guest/rootfs/bin/*)
+	guest/build-image.sh build/guest build/guest/qubes-agent build/guest/qrexec-client-vm \
+	    build/guest/qubes-dnsd
 
 # A libvirt daemon at QUBES_VMM_URI (started when none answers).
 vmm-up:

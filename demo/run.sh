@@ -1,8 +1,9 @@
 #!/bin/sh
 # The demo behind `make demo`: a template HVM and a child made from the test
 # guest, started on a real libvirt daemon, the exclusion between them, a
-# command in each, a network, disposable VMs (shared memory, their own MAC
-# and IP, preloaded), firewall rules and the database tools; narrated.
+# command in each, a NetVM and a ProxyVM as guests, firewall rules enforced,
+# disposable VMs (shared memory, their own MAC and IP, preloaded) and the
+# database tools; narrated.
 # Usage: demo/run.sh BIN-DIR GUEST-DIR
 set -eu
 bin=${1:?usage: demo/run.sh BIN-DIR GUEST-DIR}
@@ -20,7 +21,7 @@ T=demo-template C=demo-work
 cleanup() {
     qubes-prefs -s dispvm-preload 0 >/dev/null 2>&1 || true
     qvm-cleanup-dispvms -q >/dev/null 2>&1 || true
-    for vm in $C $T $T-dvm; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
+    for vm in $C $T $T-dvm demo-fw demo-net; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
     rm -f "/dev/shm/qubes/$T-dvm."*
     [ "${KEEP:-0}" = 1 ] || rm -rf "$demo_dir"
 }
@@ -61,11 +62,27 @@ say "Stop everything"
 show qvm-kill $C
 show qvm-ls
 
-say "A network: the NetVM's is a host bridge; VMs behind it get the original's addresses"
-show qvm-create -l red --net -s demo-net
-show qubes-prefs -s default-netvm demo-net
-show qvm-start -q $C
-show qvm-run -p $C 'ip -4 -o addr show eth0 | awk "{print \$4}"; ping -c 1 -W 2 10.137.1.1 | grep received'
+say "Networks: a NetVM and a ProxyVM are guests too; the host has no address on their networks"
+show qvm-create -l red --net -s -r "$guest/root.img" --kernel "$guest/kernel" demo-net
+show qvm-create -l orange --proxy -s -r "$guest/root.img" --kernel "$guest/kernel" demo-fw
+show qvm-prefs -s demo-fw netvm demo-net
+show qubes-prefs -s default-netvm demo-fw
+show qvm-prefs -s $C netvm default
+show qvm-start $C
+show qvm-run -p $C 'ip -4 -o addr show eth0 | awk "{print \$4}"; ip route | head -n 1'
+echo "(the test's outside world, 192.0.2.1, lives inside demo-net: nothing leaves this machine)"
+show qvm-run -p $C 'ping -c 1 -W 3 192.0.2.1 | grep received; nc -w 3 192.0.2.1 1234 </dev/null; nslookup test.example | grep -A 1 "^Name:"'
+show ip -o addr show dev qubes-net1
+show ip -o addr show dev qubes-net2
+echo "(no address of the host on either: a VM can reach nothing of dom0 over IP)"
+
+say "Firewall rules are enforced on the host side of the VM's interface, at once"
+show qvm-firewall -P deny -D deny -i allow $C
+show qvm-run -p $C 'ping -c 1 -W 2 192.0.2.1 >/dev/null && echo "ping: through"; nc -w 3 192.0.2.1 1234 </dev/null || echo "tcp 1234: blocked"'
+show qvm-firewall -a $C 192.0.2.1/32 tcp 1234
+show qvm-run -p $C 'nc -w 3 192.0.2.1 1234 </dev/null'
+show qvm-firewall $C
+show qvm-run -p $C 'ip addr flush dev eth0; ip addr add 10.137.2.99/24 dev eth0; ip route add default via 10.137.2.1; ping -c 1 -W 2 192.0.2.1 >/dev/null && echo through || echo "a spoofed address: blocked"'
 show qvm-kill $C
 
 say "Disposable VMs: save a booted VM once (its memory shared), a fresh copy per request"
@@ -94,10 +111,6 @@ show qubes-prefs -s dispvm-preload 0
 sleep 2
 show qvm-cleanup-dispvms
 show qvm-ls
-
-say "Firewall rules, in the original's firewall.xml; a DispVM takes its caller's"
-show qvm-firewall -P deny -a $C 192.0.2.10 tcp 443
-show qvm-firewall $C
 
 say "The database tools: typed properties, class rules, refusals"
 show qvm-prefs -s $C memory 400

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../orchestrator/util.h"
+#include "../orchestrator/vmguard.h"
 #include "restore.h"
 #include "teardown.h"
 
@@ -64,7 +65,9 @@ static int make_it_ours(struct qubes *q, struct dispvm_state *d, const char *nam
     qattrs_del(&vm->attrs, "preload");
     if (qvm_set_attr(vm, "internal", "False", err) < 0 ||
         qvm_set_attr(vm, "label", d->label, err) < 0 ||
-        (src && dispvm_inherit_firewall(q, vm, src, err) < 0))
+        (src && dispvm_inherit_firewall(q, vm, src, err) < 0) ||
+        /* Its chains carry the rules it was restored with: now the caller's. */
+        (src && d->net.on && vmguard_up(q, vm, err) < 0))
         return -1;
     return dispvm_own(d, false, err);
 }
@@ -73,6 +76,10 @@ int dispvm_pool_claim(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     char name[QUBES_NAME_MAX + 1];
     struct qerr e;
+    /* Preloads wait on T-dvm's network: a VM whose DispVMs go elsewhere
+     * gets a fresh one. */
+    if (d->netvm_qid != d->tpl->dvm_netvm_qid)
+        return 1;
     find_paused(q, d->tpl->qid, name, sizeof name);
     if (!name[0])
         return 1;

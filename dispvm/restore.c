@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "../orchestrator/firewall.h"
+#include "../orchestrator/lifecycle.h"
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
+#include "../orchestrator/vmguard.h"
 #include "../storage/storage.h"
 #include "savefile.h"
 #include "shmem.h"
@@ -118,7 +120,7 @@ static int set_num(struct qvm *vm, const char *attr, int n, struct qerr *err)
 static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     int qid = qvm_collection_alloc_qid(q->coll, err);
-    int netvm = d->tpl->dvm_netvm_qid;
+    int netvm = d->net.on ? d->netvm_qid : -1;
     struct qvm *vm = qid < 0 ? NULL : qvm_new(QVM_DISP);
     if (!vm)
         return qid < 0 ? -1 : qerr_errno(err, ENOMEM, "a record for %s", d->name);
@@ -142,8 +144,9 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
     /* The rules of the VM that asked (T-dvm's when it is not in the
      * database). */
     const struct qvm *src = dispvm_source_vm(q->coll, d);
-    if ((d->net.on && !vmm_is_test_driver(&q->vmm) && qnet_host_up(&d->net, err) < 0) ||
-        dispvm_inherit_firewall(q, vm, src ? src : dispvm_dvm_vm(q->coll, d->tpl), err) < 0) {
+    if ((d->net.on && vmm_network_ensure(&q->vmm, d->net.bridge, err) < 0) ||
+        dispvm_inherit_firewall(q, vm, src ? src : dispvm_dvm_vm(q->coll, d->tpl), err) < 0 ||
+        (d->net.on && vmguard_up(q, vm, err) < 0)) {
         qvm_collection_remove(q->coll, vm);
         qvm_free(vm);
         return -1;
@@ -212,7 +215,16 @@ static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *
         .formats = { "qcow2", "qcow2" }, .ndisks = 2,
         .agent_socket = d->agent_sock, .serial_log = d->console,
         .mac = d->net.on ? d->net.mac : NULL,
+        .ifname = d->net.on ? d->net.ifname : NULL,
+        /* A VM's DispVMs may be on another network than T-dvm, or on none:
+         * the saved NIC then stays, without carrier, on a network of its
+         * own. */
+        .network = d->net.on ? d->net.bridge : d->tpl->dvm_netvm_qid >= 0 ? QNET_NONE : NULL,
+        .link_down = !d->net.on,
     };
+    if (!d->net.on && d->tpl->dvm_netvm_qid >= 0 &&
+        vmm_network_ensure(&q->vmm, QNET_NONE, err) < 0)
+        return -1;
     struct savefile_info si;
     char ram[PATH_MAX];
     if (savefile_read(from, &si, err) < 0)
@@ -266,7 +278,10 @@ static int park_preload(struct qubes *q, const struct dispvm_state *d, unsigned 
 int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     unsigned long want = 0;
-    if (pick_name(q, d, err) < 0 || make_files(d, err) < 0 ||
+    /* Its gateway runs before it; not under the write lock, which the
+     * netvm's own start would wait for. */
+    if ((d->net.on && qubes_netvm_up(q, d->netvm_qid, d->name, d->progress, err) < 0) ||
+        pick_name(q, d, err) < 0 || make_files(d, err) < 0 ||
         qubes_load_for_writing(q, false, err) < 0)
         return -1;
     int rc = add_record(q, d, err);

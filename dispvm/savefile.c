@@ -147,11 +147,25 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
             xmlNode *mac = child(d, "mac"), *target;
             if (mac)
                 xmlSetProp(mac, (const xmlChar *)"address", (const xmlChar *)id->mac);
-            /* The host side's device name is the saved domain's: let
-             * libvirt pick a free one. */
+            /* The host side's device name is the saved domain's: the
+             * clone's own, or one libvirt picks. */
             while ((target = child(d, "target"))) {
                 xmlUnlinkNode(target);
                 xmlFreeNode(target);
+            }
+            xmlNode *src = child(d, "source"), *link;
+            if (src && id->network)
+                xmlSetProp(src, (const xmlChar *)"network", (const xmlChar *)id->network);
+            while ((link = child(d, "link"))) {
+                xmlUnlinkNode(link);
+                xmlFreeNode(link);
+            }
+            if (id->link_down && (link = xmlNewChild(d, NULL, (const xmlChar *)"link", NULL)))
+                xmlSetProp(link, (const xmlChar *)"state", (const xmlChar *)"down");
+            if (id->ifname) {
+                target = xmlNewChild(d, NULL, (const xmlChar *)"target", NULL);
+                if (target)
+                    xmlSetProp(target, (const xmlChar *)"dev", (const xmlChar *)id->ifname);
             }
         } else if ((strcmp(tag, "serial") == 0 || strcmp(tag, "console") == 0) && id->serial_log) {
             xmlNode *src = child(d, "source");

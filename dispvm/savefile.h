@@ -40,6 +40,9 @@ struct savefile_identity {
     const char *agent_socket;   /* the agent channel's unix socket */
     const char *serial_log;
     const char *mac;            /* the NIC's MAC address (when it has one) */
+    const char *ifname;         /* the host side's device (NULL: libvirt's choice) */
+    const char *network;        /* the NIC's network (NULL: the saved domain's) */
+    bool link_down;             /* the NIC without carrier: a DispVM without network */
     /* A shared-memory savefile: map the RAM file private (copy-on-write)
      * and wait for the device state (QEMU's -incoming defer). */
     bool private_ram;

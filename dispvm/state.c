@@ -70,6 +70,19 @@ void dispvm_state_init(struct dispvm_state *d, const struct dispvm_template *t,
     snprintf(d->source, sizeof d->source, "%s", source);
     const struct qvm *src = qvm_collection_by_name(c, source);
     d->source_qid = src ? src->qid : -1;
+    /* A VM's DispVMs get its dispvm_netvm; dom0's (and preloads) T-dvm's
+     * network, the one the savefile was made on. A savefile made without a
+     * network has no interface to give them. */
+    d->netvm_qid = t ? t->dvm_netvm_qid : -1;
+    if (src && src->cls != QVM_ADMIN && t) {
+        int want = qvm_dispvm_netvm(src);
+        if (want >= 0 && t->dvm_netvm_qid < 0)
+            qsay(progress, "warning: the DispVMs of %s have no network: %s was saved "
+                 "without one (give it a netvm and run qvm-create-default-dvm again)",
+                 src->name, t->dvm);
+        else
+            d->netvm_qid = want;
+    }
     snprintf(d->label, sizeof d->label, "%s",
              label ? label : src && src->label ? src->label->name : "red");
 }
@@ -92,7 +105,7 @@ int dispvm_state_name(struct dispvm_state *d, const struct qubes_config *cfg,
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
         if (qrt_vm_path(cfg, name, paths[i].file, paths[i].out, PATH_MAX, err) < 0)
             return -1;
-    int netvm = d->tpl ? d->tpl->dvm_netvm_qid : -1;
+    int netvm = d->tpl ? d->netvm_qid : -1;
     if (dispid < 0) {
         const struct qvm *vm = qvm_collection_by_name(c, name);
         if (!vm || vm->cls != QVM_DISP)

@@ -44,6 +44,8 @@ struct dispvm_state {
     const struct dispvm_template *tpl;
     char source[QUBES_NAME_MAX + 1];    /* the VM that asks; "dom0" for a preload */
     int source_qid;                     /* -1: not in the database */
+    int netvm_qid;                      /* its netvm: the source's dispvm_netvm, or
+                                           T-dvm's for dom0; -1: none */
     char label[16];                     /* the DispVM's */
     bool preload;                       /* restored to wait, paused, for a request */
     FILE *progress;

@@ -3,20 +3,23 @@
 # and the agent: OUT/kernel/{vmlinuz,initramfs} and OUT/root.img (ext4, made
 # by mke2fs -d: no root or loop device needed). Cached: does nothing when the
 # outputs are newer than their inputs. CLIENT-BINARY is the guest's static
-# qrexec-client-vm.
-# Usage: guest/build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY
+# qrexec-client-vm, DNSD-BINARY its static qubes-dnsd.
+# Usage: guest/build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY DNSD-BINARY
 set -eu
-out=${1:?usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY}
-agent=${2:?usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY}
-client=${3:?usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY}
+usage="usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY DNSD-BINARY"
+out=${1:?$usage}
+agent=${2:?$usage}
+client=${3:?$usage}
+dnsd=${4:?$usage}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/kernel" "$out/debs"
 out=$(cd "$out" && pwd)
 agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")
 client=$(cd "$(dirname "$client")" && pwd)/$(basename "$client")
+dnsd=$(cd "$(dirname "$dnsd")" && pwd)/$(basename "$dnsd")
 
 if [ -f "$out/root.img" ] && [ -f "$out/kernel/initramfs" ] &&
-   [ -z "$(find "$agent" "$client" "$here/rootfs" "$here/initramfs" "$0" -newer "$out/root.img" 2>/dev/null)" ]; then
+   [ -z "$(find "$agent" "$client" "$dnsd" "$here/rootfs" "$here/initramfs" "$0" -newer "$out/root.img" 2>/dev/null)" ]; then
     exit 0
 fi
 
@@ -51,8 +54,9 @@ done
 (cd "$ird" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) > "$out/kernel/initramfs.tmp"
 mv "$out/kernel/initramfs.tmp" "$out/kernel/initramfs"
 
-# The root file system: busybox with its applets, the agent, qrexec-client-vm
-# and the scripts of rootfs/bin, init. (/run/qubes is the agent's to make.)
+# The root file system: busybox with its applets, the agent, qrexec-client-vm,
+# qubes-dnsd and the scripts of rootfs/bin, init. (/run/qubes is the agent's
+# to make.)
 rfs=$out/rootfs.d
 rm -rf "$rfs" && mkdir -p "$rfs/bin" "$rfs/sbin" "$rfs/usr/bin" "$rfs/proc" "$rfs/sys" \
     "$rfs/dev" "$rfs/tmp" "$rfs/run" "$rfs/rw" "$rfs/root" "$rfs/etc" "$rfs/home/user"
@@ -63,6 +67,7 @@ done
 cp "$here/rootfs/init" "$rfs/sbin/init" && chmod 755 "$rfs/sbin/init"
 cp "$agent" "$rfs/usr/bin/qubes-agent"
 cp "$client" "$rfs/usr/bin/qrexec-client-vm"
+cp "$dnsd" "$rfs/usr/bin/qubes-dnsd"
 cp "$here"/rootfs/bin/* "$rfs/usr/bin/" && chmod 755 "$rfs"/usr/bin/*
 mkdir -p "$rfs/etc/qubes-rpc"
 cp "$here"/rootfs/qubes-rpc/* "$rfs/etc/qubes-rpc/" && chmod 755 "$rfs"/etc/qubes-rpc/*

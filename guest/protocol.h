@@ -76,7 +76,8 @@ enum qag_type {
                                QREXEC_SERVICE_FULL_NAME=SERVICE */
     QAG_IDENTITY = 11,      /* host -> guest: "NAME\0MAC\0IP/PREFIX\0GATEWAY\0SEED":
                                who the guest is now (a restored DispVM is not the VM
-                               that was saved); empty MAC: no network. SEED: 32
+                               that was saved); empty MAC: no network (its interface is
+                               left without address, down). SEED: 32
                                random bytes from the host, in hex, which the guest
                                adds to its entropy pool and reseeds its random
                                number generator with, before anything else runs:

@@ -296,6 +296,8 @@ static void take_identity(uint32_t sid, const char *payload, uint32_t len)
             what = "address";
         else if (part[3][0] && ifconf_default_route(NET_IF, part[3]) < 0)
             what = "default route";
+    } else if (access("/sys/class/net/" NET_IF, F_OK) == 0 && ifconf_unconfigure(NET_IF) < 0) {
+        what = "interface down";     /* no network: nothing of the saved VM's stays */
     }
     if (what) {
         char msg[64];

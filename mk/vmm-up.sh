@@ -29,7 +29,10 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils tini"
+# iptables: libvirt 9.0 applies the rules of its networks with it, even of
+# an isolated one; nftables: the VMs' firewall chains (orchestrator/vmfw.h).
+pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils tini
+      iptables nftables"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

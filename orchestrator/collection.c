@@ -271,6 +271,13 @@ static int check_vm_refs(const struct qvm_collection *c, const struct qvm *vm,
         }
     }
 
+    if (vm->dispvm_netvm_qid >= 0) {
+        struct qvm *net = qvm_collection_by_qid(c, vm->dispvm_netvm_qid);
+        if (!net || !qvm_class_is_netvm(net->cls))
+            return qerr_set(err, "%s: dispvm_netvm_qid=\"%d\": %s", where, vm->dispvm_netvm_qid,
+                            net ? "not a NetVM or ProxyVM" : "no VM has this qid");
+    }
+
     if (qvm_class_is_netvm(vm->cls) && vm->netid < 0)
         return qerr_set(err, "%s: a %s needs a netid", where, qvm_class_label(vm->cls));
     if (vm->cls == QVM_DISP && vm->dispid < 0)

@@ -159,15 +159,21 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
         W(END(w));
         W(END(w));
     }
-    if (s->nic_mac && s->nic_bridge) {
+    for (int i = 0; i < s->nnics && i < DOMAIN_MAX_NICS; i++) {
+        const struct domain_nic *n = &s->nics[i];
         W(EL(w, "interface"));
-        W(ATTR(w, "type", "bridge"));
+        W(ATTR(w, "type", "network"));
         W(EL(w, "mac"));
-        W(ATTR(w, "address", s->nic_mac));
+        W(ATTR(w, "address", n->mac));
         W(END(w));
         W(EL(w, "source"));
-        W(ATTR(w, "bridge", s->nic_bridge));
+        W(ATTR(w, "network", n->network));
         W(END(w));
+        if (n->ifname) {
+            W(EL(w, "target"));
+            W(ATTR(w, "dev", n->ifname));
+            W(END(w));
+        }
         W(EL(w, "model"));
         W(ATTR(w, "type", "virtio"));
         W(END(w));

@@ -8,11 +8,20 @@
 #include "error.h"
 
 #define DOMAIN_MAX_DISKS 4
+#define DOMAIN_MAX_NICS 2
 
 struct domain_disk {
     const char *path;
     const char *format;         /* "raw" or "qcow2" */
     bool readonly;
+};
+
+/* A virtio NIC on one of our networks (a bridge of the same name, with no
+ * address of the host on it). */
+struct domain_nic {
+    const char *mac;
+    const char *network;
+    const char *ifname;         /* the host side's device; NULL: the hypervisor's choice */
 };
 
 struct domain_spec {
@@ -25,8 +34,8 @@ struct domain_spec {
     int ndisks;
     const char *serial_log;     /* the guest's console, appended to */
     const char *agent_socket;   /* the agent's virtio-serial port, a unix socket */
-    const char *nic_mac;        /* a virtio NIC with this MAC on ... */
-    const char *nic_bridge;     /* ... this host bridge, when both are set */
+    struct domain_nic nics[DOMAIN_MAX_NICS];    /* in this order: eth0, eth1 */
+    int nnics;
     /* Guest RAM in this file (on tmpfs) instead of anonymous memory, mapped
      * shared (the guest's writes go to the file: a DispVM template) or
      * private (copy-on-write over it: a DispVM). QEMU only: passed through

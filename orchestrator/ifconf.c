@@ -115,6 +115,25 @@ int ifconf_up(const char *ifname)
     return with_socket(do_up, ifname);
 }
 
+/* Setting 0.0.0.0 removes the interface's IPv4 address; then it goes
+ * down (and its routes with it). */
+static int do_unconfigure(int fd, const void *ifname)
+{
+    struct ifreq r;
+    if (set_name(&r, ifname) < 0 || sin_of(&r.ifr_addr, "0.0.0.0") < 0 ||
+        (ioctl(fd, SIOCSIFADDR, &r) < 0 && errno != EADDRNOTAVAIL))
+        return -1;
+    if (get_flags(fd, ifname, &r) < 0)
+        return -1;
+    r.ifr_flags &= ~IFF_UP;
+    return ioctl(fd, SIOCSIFFLAGS, &r);
+}
+
+int ifconf_unconfigure(const char *ifname)
+{
+    return with_socket(do_unconfigure, ifname);
+}
+
 static int do_is_up(int fd, const void *ifname)
 {
     struct ifreq r;

@@ -15,6 +15,8 @@ int ifconf_up(const char *ifname);
 int ifconf_set_mac(const char *ifname, const char *mac);
 /* Makes `gateway` the default route (replacing the one there was). */
 int ifconf_default_route(const char *ifname, const char *gateway);
+/* Removes its IPv4 address and takes it down. */
+int ifconf_unconfigure(const char *ifname);
 /* 1 when the interface exists and is up, 0 when not, -1 on error. */
 int ifconf_is_up(const char *ifname);
 

@@ -87,25 +87,30 @@ static int add_disks(const struct domain_spec *s, libxl_domain_config *c, struct
     return 0;
 }
 
-static int add_nic(const struct domain_spec *s, libxl_domain_config *c, struct qerr *err)
+static int add_nics(const struct domain_spec *s, libxl_domain_config *c, struct qerr *err)
 {
-    if (!s->nic_mac || !s->nic_bridge)
+    if (s->nnics <= 0)
         return 0;
-    c->nics = calloc(1, sizeof *c->nics);
+    c->nics = calloc((size_t)s->nnics, sizeof *c->nics);
     if (!c->nics)
         return qerr_errno(err, ENOMEM, "libxl configuration");
-    libxl_device_nic *n = &c->nics[0];
-    libxl_device_nic_init(n);
-    c->num_nics = 1;
-    if (parse_mac(s->nic_mac, n->mac) < 0)
-        return qerr_set(err, "'%s': bad MAC address '%s'", s->name, s->nic_mac);
-    /* An emulated e1000 for firmware and guests without Xen drivers, and
-     * the PV interface beside it: a Linux guest unplugs the emulated one
-     * at boot and uses netfront. qemu-xen's HVM machine has no virtio-net
-     * in the NIC models libxl accepts on every version. */
-    n->nictype = LIBXL_NIC_TYPE_VIF_IOEMU;
-    if (dup_into(&n->model, "e1000", err) < 0 || dup_into(&n->bridge, s->nic_bridge, err) < 0)
-        return -1;
+    for (int i = 0; i < s->nnics && i < DOMAIN_MAX_NICS; i++) {
+        const struct domain_nic *d = &s->nics[i];
+        libxl_device_nic *n = &c->nics[i];
+        libxl_device_nic_init(n);
+        c->num_nics = i + 1;
+        if (parse_mac(d->mac, n->mac) < 0)
+            return qerr_set(err, "'%s': bad MAC address '%s'", s->name, d->mac);
+        /* An emulated e1000 for firmware and guests without Xen drivers, and
+         * the PV interface beside it: a Linux guest unplugs the emulated one
+         * at boot and uses netfront. qemu-xen's HVM machine has no virtio-net
+         * in the NIC models libxl accepts on every version. The network's
+         * bridge has its name. */
+        n->nictype = LIBXL_NIC_TYPE_VIF_IOEMU;
+        if (dup_into(&n->model, "e1000", err) < 0 || dup_into(&n->bridge, d->network, err) < 0 ||
+            (d->ifname && dup_into(&n->ifname, d->ifname, err) < 0))
+            return -1;
+    }
     return 0;
 }
 
@@ -177,7 +182,7 @@ int qxl_config_from_spec(const struct domain_spec *s, libxl_domain_config *c, st
         }
     }
 
-    if (add_disks(s, c, err) < 0 || add_nic(s, c, err) < 0 || add_channel(s, c, err) < 0)
+    if (add_disks(s, c, err) < 0 || add_nics(s, c, err) < 0 || add_channel(s, c, err) < 0)
         return -1;
 
     /* A VM that stops, for whatever reason, is gone: the next start

@@ -15,6 +15,7 @@
 #include "net.h"
 #include "runtime.h"
 #include "util.h"
+#include "vmguard.h"
 
 #define DEFAULT_KERNELOPTS "nopat"
 
@@ -158,13 +159,15 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
 {
     char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
     char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
-    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[1024], netopts[128];
+    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[1024], netopts[256];
     struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
     struct domain_spec s = { .name = vm->name, .type = domain_type() };
     struct qnet net;
+    struct qnet_serving serve;
 
     if (qnet_of_vm(q->coll, vm, &net, err) < 0)
         return -1;
+    qnet_serving_of_vm(vm, &serve);
     if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0 ||
         img_path(q, vm, "private_img", "private.img", priv, sizeof priv, err) < 0)
         return -1;
@@ -200,7 +203,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     if (file_exists(kernel)) {
         const char *opts = qvm_get_bool(vm, "uses_default_kernelopts", true)
                                ? DEFAULT_KERNELOPTS : qvm_get_attr(vm, "kernelopts");
-        qnet_cmdline(&net, netopts, sizeof netopts);
+        qnet_cmdline(&net, &serve, netopts, sizeof netopts);
         snprintf(cmdline, sizeof cmdline, "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s %s %s",
                  vm->name, netopts, opts ? opts : "");
         s.kernel = kernel;
@@ -218,18 +221,28 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     s.agent_socket = sock;
     s.uuid = qvm_get_attr(vm, "uuid");
     s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
-    /* HVMs get their memory, no more: ballooning up to maxmem is for PV VMs
-     * whose guests report their needs (the original's meminfo-writer). */
-    s.maxmem_mib = qvm_class_is_hvm(vm->cls) ? s.memory_mib
-                                             : qvm_get_int(vm, "maxmem", s.memory_mib);
+    /* A VM gets its memory, no more: ballooning up to maxmem needs a memory
+     * balancer that grows a guest on demand (the original's qmemman), which
+     * this host has not. Booted at maxmem with the balloon holding all but
+     * `memory`, a small guest (a NetVM's 200 MiB against maxmem 4000) spends
+     * its memory on the page tables of the rest and panics. */
+    s.maxmem_mib = s.memory_mib;
     s.vcpus = qvm_get_int(vm, "vcpus", 2);
 
+    /* Its uplink first (eth0), then the network it serves. */
     if (net.on) {
-        if (vmm_is_test_driver(&q->vmm) == 0 && qnet_host_up(&net, err) < 0)
+        if (vmm_network_ensure(&q->vmm, net.bridge, err) < 0)
             return -1;
-        s.nic_mac = net.mac;
-        s.nic_bridge = net.bridge;
+        s.nics[s.nnics++] = (struct domain_nic){ net.mac, net.bridge, net.ifname };
     }
+    if (serve.on) {
+        if (vmm_network_ensure(&q->vmm, serve.bridge, err) < 0)
+            return -1;
+        s.nics[s.nnics++] = (struct domain_nic){ serve.mac, serve.bridge, serve.ifname };
+    }
+    /* Its chains are in place before its first frame. */
+    if (net.on && vmguard_up(q, vm, err) < 0)
+        return -1;
     s.mem_file = mem_file;
     s.mem_shared = true;
     qsay(progress, "--> Starting domain %s (%s, %ld MiB, %ld vCPU)", vm->name, s.type,
@@ -300,8 +313,88 @@ static void send_monitor_layout(struct qubes *q, const char *name, FILE *progres
         qsay(progress, "--> Monitor layout (from %s) sent to %s", source, name);
 }
 
+/* The netvm chain of a VM runs before it: its gateway is a guest. A chain
+ * longer than this is a loop in qubes.xml. */
+#define NETVM_CHAIN_MAX 8
+
+static int start_vm(struct qubes *q, const char *name, const struct qvm_start_opts *o, int depth,
+                    struct qerr *err);
+
+static int netvm_up(struct qubes *q, int netvm_qid, const char *for_whom, FILE *progress,
+                    int depth, struct qerr *err)
+{
+    if (netvm_qid < 0 || vmm_is_test_driver(&q->vmm))
+        return 0;
+    const struct qvm *nv = qvm_collection_by_qid(q->coll, netvm_qid);
+    enum qvm_power st;
+    if (!nv)
+        return qerr_set(err, "'%s': its netvm (qid %d) does not exist", for_whom, netvm_qid);
+    if (depth >= NETVM_CHAIN_MAX)
+        return qerr_set(err, "'%s': its chain of netvms is longer than %d (a loop?)", for_whom,
+                        NETVM_CHAIN_MAX);
+    if (qubes_vm_power(q, nv, NULL, &st, err) < 0)
+        return -1;
+    if (st == QVM_POWER_RUNNING || st == QVM_POWER_TRANSIENT)
+        return 0;
+    char nname[256], vname[256];
+    snprintf(nname, sizeof nname, "%s", nv->name);
+    snprintf(vname, sizeof vname, "%s", for_whom);
+    qsay(progress, "--> Starting %s, the netvm of %s, first", nname, vname);
+    struct qvm_start_opts so = { .wait = true, .progress = progress };
+    if (start_vm(q, nname, &so, depth + 1, err) < 0)
+        return qerr_prefix(err, "cannot start '%s' without its netvm", vname);
+    return 0;
+}
+
+int qubes_netvm_up(struct qubes *q, int netvm_qid, const char *for_whom, FILE *progress,
+                   struct qerr *err)
+{
+    if (qubes_load_for_reading(q, err) < 0)
+        return -1;
+    return netvm_up(q, netvm_qid, for_whom, progress, 0, err);
+}
+
+/* A ProxyVM routes its networks to its netvm without translation: the
+ * netvm learns the way back through it. Both are guests running our agent;
+ * the command is made of numbers only. */
+static int announce_routes(struct qubes *q, const char *name, FILE *progress, struct qerr *err)
+{
+    struct qvm *vm = qubes_find_vm(q, name, err);
+    struct qnet net;
+    struct qnet_serving serve;
+    if (!vm || qnet_of_vm(q->coll, vm, &net, err) < 0)
+        return -1;
+    qnet_serving_of_vm(vm, &serve);
+    if (!serve.on || !net.on || vmm_is_test_driver(&q->vmm))
+        return 0;
+    const struct qvm *nv = qvm_collection_by_qid(q->coll, vm->netvm_qid);
+    if (!nv)
+        return 0;
+    char cmd[256], nname[256];
+    snprintf(nname, sizeof nname, "%s", nv->name);
+    snprintf(cmd, sizeof cmd,
+             "ip route replace 10.137.%d.0/24 via %s && ip route replace 10.138.%d.0/24 via %s",
+             serve.netid, net.ip, serve.netid, net.ip);
+    struct qvm_run_opts ro = { .user = "root", .command = cmd, .timeout_ms = 10000 };
+    int status = 0;
+    if (qubes_vm_run(q, nname, &ro, &status, err) < 0 || status != 0) {
+        if (status != 0)
+            qerr_set(err, "'%s' did not take the route to network %d (status %d)", nname,
+                     serve.netid, status);
+        return qerr_prefix(err, "the networks of '%s' are not routed", name);
+    }
+    qsay(progress, "--> %s routes networks %d through %s", nname, serve.netid, name);
+    return 0;
+}
+
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
                    struct qerr *err)
+{
+    return start_vm(q, name, o, 0, err);
+}
+
+static int start_vm(struct qubes *q, const char *name, const struct qvm_start_opts *o, int depth,
+                    struct qerr *err)
 {
     if (qubes_load_for_reading(q, err) < 0 || ensure_uuid(q, name, err) < 0)
         return -1;
@@ -310,6 +403,11 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
         return -1;
     if (vm->cls == QVM_ADMIN)
         return qerr_set(err, "dom0 is always running");
+    if (netvm_up(q, vm->netvm_qid, vm->name, o->progress, depth, err) < 0)
+        return -1;
+    /* That start may have read qubes.xml again. */
+    if (!(vm = qubes_find_vm(q, name, err)))
+        return -1;
     cleanup_close int lock = start_lock(q, err);
     if (lock < 0)
         return -1;
@@ -333,7 +431,7 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
         return qerr_prefix(err, "cannot start '%s'", name);
     if (!o->wait)
         return 0;
-    if (wait_agent(q, vm, o->progress, err) < 0)
+    if (wait_agent(q, vm, o->progress, err) < 0 || announce_routes(q, name, o->progress, err) < 0)
         return -1;
     if (o->gui)
         send_monitor_layout(q, name, o->progress);
@@ -371,12 +469,40 @@ static int wait_halted(struct qubes *q, const char *name, long timeout_ms, struc
     }
 }
 
-int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct qerr *err)
+/* The original's rule: a NetVM or ProxyVM with running VMs behind it is
+ * not shut down unless the caller insists (they would lose their network). */
+static int check_no_vms_behind(struct qubes *q, const struct qvm *nv, struct qerr *err)
+{
+    size_t n;
+    struct qvm **all = qvm_collection_sorted(q->coll, &n);
+    char names[512] = "";
+    size_t used = 0;
+    int rc = all ? 0 : qerr_errno(err, ENOMEM, "VM list");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        enum qvm_power st;
+        if (all[i]->netvm_qid != nv->qid || all[i] == nv)
+            continue;
+        if (qubes_vm_power(q, all[i], NULL, &st, err) < 0)
+            rc = -1;
+        else if (qvm_power_is_running(st) && used < sizeof names)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "",
+                                     all[i]->name);
+    }
+    free(all);
+    if (rc == 0 && used)
+        rc = qerr_set(err, "'%s' is the netvm of running VMs (%s): shut them down first, or "
+                      "use --force", nv->name, names);
+    return rc;
+}
+
+int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, bool force,
+                      struct qerr *err)
 {
     struct qvm *vm;
     enum qvm_power st;
     char sock[PATH_MAX];
     if (load_and_check(q, name, QOP_SHUTDOWN, &vm, &st, err) < 0 ||
+        (!force && qvm_class_is_netvm(vm->cls) && check_no_vms_behind(q, vm, err) < 0) ||
         qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
         return -1;
     struct agent_conn c;
@@ -386,8 +512,11 @@ int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct
     agent_close(&c);
     if (rc == 0)
         rc = wait_halted(q, name, timeout_ms, err);
-    if (rc == 0)
+    if (rc == 0) {
+        struct qerr e;
         qvm_power_clear_ready(&q->cfg, name);
+        vmguard_down(q, vm, &e);
+    }
     return rc;
 }
 
@@ -400,6 +529,8 @@ int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err)
     if (vmm_destroy(&q->vmm, name, err) < 0)
         return -1;
     qvm_power_clear_ready(&q->cfg, name);
+    struct qerr e;
+    vmguard_down(q, vm, &e);    /* chains of a gone interface only cost memory */
     return 0;
 }
 
@@ -445,6 +576,7 @@ int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o
     long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
     if (agent_connect(sock, timeout, &c, err) < 0)
         return -1;
+    agent_deadline(&c, o->timeout_ms);
     const char *user = o->user ? o->user : qvm_get_attr(vm, "default_user");
     int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
     if (!user)

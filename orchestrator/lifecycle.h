@@ -31,7 +31,14 @@ struct qvm_start_opts {
 /* Each loads what it needs; `q` is open, nothing locked. */
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
                    struct qerr *err);
-int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, struct qerr *err);
+/* Starts the netvm `netvm_qid` (-1: none) of `for_whom` when it is halted,
+ * its own netvm first, and waits for its agent: a VM's gateway is a guest.
+ * qubes_vm_start does it for the VM it starts. */
+int qubes_netvm_up(struct qubes *q, int netvm_qid, const char *for_whom, FILE *progress,
+                   struct qerr *err);
+/* A NetVM or ProxyVM with running VMs behind it is refused unless `force`. */
+int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, bool force,
+                      struct qerr *err);
 int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err);
 int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err);
 int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err);
@@ -42,6 +49,7 @@ struct qvm_run_opts {
     const char *source;         /* who asks for the service ("dom0" by default) */
     bool pass_io;               /* our input and output are the command's */
     FILE *progress;             /* when the VM must start first */
+    long timeout_ms;            /* the command must end within it; 0: no limit */
 };
 
 /* Runs a command or service in the VM (starting it when halted); *status

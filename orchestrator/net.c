@@ -1,7 +1,6 @@
 #include "net.h"
 
 #include "collection.h"
-#include "ifconf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@ int qnet_of_dispvm(const struct qvm_collection *c, const char *name, int netvm_q
     snprintf(out->ip, sizeof out->ip, "10.138.%d.%d", out->netid, d % 254 + 1);
     snprintf(out->gateway, sizeof out->gateway, "10.138.%d.1", out->netid);
     snprintf(out->mac, sizeof out->mac, "00:16:3e:7c:8b:%02x", d & 0xff);
+    snprintf(out->ifname, sizeof out->ifname, "qdisp%d", d);
     return 0;
 }
 
@@ -57,31 +57,35 @@ int qnet_of_vm(const struct qvm_collection *c, const struct qvm *vm, struct qnet
         snprintf(out->mac, sizeof out->mac, "%s", mac);
     else
         snprintf(out->mac, sizeof out->mac, "00:16:3e:5e:6c:%02x", vm->qid & 0xff);
+    snprintf(out->ifname, sizeof out->ifname, "qvm%d", vm->qid);
     return 0;
 }
 
-void qnet_cmdline(const struct qnet *n, char *out, size_t len)
+void qnet_serving_of_vm(const struct qvm *vm, struct qnet_serving *out)
 {
+    memset(out, 0, sizeof *out);
+    out->netid = -1;
+    if (!qvm_class_is_netvm(vm->cls) || vm->netid < 0)
+        return;
+    out->on = true;
+    out->netid = vm->netid;
+    snprintf(out->mac, sizeof out->mac, "00:16:3e:5e:6d:%02x", vm->netid & 0xff);
+    snprintf(out->ifname, sizeof out->ifname, "qnet%d", vm->netid);
+    snprintf(out->bridge, sizeof out->bridge, "qubes-net%d", vm->netid);
+    snprintf(out->gateway, sizeof out->gateway, "10.137.%d.1", vm->netid);
+    snprintf(out->disp_gateway, sizeof out->disp_gateway, "10.138.%d.1", vm->netid);
+}
+
+void qnet_cmdline(const struct qnet *n, const struct qnet_serving *serve, char *out, size_t len)
+{
+    if (!len)
+        return;
+    out[0] = '\0';
     if (n->on)
         snprintf(out, len, "qubes.ip=%s/%d qubes.gw=%s", n->ip, n->prefix, n->gateway);
-    else if (len)
-        out[0] = '\0';
-}
-
-int qnet_host_up(const struct qnet *n, struct qerr *err)
-{
-    if (!n->on || ifconf_is_up(n->bridge) == 1)
-        return 0;
-    char alias[24], gw[16];
-    snprintf(alias, sizeof alias, "%s:1", n->bridge);
-    snprintf(gw, sizeof gw, "10.138.%d.1", n->netid);
-    if (ifconf_bridge_add(n->bridge) < 0)
-        return qerr_errno(err, errno, "cannot create the bridge %s of network %d", n->bridge,
-                          n->netid);
-    char own[16];
-    snprintf(own, sizeof own, "10.137.%d.1", n->netid);
-    if (ifconf_set_ipv4(n->bridge, own, 24) < 0 || ifconf_set_ipv4(alias, gw, 24) < 0 ||
-        ifconf_up(n->bridge) < 0)
-        return qerr_errno(err, errno, "cannot give the bridge %s its addresses", n->bridge);
-    return 0;
+    if (serve && serve->on) {
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%squbes.serve=%s,%s/24,%s/24", used ? " " : "",
+                 serve->mac, serve->gateway, serve->disp_gateway);
+    }
 }

@@ -260,6 +260,21 @@ static int require_halted(struct qubes *q, const struct qvm *vm, const char *wha
     return 0;
 }
 
+/* The qid of the NetVM or ProxyVM `value` names for `vm`'s property `what`. */
+static int netvm_named(struct qubes *q, const struct qvm *vm, const char *value, const char *what,
+                       const char *self, struct qerr *err)
+{
+    struct qvm *net = qubes_find_vm(q, value, err);
+    if (!net)
+        return qerr_prefix(err, "%s", what);
+    if (!qvm_class_is_netvm(net->cls))
+        return qerr_set(err, "%s: '%s' is a %s, not a NetVM or ProxyVM", what, net->name,
+                        qvm_class_label(net->cls));
+    if (net == vm)
+        return qerr_set(err, "%s: '%s' cannot be %s", what, vm->name, self);
+    return net->qid;
+}
+
 static int set_netvm(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
                      struct qerr *err)
 {
@@ -277,15 +292,8 @@ static int set_netvm(struct qubes *q, struct qvm *vm, const struct pref *p, cons
     if (dflt) {
         qid = q->coll->globals[vm->cls == QVM_PROXY ? QG_DEFAULT_FW_NETVM : QG_DEFAULT_NETVM];
     } else {
-        struct qvm *net = qubes_find_vm(q, value, err);
-        if (!net)
-            return qerr_prefix(err, "netvm");
-        if (!qvm_class_is_netvm(net->cls))
-            return qerr_set(err, "netvm: '%s' is a %s, not a NetVM or ProxyVM", net->name,
-                            qvm_class_label(net->cls));
-        if (net == vm)
-            return qerr_set(err, "netvm: '%s' cannot be its own netvm", vm->name);
-        qid = net->qid;
+        if ((qid = netvm_named(q, vm, value, "netvm", "its own netvm", err)) < 0)
+            return -1;
     }
     if (qid < 0)
         snprintf(num, sizeof num, "none");
@@ -294,6 +302,33 @@ static int set_netvm(struct qubes *q, struct qvm *vm, const struct pref *p, cons
     if (set_checked_attr(vm, "netvm_qid", num, err) < 0)
         return -1;
     return set_checked_attr(vm, "uses_default_netvm", dflt ? "True" : "False", err);
+}
+
+/* The netvm of the VM's DispVMs: its own netvm by default, like netvm it
+ * takes a NetVM or ProxyVM (never the VM itself), `default` or `none`. */
+static char *get_dispvm_netvm(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)p;
+    const char *n = vm_name_of(q, qvm_dispvm_netvm(vm));
+    bool dflt = qvm_get_bool(vm, "uses_default_dispvm_netvm", true);
+    return xasprintf("%s%s", n ? n : "none", dflt ? " (default)" : "");
+}
+
+static int set_dispvm_netvm(struct qubes *q, struct qvm *vm, const struct pref *p,
+                            const char *value, struct qerr *err)
+{
+    (void)p;
+    char num[16] = "none";
+    bool dflt = strcasecmp(value, "default") == 0;
+    if (!dflt && strcasecmp(value, "none") != 0) {
+        int qid = netvm_named(q, vm, value, "dispvm_netvm", "the netvm of its own DispVMs", err);
+        if (qid < 0)
+            return -1;
+        snprintf(num, sizeof num, "%d", qid);
+    }
+    if (set_checked_attr(vm, "dispvm_netvm_qid", num, err) < 0)
+        return -1;
+    return set_checked_attr(vm, "uses_default_dispvm_netvm", dflt ? "True" : "False", err);
 }
 
 static int set_template(struct qubes *q, struct qvm *vm, const struct pref *p,
@@ -499,6 +534,7 @@ static const struct pref vm_prefs[] = {
     { "template", NULL, C_BIT(QVM_APP) | C_BIT(QVM_HVM) | C_BIT(QVM_NET) | C_BIT(QVM_PROXY) |
                             C_BIT(QVM_DISP), get_template, set_template, 0, 0 },
     { "netvm", NULL, C_ALL, get_netvm, set_netvm, 0, 0 },
+    { "dispvm_netvm", NULL, C_NOTDISP, get_dispvm_netvm, set_dispvm_netvm, 0, 0 },
     { "updateable", NULL, C_ALL, get_updateable, NULL, 0, 0 },
     { "autostart", "autostart", C_NOTDISP, get_attr, set_bool, 0, 0 },
     { "installed_by_rpm", "installed_by_rpm", C_NOTDISP, get_attr, NULL, 0, 0 },

@@ -442,16 +442,17 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
         return qerr_set(err, "Cannot remove template '%s': VMs based on it exist: %s", name, names);
     size_t users = 0;
     for (struct qvm *o = q->coll->by_qid; o; o = o->hh_qid.next)
-        if (o->netvm_qid == vm->qid)
+        if (o->netvm_qid == vm->qid || o->dispvm_netvm_qid == vm->qid)
             users++;
     if (users > 0) {
         struct qvm *list[QUBES_MAX_QID + 1];
         size_t k = 0;
         for (struct qvm *o = q->coll->by_qid; o; o = o->hh_qid.next)
-            if (o->netvm_qid == vm->qid)
+            if (o->netvm_qid == vm->qid || o->dispvm_netvm_qid == vm->qid)
                 list[k++] = o;
         names_of(list, k, names, sizeof names);
-        return qerr_set(err, "Cannot remove '%s': it is the netvm of %s", name, names);
+        return qerr_set(err, "Cannot remove '%s': it is the netvm of %s (of the VM or its "
+                        "DispVMs)", name, names);
     }
 
     enum qvm_power state;

@@ -264,6 +264,7 @@ static const struct attr_desc {
     { "name", AK_NAME, C_ALL },
     { "template_qid", AK_QIDREF, C_ALL },
     { "netvm_qid", AK_QIDREF, C_ALL },
+    { "dispvm_netvm_qid", AK_QIDREF, C_ALL },
     { "netid", AK_NETID, C_NET },
     { "dispid", AK_DISPID, C_BIT(QVM_DISP) },
     { "label", AK_LABEL, C_ALL },
@@ -272,6 +273,7 @@ static const struct attr_desc {
     { "vcpus", AK_VCPUS, C_ALL },
     { "qrexec_timeout", AK_UINT, C_ALL },
     { "uses_default_netvm", AK_BOOL, C_ALL },
+    { "uses_default_dispvm_netvm", AK_BOOL, C_ALL },
     { "internal", AK_BOOL, C_ALL },
     { "installed_by_rpm", AK_BOOL, C_ALL },
     { "include_in_backups", AK_BOOL, C_ALL },
@@ -372,6 +374,8 @@ static int apply_attr(struct qvm *vm, const struct attr_desc *d, const char *val
                             QUBES_MAX_QID);
         if (strcmp(name, "template_qid") == 0)
             vm->template_qid = ref;
+        else if (strcmp(name, "dispvm_netvm_qid") == 0)
+            vm->dispvm_netvm_qid = ref;
         else
             vm->netvm_qid = ref;
         return 0;
@@ -469,6 +473,12 @@ static int apply_attr(struct qvm *vm, const struct attr_desc *d, const char *val
     return 0;
 }
 
+int qvm_dispvm_netvm(const struct qvm *vm)
+{
+    return qvm_get_bool(vm, "uses_default_dispvm_netvm", true) ? vm->netvm_qid
+                                                                : vm->dispvm_netvm_qid;
+}
+
 struct qvm *qvm_new(enum qvm_class cls)
 {
     struct qvm *vm = calloc(1, sizeof *vm);
@@ -478,6 +488,7 @@ struct qvm *qvm_new(enum qvm_class cls)
     vm->qid = -1;
     vm->template_qid = -1;
     vm->netvm_qid = -1;
+    vm->dispvm_netvm_qid = -1;
     vm->netid = -1;
     vm->dispid = -1;
     vm->label = qlabel_by_name(cls == QVM_ADMIN ? "black" : "red");

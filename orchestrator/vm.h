@@ -61,6 +61,7 @@ struct qvm {
     char *name;
     int template_qid;           /* -1: none */
     int netvm_qid;              /* -1: none */
+    int dispvm_netvm_qid;       /* its DispVMs' netvm, -1: none (see qvm_dispvm_netvm) */
     int netid;                  /* -1 unless NetVM/ProxyVM */
     int dispid;                 /* -1 unless DispVM */
     const struct qlabel *label;
@@ -83,6 +84,10 @@ int qvm_set_attr(struct qvm *vm, const char *name, const char *value, struct qer
 /* The same for loading: the attribute is known to be new on this VM. */
 int qvm_load_attr(struct qvm *vm, const char *name, const char *value, struct qerr *err);
 const char *qvm_get_attr(const struct qvm *vm, const char *name);
+/* The netvm of the DispVMs `vm` asks for: its own netvm while
+ * uses_default_dispvm_netvm is True (the default), else dispvm_netvm_qid
+ * (-1: DispVMs without a network). */
+int qvm_dispvm_netvm(const struct qvm *vm);
 /* Typed readers for attributes with a documented default. */
 bool qvm_get_bool(const struct qvm *vm, const char *name, bool dflt);
 long qvm_get_int(const struct qvm *vm, const char *name, long dflt);

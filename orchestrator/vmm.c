@@ -226,6 +226,11 @@ int vmm_set_memory(struct vmm *vmm, const char *name, unsigned long kib, struct 
     VMM_CALL(set_memory, name, kib);
 }
 
+int vmm_network_ensure(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    VMM_CALL(network_ensure, name);
+}
+
 void vmm_domains_free(struct vmm_domain *d, size_t n)
 {
     for (size_t i = 0; i < n; i++)

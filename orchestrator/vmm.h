@@ -94,6 +94,10 @@ struct vmm_backend {
      * may list it a moment longer); 0 when it cannot (then destroy). For
      * domains whose name is not reused at once: DispVMs. */
     int (*kill)(struct vmm *vmm, const char *name);
+    /* Makes sure the isolated network `name` is up: a bridge of that name
+     * with no address of the host on it, no forwarding and no DHCP, the
+     * segment between a NetVM or ProxyVM and the VMs behind it. */
+    int (*network_ensure)(struct vmm *vmm, const char *name, struct qerr *err);
 };
 
 struct vmm {
@@ -133,6 +137,8 @@ int vmm_save_device_state(struct vmm *vmm, const char *name, const char *path, s
 int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path, long long offset,
                              struct qerr *err);
 int vmm_domain_pid(struct vmm *vmm, const char *name);
+/* See struct vmm_backend; fails in offline mode. */
+int vmm_network_ensure(struct vmm *vmm, const char *name, struct qerr *err);
 /* Kills the domain at once where the backend can, else destroys it. */
 int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err);
 /* 0 when domains run on this host and use its devices (bridges); 1 for

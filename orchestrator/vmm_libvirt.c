@@ -453,6 +453,41 @@ static int lv_kill(struct vmm *vmm, const char *name)
     return 1;
 }
 
+/* An isolated network: no <forward>, no <ip> (so no address of the host,
+ * no DHCP server; libvirt also turns IPv6 off on its bridge), spanning tree
+ * off so that a port forwards at once. Two processes may make it at once:
+ * the loser finds it active. */
+static int lv_network_ensure(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        virNetworkPtr net = virNetworkLookupByName(vmm->priv, name);
+        if (net) {
+            int r = virNetworkIsActive(net) == 1 ? 0 : virNetworkCreate(net);
+            if (r < 0)
+                lv_error(err, "cannot start the network", vmm->uri);
+            virNetworkFree(net);
+            if (r == 0 || attempt > 0)
+                return r < 0 ? -1 : 0;
+            continue;
+        }
+        char xml[512];
+        snprintf(xml, sizeof xml,
+                 "<network><name>%s</name><bridge name='%s' stp='off' delay='0'/></network>",
+                 name, name);
+        if ((net = virNetworkCreateXML(vmm->priv, xml))) {
+            virNetworkFree(net);
+            return 0;
+        }
+        lv_error(err, "cannot create the network", vmm->uri);
+    }
+    char dev[64];
+    snprintf(dev, sizeof dev, "/sys/class/net/%s", name);
+    if (access(dev, F_OK) == 0)
+        return qerr_prefix(err, "network %s (a bridge of that name made outside libvirt is in "
+                           "the way: `ip link del %s` removes it)", name, name);
+    return qerr_prefix(err, "network %s", name);
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -473,4 +508,5 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .restore_device_state = lv_restore_device_state,
     .domain_pid = lv_domain_pid,
     .kill = lv_kill,
+    .network_ensure = lv_network_ensure,
 };

@@ -17,6 +17,7 @@
 #include <libxl_utils.h>
 #include <xentoollog.h>
 
+#include "ifconf.h"
 #include "libxl_config.h"
 #include "util.h"
 #include "vmm.h"
@@ -461,6 +462,27 @@ static int xl_set_memory(struct vmm *vmm, const char *name, unsigned long kib, s
     return rc ? xl_error(vmm, err, rc, "cannot set the memory of domain %s", name) : 0;
 }
 
+/* libxl has no networks: the bridge itself, with no address and IPv6 off
+ * (no link-local address either), before it comes up. */
+static int xl_network_ensure(struct vmm *vmm, const char *name, struct qerr *err)
+{
+    (void)vmm;
+    char path[128];
+    if (ifconf_bridge_add(name) < 0)
+        return qerr_errno(err, errno, "cannot create the bridge %s", name);
+    snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t w = write(fd, "1", 1);
+        close(fd);
+        if (w != 1)
+            return qerr_errno(err, errno, "cannot turn IPv6 off on %s", name);
+    }
+    if (ifconf_up(name) < 0)
+        return qerr_errno(err, errno, "cannot bring the bridge %s up", name);
+    return 0;
+}
+
 /* Shared-memory DispVMs, the emulator's pid and a quick kill are QEMU
  * matters of the libvirt backend: vmm.c falls back or says so when NULL. */
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
@@ -479,4 +501,5 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .save = xl_save,
     .restore = xl_restore,
     .set_memory = xl_set_memory,
+    .network_ensure = xl_network_ensure,
 };

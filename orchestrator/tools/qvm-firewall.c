@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "../firewall.h"
+#include "../vmguard.h"
 #include "tool.h"
 
 static const char *prog = "qvm-firewall";
@@ -133,6 +134,13 @@ int main(int argc, char **argv)
             rc = qfw_add(&fw, &rule, &err);
         if (rc == 0)
             rc = qfw_write(&q, path, &fw, &err);
+        /* A running VM has the new rules at once (under the lock, so
+         * that two changes apply in the order they were saved). */
+        bool applied = false;
+        if (rc == 0 && (rc = vmguard_reload(&q, vm, &applied, &err)) < 0)
+            qerr_prefix(&err, "the rules are saved, but not yet in force");
+        if (rc == 0 && applied)
+            fprintf(stderr, "--> in force in the running VM %s\n", name);
         qubes_unlock(&q);
     } else {
         list(name, path, &fw);

@@ -107,6 +107,25 @@ like "$out" "not a PCI address" "pcidevs are checked"
 run qvm-prefs -s sys-fw netvm sys-fw
 like "$out" "cannot be its own netvm" "a VM is not its own netvm"
 
+# dispvm_netvm: the VM's own netvm by default, else one NetVM or ProxyVM, or none.
+is "$(qvm-prefs -g work dispvm_netvm)" "$(qvm-prefs -g work netvm | sed 's/ (default)//') (default)" \
+   "a VM's DispVMs get its own netvm by default"
+run qvm-prefs -s work dispvm_netvm sys-net2
+is "$rc/$(qvm-prefs -g work dispvm_netvm)" "0/sys-net2" "dispvm_netvm takes another NetVM"
+grep -q 'name="work"[^>]*dispvm_netvm_qid="[0-9]*"[^>]*uses_default_dispvm_netvm="False"' "$B/qubes.xml"
+ok $? "stored as dispvm_netvm_qid and uses_default_dispvm_netvm"
+run qvm-prefs -s work dispvm_netvm tpl
+like "$out" "not a NetVM or ProxyVM" "dispvm_netvm must be a NetVM or ProxyVM"
+run qvm-prefs -s sys-fw dispvm_netvm sys-fw
+like "$out" "cannot be the netvm of its own DispVMs" "a VM is not the netvm of its own DispVMs"
+run qvm-remove sys-net2
+like "$out" "it is the netvm of work" "a VM's dispvm_netvm cannot be removed"
+qvm-prefs -s work dispvm_netvm none
+is "$(qvm-prefs -g work dispvm_netvm)" "none" "none: its DispVMs have no network"
+qvm-prefs -s work dispvm_netvm default
+is "$(qvm-prefs -g work dispvm_netvm)" "$(qvm-prefs -g work netvm | sed 's/ (default)//') (default)" \
+   "default: its own netvm again"
+
 qvm-prefs -s sys-net2 netvm none >/dev/null 2>&1
 run qvm-prefs -s sys-net netvm sys-fw
 like "$out" "has no netvm" "a NetVM has no netvm"

@@ -7,7 +7,7 @@
 # Domain names are host-wide: these are this run's own.
 T=e2e-tpl-$$ C=e2e-child-$$ D=e2e-other-$$
 cleanup() {
-    for vm in $T $C $D; do virsh -c "$QUBES_VMM_URI" destroy "$vm" >/dev/null 2>&1; done
+    for vm in $T $C $D e2e-net-$$; do virsh -c "$QUBES_VMM_URI" destroy "$vm" >/dev/null 2>&1; done
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
@@ -44,10 +44,14 @@ run qvm-shutdown -q $T
 is "$rc" 0 "qvm-shutdown stops the template gracefully"
 is "$(state $T)" "Halted" "it is Halted"
 
-# The child is on a network: a NetVM record whose gateway is the host bridge.
-qvm-create -q -n -s -l red lct-net && qvm-prefs -s $C netvm lct-net
-netid=$(qvm-prefs -g lct-net netid) qid=$(qvm-prefs -g $C qid)
-qvm-start -q $C
+# The child is on a network: its NetVM, a guest, holds the gateway.
+N=e2e-net-$$
+qvm-create -q -n -s -r "$GUEST/root.img" -k "$GUEST/kernel" -l red $N && qvm-prefs -s $C netvm $N
+netid=$(qvm-prefs -g $N netid) qid=$(qvm-prefs -g $C qid)
+run qvm-start $C
+like "$out" "Starting $N, the netvm of $C, first" "starting a VM starts its netvm first"
+is "$(state $N)" "Running" "which runs"
+
 is "$(qvm-run -p $C 'cat /etc/tpl-mark')" "from-template-1" "the child sees the template's root files"
 is "$(qvm-run -p $C "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
                      ping -c 1 -W 3 10.137.$netid.1 >/dev/null && echo reached")" \

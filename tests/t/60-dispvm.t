@@ -13,10 +13,10 @@ cleanup() {
 trap cleanup EXIT
 
 qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
-# A network for the DispVMs: a NetVM record (never started; its network's
-# gateway is the host bridge).
-qvm-create -q -n -s -l red dvt-net && qubes-prefs -s default-netvm dvt-net
-netid=$(qvm-prefs -g dvt-net netid)
+# A network for the DispVMs: a NetVM guest holds their gateway.
+N=dvt-net-$$
+qvm-create -q -n -s -r "$GUEST/root.img" -k "$GUEST/kernel" -l red $N && qubes-prefs -s default-netvm $N
+netid=$(qvm-prefs -g $N netid)
 run qvm-create-default-dvm $T
 is "$rc" 0 "qvm-create-default-dvm prepares the savefile"
 [ "$rc" = 0 ] || diag "$(echo "$out" | tail -n 3)"
@@ -201,7 +201,7 @@ qvm-prefs -s $T-dvm netvm none
 run sh -c "echo 'echo x' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT"
 like "$out" "network of '$T-dvm' changed since the savefile was made" \
      "a savefile is stale when the dvm VM's network changed"
-qvm-prefs -s $T-dvm netvm dvt-net
+qvm-prefs -s $T-dvm netvm $N
 out=$(echo 'echo same-net' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT 2>&1)
 is "$out" "same-net" "and usable again once the network is the one it was made on"
 

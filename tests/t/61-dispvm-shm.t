@@ -19,7 +19,8 @@ wait_domains() {  # wait_domains N: up to 60 s
 }
 
 qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
-qvm-create -q -n -s -l red dst-net && qubes-prefs -s default-netvm dst-net
+N=dst-net-$$
+qvm-create -q -n -s -r "$GUEST/root.img" -k "$GUEST/kernel" -l red $N && qubes-prefs -s default-netvm $N
 run qvm-create-default-dvm $T
 is "$rc" 0 "qvm-create-default-dvm prepares a shared-memory savefile"
 like "$out" "DispVM memory: shared memory" "and says which path it takes"

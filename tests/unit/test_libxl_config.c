@@ -126,8 +126,8 @@ int main(int argc, char **argv)
         .ndisks = 2,
         .serial_log = "/var/lib/qubes/appvms/work/console.log",
         .agent_socket = "/run/qubes/vms/work/agent.sock",
-        .nic_mac = "00:16:3E:5E:6C:05",
-        .nic_bridge = "qbr-fw1",
+        .nics = { { "00:16:3E:5E:6C:05", "qbr-fw1", NULL } },
+        .nnics = 1,
     };
     check_json("child", &child,
                "qcow2 root layer and raw private image, e1000 NIC with its MAC on its bridge, "
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
     check_error("mem_file", &shm, "libvirt");
 
     struct domain_spec bad = child;
-    bad.nic_mac = "00:16:3e:5e:6c";
+    bad.nics[0].mac = "00:16:3e:5e:6c";
     check_error("bad MAC", &bad, "00:16:3e:5e:6c");
     bad = child;
     bad.uuid = "not-a-uuid";

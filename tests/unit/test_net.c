@@ -54,14 +54,14 @@ int main(void)
     struct qvm *hvm = qvm_collection_by_name(c, "test-testhvm");
     ok(hvm && qnet_of_vm(c, hvm, &n, &err) == 0 && !n.on, "a VM without a netvm has no network");
     char words[128] = "x";
-    qnet_cmdline(&n, words, sizeof words);
+    qnet_cmdline(&n, NULL, words, sizeof words);
     ok(words[0] == '\0', "and no network words on its kernel command line");
 
     struct qvm *vm = qvm_collection_by_name(c, "personal");
     ok(vm && qvm_set_attr(vm, "mac", "02:11:22:33:44:55", &err) == 0, "a record may give its MAC");
     expect(c, "personal", "10.137.2.9", "10.137.2.1", "02:11:22:33:44:55", "qubes-net2");
     qnet_of_vm(c, vm, &n, &err);
-    qnet_cmdline(&n, words, sizeof words);
+    qnet_cmdline(&n, NULL, words, sizeof words);
     ok(strcmp(words, "qubes.ip=10.137.2.9/24 qubes.gw=10.137.2.1") == 0,
        "the kernel command line carries its address and gateway (%s)", words);
 
@@ -76,6 +76,35 @@ int main(void)
             gw_taken++;
     }
     ok(gw_taken == 0, "no dispid in 1..253 takes its gateway's address");
+
+    /* The host side of each interface is named after the VM's qid or dispid. */
+    struct qvm *b = qvm_collection_by_name(c, "banking");
+    ok(b && qnet_of_vm(c, b, &n, &err) == 0 && strcmp(n.ifname, "qvm6") == 0,
+       "the host side of qid 6's interface is qvm6 (%s)", n.ifname);
+    ok(qnet_of_vm(c, d, &n, &err) == 0 && strcmp(n.ifname, "qdisp253") == 0,
+       "a DispVM's is qdisp<dispid> (%s)", n.ifname);
+
+    /* The serving side of a NetVM and a ProxyVM; none for an AppVM. */
+    struct qnet_serving sv;
+    qnet_serving_of_vm(qvm_collection_by_name(c, "firewallvm"), &sv);
+    ok(sv.on && sv.netid == 2 && strcmp(sv.mac, "00:16:3e:5e:6d:02") == 0 &&
+           strcmp(sv.bridge, "qubes-net2") == 0 && strcmp(sv.gateway, "10.137.2.1") == 0 &&
+           strcmp(sv.disp_gateway, "10.138.2.1") == 0 && strcmp(sv.ifname, "qnet2") == 0,
+       "the ProxyVM firewallvm serves network 2 (%s %s %s %s %s)", sv.mac, sv.bridge, sv.gateway,
+       sv.disp_gateway, sv.ifname);
+    struct qvm *fw = qvm_collection_by_name(c, "firewallvm");
+    qnet_of_vm(c, fw, &n, &err);
+    qnet_cmdline(&n, &sv, words, sizeof words);
+    ok(strcmp(words, "qubes.ip=10.137.1.5/24 qubes.gw=10.137.1.1 "
+                     "qubes.serve=00:16:3e:5e:6d:02,10.137.2.1/24,10.138.2.1/24") == 0,
+       "its kernel command line has its uplink and the network it serves (%s)", words);
+    struct qnet none = { .on = false };
+    qnet_serving_of_vm(qvm_collection_by_name(c, "netvm"), &sv);
+    qnet_cmdline(&none, &sv, words, sizeof words);
+    ok(strcmp(words, "qubes.serve=00:16:3e:5e:6d:01,10.137.1.1/24,10.138.1.1/24") == 0,
+       "a NetVM has no uplink, only what it serves (%s)", words);
+    qnet_serving_of_vm(b, &sv);
+    ok(!sv.on, "an AppVM serves no network");
 
     ok(qvm_set_attr(vm, "netvm_qid", "5", &err) == 0, "netvm_qid may name any qid in a record");
     ok(qnet_of_vm(c, vm, &n, &err) < 0 && strstr(err.msg, "'personal'") &&
