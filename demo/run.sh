@@ -120,8 +120,10 @@ show qvm-remove $T
 show qvm-prefs -l $C
 
 say "The original's qubes.xml (R2) loads and lists"
-if cp "$top/../shared/fixtures/qubes-r2.xml" "$QUBES_BASE_DIR/qubes.xml" 2>/dev/null; then
-    show qvm-ls --offline-mode
+# In a database of its own: the demo's VMs are still to be stopped.
+mkdir -p "$demo_dir/r2"
+if cp "$top/../shared/fixtures/qubes-r2.xml" "$demo_dir/r2/qubes.xml" 2>/dev/null; then
+    show env QUBES_BASE_DIR="$demo_dir/r2" qvm-ls --offline-mode
 else
     echo "(fixture not found beside the project: skipped)"
 fi
