@@ -13,6 +13,8 @@ if [ "$(id -u)" = 0 ] && [ -f "$build/guest/root.img" ] &&
    virsh -c "${QUBES_VMM_URI:-qemu:///system}" version >/dev/null 2>&1; then
     "$build/bench/bench_lifecycle" "$build/bin" "$build/guest" "${LIFECYCLE_RUNS:-6}"
     echo
+    BENCH_NETWORK=1 "$build/bench/bench_lifecycle" "$build/bin" "$build/guest" "${LIFECYCLE_RUNS:-6}"
+    echo
     "$build/bench/bench_qrexec" "$build/bin" "$build/guest" "${QREXEC_RUNS:-10}"
 else
     echo "lifecycle: skipped (needs root, make vmm-up and make guest)"
