@@ -46,7 +46,11 @@
 #ifndef QUBES_AGENT_PROTOCOL_H
 #define QUBES_AGENT_PROTOCOL_H
 
+#include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define QAG_MAGIC 0x32474151u           /* "QAG2" */
 #define QAG_VERSION 2
@@ -98,5 +102,20 @@ struct qag_header {
     uint32_t session;
     uint32_t len;
 };
+
+/* A target or service name both ends of a guest check before use: the
+ * original's alphabet, [A-Za-z0-9_.+-], fitting a buffer of `max` bytes with
+ * the NUL, and never "." or ".." (it becomes a file name: /etc/qubes-rpc/NAME
+ * in the guest, a policy file on the host). */
+static inline bool qag_good_name(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    if (n == 0 || n >= max || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("_.+-", s[i]))
+            return false;
+    return true;
+}
 
 #endif

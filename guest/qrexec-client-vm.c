@@ -39,28 +39,14 @@ static void usage(FILE *f)
             EX_FAILED, EX_NOAGENT);
 }
 
-/* The original's alphabet, [A-Za-z0-9_.+-], and its buffers of `max` bytes
- * with the NUL; not "." or "..": the agent and the host make file names of
- * these. */
-static bool good_name(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= max || s[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("_.+-", s[i]))
-            return false;
-    return true;
-}
-
 static int check_names(const char *target, const char *service)
 {
-    if (strcmp(target, "$dispvm") != 0 && !good_name(target, QAG_MAX_TARGET)) {
+    if (strcmp(target, "$dispvm") != 0 && !qag_good_name(target, QAG_MAX_TARGET)) {
         fprintf(stderr, ME ": bad target '%s': 1 to %d of A-Z a-z 0-9 _ . + - (not starting with '.'), "
                 "or $dispvm\n", target, QAG_MAX_TARGET - 1);
         return -1;
     }
-    if (!good_name(service, QAG_MAX_SERVICE)) {
+    if (!qag_good_name(service, QAG_MAX_SERVICE)) {
         fprintf(stderr, ME ": bad service name '%s': 1 to %d of A-Z a-z 0-9 _ . + - (not starting "
                 "with '.')\n", service, QAG_MAX_SERVICE - 1);
         return -1;

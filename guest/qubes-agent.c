@@ -115,20 +115,6 @@ static int fields(const char *payload, uint32_t len, const char *part[], int max
     return -1;
 }
 
-/* A name of the original's alphabet, [A-Za-z0-9_.+-], that fits its
- * buffer of `max` bytes with the NUL, and that cannot be "." or ".." (it
- * becomes a file name: /etc/qubes-rpc/NAME here, a policy file on the host). */
-static bool good_name(const char *s, size_t max)
-{
-    size_t n = strnlen(s, max);
-    if (n == 0 || n >= max || s[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("_.+-", s[i]))
-            return false;
-    return true;
-}
-
 /* ---- the host's requests ---- */
 
 static void refuse_errno(uint32_t sid, const char *what)
@@ -226,7 +212,7 @@ static void take_service(uint32_t sid, const char *payload, uint32_t len)
         qmux_refuse(mux, sid, "bad SERVICE request: \"USER\\0SERVICE\\0SOURCE\" expected");
         return;
     }
-    if (!good_name(part[1], QAG_MAX_SERVICE)) {
+    if (!qag_good_name(part[1], QAG_MAX_SERVICE)) {
         qmux_refuse(mux, sid, "bad service name: 1 to 63 of [A-Za-z0-9_.+-], not starting with '.'");
         return;
     }
@@ -458,9 +444,9 @@ static const char *check_call(char *buf, ssize_t n, int flags, int nfds, char *r
     buf[n] = '\0';
     if (fields(buf + sizeof h, h.len, part, 2) != 2)
         return "bad CALL request: \"TARGET\\0SERVICE\" expected";
-    if (strcmp(part[0], "$dispvm") != 0 && !good_name(part[0], QAG_MAX_TARGET))
+    if (strcmp(part[0], "$dispvm") != 0 && !qag_good_name(part[0], QAG_MAX_TARGET))
         return "bad target name: 1 to 31 of [A-Za-z0-9_.+-], or $dispvm";
-    if (!good_name(part[1], QAG_MAX_SERVICE))
+    if (!qag_good_name(part[1], QAG_MAX_SERVICE))
         return "bad service name: 1 to 63 of [A-Za-z0-9_.+-], not starting with '.'";
     size_t tl = strlen(part[0]), sl = strlen(part[1]);
     memcpy(req, part[0], tl + 1);
