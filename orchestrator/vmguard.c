@@ -31,6 +31,34 @@ static int describe(struct qubes *q, const struct qvm *vm, struct qnet *net,
 
 int vmguard_up(struct qubes *q, const struct qvm *vm, struct qerr *err)
 {
+    long long next;
+    return vmguard_up_next(q, vm, &next, err);
+}
+
+int vmguard_next_expire(struct qubes *q, const struct qvm *vm, long long *next_expire,
+                        struct qerr *err)
+{
+    char path[4200];
+    struct qfw fw;
+    *next_expire = 0;
+    if (qvm_class_is_netvm(vm->cls))
+        return 0;               /* its rules are not applied (vmguard_up_next) */
+    if (qfw_path(q, vm, path, sizeof path, err) < 0 || qfw_load(path, &fw, err) < 0)
+        return qerr_prefix(err, "the firewall of '%s'", vm->name);
+    long long now = (long long)time(NULL);
+    for (size_t i = 0; i < fw.n; i++) {
+        long long e = fw.rules[i].expire;
+        if (e > now && (!*next_expire || e < *next_expire))
+            *next_expire = e;
+    }
+    qfw_free(&fw);
+    return 0;
+}
+
+int vmguard_up_next(struct qubes *q, const struct qvm *vm, long long *next_expire,
+                    struct qerr *err)
+{
+    *next_expire = 0;
     struct qnet net;
     struct qnet_serving gw, own;
     int has = vmm_is_test_driver(&q->vmm) ? 0 : describe(q, vm, &net, &gw, &own, err);
@@ -54,8 +82,7 @@ int vmguard_up(struct qubes *q, const struct qvm *vm, struct qerr *err)
         (qfw_path(q, vm, path, sizeof path, err) < 0 || qfw_load(path, &fw, err) < 0))
         return qerr_prefix(err, "the firewall of '%s'", vm->name);
     char *script = NULL;
-    long long next = 0;
-    int rc = vmfw_script(&ifc, &fw, (long long)time(NULL), &script, &next, err);
+    int rc = vmfw_script(&ifc, &fw, (long long)time(NULL), &script, next_expire, err);
     qfw_free(&fw);
     if (rc == 0)
         rc = vmfw_apply(script, err);

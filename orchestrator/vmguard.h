@@ -18,6 +18,17 @@ struct qvm;
  * caller does not start a VM whose chains are not in place. */
 int vmguard_up(struct qubes *q, const struct qvm *vm, struct qerr *err);
 
+/* The same; *next_expire is then the UNIX time at which the earliest of
+ * the rules now in force expires (0: none does), when the chains must be
+ * installed again without it (the VM's qrexec daemon does that). */
+int vmguard_up_next(struct qubes *q, const struct qvm *vm, long long *next_expire,
+                    struct qerr *err);
+
+/* When the earliest of `vm`'s rules expires (0: none does), from its
+ * firewall file alone: nothing is installed. */
+int vmguard_next_expire(struct qubes *q, const struct qvm *vm, long long *next_expire,
+                        struct qerr *err);
+
 /* Removes them (none there is fine). */
 int vmguard_down(struct qubes *q, const struct qvm *vm, struct qerr *err);
 

@@ -11,15 +11,21 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../../qrexec/mux.h"
 #include "../../qrexec/policy.h"
+#include "../firewall.h"
 #include "../runtime.h"
+#include "../vmguard.h"
 #include "tool.h"
 
 static const char *prog = "qrexec-daemon";
@@ -55,9 +61,9 @@ static struct daemon {
     const char *name;
     char rundir[PATH_MAX], sock[PATH_MAX], bindir[PATH_MAX];
     struct qmux *m;
-    int listener;
+    int listener, lock;
     ino_t sock_ino;
-} D = { .listener = -1 };
+} D = { .listener = -1, .lock = -1 };
 
 struct client {
     int fd;
@@ -426,6 +432,203 @@ static const struct qmux_ops ops = { .request = request, .ended = caller_ended,
                                      .log = mux_log, .ready = channel_ready,
                                      .lost = channel_lost };
 
+/* ---- rules that expire ----
+ * A rule with an expiry time leaves the VM's chains when it expires, while
+ * the VM runs and without any tool being called. The daemon lives exactly
+ * as long as the VM, so it keeps a timer at the earliest expiry and
+ * installs the chains again then, under the qubes.xml write lock as the
+ * tools that change rules do (so that the last rules saved are the ones in
+ * force). It learns of changed rules from the directory of the firewall
+ * file, which every writer replaces by rename. The database work runs in a
+ * child: the loop never waits for a lock that a starter of this very VM
+ * may hold while it waits for us. */
+
+#define FW_RETRY_S 2            /* after a failed re-install */
+
+struct fw_result {
+    int rc;
+    long long next;             /* earliest expiry; 0: none */
+    char path[PATH_MAX];        /* the firewall file */
+    char msg[sizeof ((struct qerr *)0)->msg];
+};
+
+static struct {
+    int timer, watch, pipe;
+    pid_t child;
+    bool child_applies, pending, pending_apply;
+    char file[NAME_MAX + 1];
+} FW = { .timer = -1, .watch = -1, .pipe = -1 };
+
+static void fw_arm(long long when)
+{
+    struct itimerspec its = { .it_value = { .tv_sec = (time_t)when } };
+    if (timerfd_settime(FW.timer, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+        say("cannot set the firewall timer: %s", strerror(errno));
+}
+
+/* In the child: our VM's record; install its chains again (`apply`) or
+ * only read when its earliest rule expires. */
+static void fw_visit(bool apply, struct fw_result *r)
+{
+    struct qubes q;
+    struct qerr err;
+    int rc = qubes_open(&q, false, &err);
+    if (rc == 0)
+        rc = apply ? qubes_load_for_writing(&q, false, &err) : qubes_load_for_reading(&q, &err);
+    struct qvm *vm = rc == 0 ? qubes_find_vm(&q, D.name, &err) : NULL;
+    if (rc == 0 && !vm)
+        rc = -1;
+    if (rc == 0)
+        rc = qfw_path(&q, vm, r->path, sizeof r->path, &err);
+    if (rc == 0)
+        rc = apply ? vmguard_up_next(&q, vm, &r->next, &err)
+                   : vmguard_next_expire(&q, vm, &r->next, &err);
+    if (apply)
+        qubes_unlock(&q);
+    qubes_close(&q);
+    r->rc = rc;
+    if (rc < 0)
+        snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+}
+
+static void fw_job(bool apply);
+
+/* The watch on the firewall file's directory, once its path is known. */
+static void fw_changed(struct qmux *m, int fd, short revents, void *arg);
+static void fw_watch(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(FW.file, sizeof FW.file, "%s", slash + 1);
+    FW.watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (FW.watch < 0 ||
+        inotify_add_watch(FW.watch, dir, IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE) < 0 ||
+        qmux_watch(D.m, FW.watch, POLLIN, fw_changed, NULL) < 0)
+        say("changes of %s are not watched: %s", path, strerror(errno));
+}
+
+static void fw_done(struct qmux *m, int fd, short revents, void *arg)
+{
+    (void)revents;
+    (void)arg;
+    struct fw_result r;
+    ssize_t n = read(fd, &r, sizeof r);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    qmux_unwatch(m, fd);
+    close(fd);
+    FW.pipe = -1;
+    waitpid(FW.child, NULL, 0);
+    FW.child = 0;
+    bool applied = FW.child_applies;
+    if (n != (ssize_t)sizeof r) {
+        r.rc = -1;
+        snprintf(r.msg, sizeof r.msg, "its helper process ended without an answer");
+    }
+    if (r.rc == 0 && FW.watch < 0)
+        fw_watch(r.path);
+    if (r.rc < 0 && applied) {
+        /* The expired rule lets traffic through until this works: say
+         * so, and try again soon. */
+        say("a firewall rule expired, but the chains could not be installed again: %s",
+            r.msg);
+        fw_arm((long long)time(NULL) + FW_RETRY_S);
+    } else if (r.rc < 0) {
+        say("the expiry times of the firewall rules are unknown: %s", r.msg);
+    } else {
+        if (applied)
+            say("a firewall rule expired: the chains are installed again without it");
+        fw_arm(r.next);
+    }
+    if (FW.pending) {
+        FW.pending = false;
+        fw_job(FW.pending_apply);
+    }
+}
+
+static void fw_job(bool apply)
+{
+    if (FW.child) {             /* one at a time; the next one after it */
+        FW.pending = true;
+        FW.pending_apply |= apply;
+        return;
+    }
+    FW.pending_apply = false;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        say("cannot check the firewall's expiry times: %s", strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (D.lock >= 0)
+            close(D.lock);      /* a next daemon of the VM must not wait for us */
+        struct fw_result r = { 0 };
+        fw_visit(apply, &r);
+        (void)!write(p[1], &r, sizeof r);
+        _exit(0);
+    }
+    close(p[1]);
+    if (pid < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0 ||
+        qmux_watch(D.m, p[0], POLLIN, fw_done, NULL) < 0) {
+        say("cannot check the firewall's expiry times: %s", strerror(errno));
+        close(p[0]);
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        return;
+    }
+    FW.pipe = p[0];
+    FW.child = pid;
+    FW.child_applies = apply;
+}
+
+static void fw_expired(struct qmux *m, int fd, short revents, void *arg)
+{
+    (void)m;
+    (void)revents;
+    (void)arg;
+    uint64_t ticks;
+    if (read(fd, &ticks, sizeof ticks) == (ssize_t)sizeof ticks)
+        fw_job(true);
+}
+
+static void fw_changed(struct qmux *m, int fd, short revents, void *arg)
+{
+    (void)m;
+    (void)revents;
+    (void)arg;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool ours = false;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            if ((ev->mask & IN_Q_OVERFLOW) || (ev->len && strcmp(ev->name, FW.file) == 0))
+                ours = true;
+            p += sizeof *ev + ev->len;
+        }
+    if (ours)
+        fw_job(false);
+}
+
+static void fw_start(void)
+{
+    FW.timer = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (FW.timer < 0 || qmux_watch(D.m, FW.timer, POLLIN, fw_expired, NULL) < 0) {
+        say("rules that expire are not watched: %s", strerror(errno));
+        return;
+    }
+    fw_job(false);
+}
+
 /* ---- start ---- */
 
 static void on_signal(int sig)
@@ -514,7 +717,7 @@ int main(int argc, char **argv)
         qrt_vm_path(&D.cfg, D.name, QRT_QREXEC_SOCK, D.sock, sizeof D.sock, &err) < 0 ||
         qmkdirs(D.rundir, &err) < 0)
         tool_fail(prog, &err);
-    int lock = take_lock(&err);
+    int lock = D.lock = take_lock(&err);
     if (lock < 0)
         tool_fail(prog, &err);
     signal(SIGPIPE, SIG_IGN);
@@ -560,6 +763,7 @@ int main(int argc, char **argv)
         return 1;
     }
     say("holding the channel of %s", D.name);
+    fw_start();
     qmux_run(D.m);
     unlink_socket();
     qmux_free(D.m);

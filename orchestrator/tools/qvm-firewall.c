@@ -1,5 +1,6 @@
 /* qvm-firewall: show and change a VM's firewall rules (firewall.xml). */
 #include <string.h>
+#include <time.h>
 
 #include "../firewall.h"
 #include "../vmguard.h"
@@ -19,6 +20,8 @@ static void usage(FILE *f)
 "\n"
 "  -l, --list             list the settings and rules (default)\n"
 "  -a, --add              add RULE\n"
+"  -e, --expire WHEN      the added rule expires at WHEN: +SECONDS from now, or\n"
+"                         a UNIX time; a running VM loses it then by itself\n"
 "  -d, --del N            remove rule number N (as listed)\n"
 "  -P, --policy P         allow or deny what no rule matches\n"
 "  -D, --dns P            allow or deny DNS\n"
@@ -37,6 +40,23 @@ static bool allow_arg(const char *opt, const char *v)
         tool_usage_error(prog, msg);
     }
     return false;
+}
+
+/* +SECONDS from now, or a UNIX time; not in the past. */
+static long long expire_arg(const char *v)
+{
+    long n;
+    long long now = (long long)time(NULL);
+    bool rel = v[0] == '+';
+    if (qparse_int(v + rel, 1, rel ? 10L * 365 * 86400 : 1L << 40, &n) < 0)
+        tool_usage_error(prog, "--expire takes +SECONDS or a UNIX time");
+    long long at = rel ? now + n : n;
+    if (at <= now) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "--expire %s: that time has passed (now is %lld)", v, now);
+        tool_usage_error(prog, msg);
+    }
+    return at;
 }
 
 static void list(const char *name, const char *path, const struct qfw *fw)
@@ -63,6 +83,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "list", no_argument, NULL, 'l' },
         { "add", no_argument, NULL, 'a' },
+        { "expire", required_argument, NULL, 'e' },
         { "del", required_argument, NULL, 'd' },
         { "policy", required_argument, NULL, 'P' },
         { "dns", required_argument, NULL, 'D' },
@@ -73,11 +94,13 @@ int main(int argc, char **argv)
     };
     bool add = false, change = false;
     long del = 0;
+    long long expire = 0;
     int policy = -1, dns = -1, icmp = -1, yum = -1, c;
-    while ((c = getopt_long(argc, argv, "+lad:P:D:i:Y:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+lae:d:P:D:i:Y:h", opts, NULL)) != -1) {
         switch (c) {
         case 'l': break;
         case 'a': add = change = true; break;
+        case 'e': expire = expire_arg(optarg); break;
         case 'd':
             if (qparse_int(optarg, 1, 100000, &del) < 0)
                 tool_usage_error(prog, "--del takes a rule number");
@@ -97,6 +120,8 @@ int main(int argc, char **argv)
     int nrule = argc - optind;
     if (add != (nrule > 0))
         tool_usage_error(prog, add ? "--add needs a RULE" : "a RULE goes with --add");
+    if (expire && !add)
+        tool_usage_error(prog, "--expire goes with --add");
     if (add && del)
         tool_usage_error(prog, "--add and --del: one at a time");
 
@@ -105,6 +130,7 @@ int main(int argc, char **argv)
     struct qfw_rule rule;
     if (add && qfw_parse_rule(nrule, argv + optind, &rule, &err) < 0)
         tool_fail(prog, &err);
+    rule.expire = expire;
     if (qvm_check_name(name, &err) < 0 || qubes_open(&q, false, &err) < 0 ||
         (change ? qubes_load_for_writing(&q, false, &err) : qubes_load_for_reading(&q, &err)) < 0)
         tool_fail(prog, &err);

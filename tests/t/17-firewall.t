@@ -33,6 +33,21 @@ is "$rc" 2 "and a bad policy is a usage error"
 is "$(cat "$f")" "$before" "none of them changed the file"
 run qvm-firewall nosuchvm
 like "$out" "nosuchvm" "an unknown VM is named in the error"
+now=$(date +%s)
+qvm-firewall -a -e +600 work 192.0.2.7 any
+at=$(sed -n 's/.*address="192.0.2.7".*expire="\([0-9]*\)".*/\1/p' "$f")
+ok "$([ -n "$at" ] && [ "$at" -ge $((now + 600)) ] && [ "$at" -le $((now + 602)) ]; echo $?)" \
+   "--expire +600 stores the time 600 s from now (expire=\"$at\", now $now)"
+like "$(qvm-firewall work)" "192.0.2.7 any (expires at $at)" "and the listing shows it"
+before=$(cat "$f")
+run qvm-firewall -a -e $((now - 10)) work 192.0.2.8 any
+like "$out" "that time has passed" "an expiry in the past is refused"
+run qvm-firewall -e +60 work
+like "$out" "--expire goes with --add" "--expire without --add is a usage error"
+is "$(cat "$f")" "$before" "neither changed the file"
+printf '<QubesFirewallRules policy="allow">\n  <rule address="192.0.2.9" expire="%s"/>\n</QubesFirewallRules>\n' $((now - 5)) > "$f"
+qvm-firewall work | grep -q 192.0.2.9
+ok "$([ $? = 1 ]; echo $?)" "a rule that has expired is not listed"
 printf '<QubesFirewallRules policy="allow">\n  <rule address="1.1.1.1" port="99999"/>\n</QubesFirewallRules>\n' > "$f"
 run qvm-firewall work
 like "$out" "firewall.xml:2: rule: port=\"99999\"" "a bad file: file, line and problem"

@@ -71,6 +71,16 @@ qvm-firewall -P allow $A 2>/dev/null
 is "$(probe)" "ping name " "policy allow plus the same rule: TCP blocked"
 qvm-firewall -d 1 $A 2>/dev/null
 is "$(probe)" "ping name tcp " "the rule removed: TCP works again"
+# A rule that expires leaves the running VM by itself: its qrexec daemon
+# installs the chains again at the expiry, no tool is called.
+qvm-firewall -P deny -a -e +15 $A 192.0.2.1/32 tcp 1234 2>/dev/null
+at=$(qvm-firewall $A | sed -n 's/.*(expires at \([0-9]*\)).*/\1/p')
+is "$(probe)" "ping name tcp " "policy deny plus a rule that expires in 15 s: TCP works"
+while [ "$(date +%s)" -le "$((at + 1))" ]; do sleep 1; done
+is "$(probe)" "ping name " "after its expiry TCP is blocked, without any tool called"
+like "$(cat "$QUBES_RUN_DIR/vms/$A/qrexec.log")" "a firewall rule expired: the chains are installed again" \
+     "the VM's qrexec daemon did it"
+qvm-firewall -P allow $A 2>/dev/null
 
 # Two more AppVMs: B behind the same ProxyVM, C behind a second one.
 qvm-create -q -l orange --proxy -s -m 160 -r "$GUEST/root.img" --kernel "$GUEST/kernel" $PRX2
