@@ -2,14 +2,19 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -441,7 +446,7 @@ static const char *nft_program(void)
 
 /* The script goes in as a memory file, read from the start: nft may
  * answer before it has read all of it without either side waiting. */
-int vmfw_apply(const char *script, struct qerr *err)
+static int apply_program(const char *script, struct qerr *err)
 {
     const char *nft = nft_program();
     if (!nft)
@@ -484,4 +489,213 @@ int vmfw_apply(const char *script, struct qerr *err)
                     WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st)
                                                                         : WTERMSIG(st),
                     said && *said ? ": " : "", said ? said : "");
+}
+
+/* Without QUBES_NFT, scripts go to libnftables, the library nft is made
+ * of, in this process: the same parser and the same one transaction per
+ * script, without a process and the loading of its libraries each time.
+ * It is loaded at the first use, not linked: every tool links this code
+ * and most never touch the firewall. Building needs no libnftables-dev:
+ * these are the prototypes of <nftables/libnftables.h>, and dlvsym asks
+ * for them at the version they have there, so that another function of
+ * the same name in a later library is never called through them. */
+#define NFT_LIBRARY "libnftables.so.1"
+#define NFT_ABI "LIBNFTABLES_1"
+#define NFT_CTX_DEFAULT 0
+
+struct nft_ctx;
+
+static struct {
+    int loaded;                 /* 0: not tried; 1: yes; -1: no, the program is run */
+    char why[256];              /* dlerror()'s text when it could not be */
+    struct nft_ctx *(*nft_ctx_new)(uint32_t flags);
+    void (*nft_ctx_free)(struct nft_ctx *ctx);
+    int (*nft_ctx_buffer_output)(struct nft_ctx *ctx);
+    int (*nft_ctx_buffer_error)(struct nft_ctx *ctx);
+    const char *(*nft_ctx_get_output_buffer)(struct nft_ctx *ctx);
+    const char *(*nft_ctx_get_error_buffer)(struct nft_ctx *ctx);
+    int (*nft_run_cmd_from_filename)(struct nft_ctx *ctx, const char *filename);
+    int (*nft_run_cmd_from_buffer)(struct nft_ctx *ctx, const char *buf);
+    /* One context (a netlink socket, nft's copy of the ruleset), kept for
+     * the life of the process, where it stays reachable: closing a socket
+     * that has committed waits for the kernel to free what the commit
+     * replaced, most of what a run of nft costs. It serves only the
+     * process that made it, in the network namespace it was made in (its
+     * socket stays there): a forked child shares its parent's socket, and
+     * two processes reading one socket take each other's answers. */
+    struct nft_ctx *ctx;
+    pid_t pid;
+    dev_t ns_dev;
+    ino_t ns_ino;               /* 0: the namespace is unknown, the context not kept */
+} lib;
+
+/* Contexts a parent made before a fork: their descriptor may have been
+ * closed, or reused, by this process since, so they are neither used nor
+ * freed here; only kept reachable, like every context. */
+static struct inherited {
+    struct nft_ctx *ctx;
+    struct inherited *next;
+} *inherited;
+
+static bool program_wanted(void)
+{
+    const char *env = getenv("QUBES_NFT");
+    return env && *env;
+}
+
+#define LIB_SYM(h, f) ((lib.f = (__typeof__(lib.f))dlvsym(h, #f, NFT_ABI)) != NULL)
+
+/* 0 when the library is there; -1, for good, when it is not. */
+static int lib_load(void)
+{
+    if (lib.loaded)
+        return lib.loaded > 0 ? 0 : -1;
+    lib.loaded = -1;
+    const char *why;
+    void *h = dlopen(NFT_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        why = dlerror();
+        snprintf(lib.why, sizeof lib.why, "%s", why ? why : "not found");
+        return -1;
+    }
+    if (!(LIB_SYM(h, nft_ctx_new) && LIB_SYM(h, nft_ctx_free) &&
+          LIB_SYM(h, nft_ctx_buffer_output) && LIB_SYM(h, nft_ctx_buffer_error) &&
+          LIB_SYM(h, nft_ctx_get_output_buffer) && LIB_SYM(h, nft_ctx_get_error_buffer) &&
+          LIB_SYM(h, nft_run_cmd_from_filename) && LIB_SYM(h, nft_run_cmd_from_buffer))) {
+        why = dlerror();
+        snprintf(lib.why, sizeof lib.why, "%s", why ? why : "a function is missing");
+        dlclose(h);
+        return -1;
+    }
+    /* Kept loaded for the life of the process, and of its forked children. */
+    lib.loaded = 1;
+    return 0;
+}
+
+static bool netns_of_self(dev_t *dev, ino_t *ino)
+{
+    struct stat st;
+    if (stat("/proc/self/ns/net", &st) < 0)
+        return false;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return true;
+}
+
+static bool lib_ctx_is_here(void)
+{
+    dev_t dev;
+    ino_t ino;
+    return lib.ctx && lib.pid == getpid() && lib.ns_ino && netns_of_self(&dev, &ino) &&
+           dev == lib.ns_dev && ino == lib.ns_ino;
+}
+
+static void lib_drop_ctx(void)
+{
+    if (!lib.ctx)
+        return;
+    struct inherited *k;
+    if (lib.pid == getpid())
+        lib.nft_ctx_free(lib.ctx);
+    else if ((k = malloc(sizeof *k))) {
+        *k = (struct inherited){ lib.ctx, inherited };
+        inherited = k;
+    }
+    lib.ctx = NULL;
+}
+
+/* libnftables opens its socket without close-on-exec, so every program
+ * this process runs afterwards would hold it; `fd` is where it went when
+ * it is a netfilter netlink socket. */
+static void keep_from_exec(int fd)
+{
+    int domain, protocol, flags;
+    socklen_t dl = sizeof domain, pl = sizeof protocol;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 && domain == AF_NETLINK &&
+        getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &pl) == 0 &&
+        protocol == NETLINK_NETFILTER && (flags = fcntl(fd, F_GETFD)) >= 0)
+        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+static struct nft_ctx *lib_ctx(struct qerr *err)
+{
+    if (lib_ctx_is_here())
+        return lib.ctx;
+    lib_drop_ctx();
+    /* nft_ctx_new ends the process when it cannot open its netlink
+     * socket: one is opened first, so as to fail here instead. The
+     * library's own then takes the same descriptor, the lowest free one. */
+    int probe = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+    if (probe < 0) {
+        qerr_errno(err, errno, "%s: no netfilter netlink socket", NFT_LIBRARY);
+        return NULL;
+    }
+    close(probe);
+    struct nft_ctx *ctx = lib.nft_ctx_new(NFT_CTX_DEFAULT);
+    if (!ctx) {
+        qerr_set(err, "%s: nft_ctx_new failed", NFT_LIBRARY);
+        return NULL;
+    }
+    keep_from_exec(probe);
+    if (lib.nft_ctx_buffer_output(ctx) != 0 || lib.nft_ctx_buffer_error(ctx) != 0) {
+        lib.nft_ctx_free(ctx);
+        qerr_set(err, "%s: cannot keep nft's messages in memory", NFT_LIBRARY);
+        return NULL;
+    }
+    lib.ctx = ctx;
+    lib.pid = getpid();
+    if (!netns_of_self(&lib.ns_dev, &lib.ns_ino))
+        lib.ns_ino = 0;
+    return ctx;
+}
+
+/* The script goes in as a file, not a buffer: nft 1.0.6 shows an error in
+ * a buffer with the buffer's first line, whichever line is at fault, and
+ * without its number. */
+static int apply_library(const char *script, struct qerr *err)
+{
+    struct nft_ctx *ctx = lib_ctx(err);
+    if (!ctx)
+        return -1;
+    cleanup_close int in = memfd_create("vmfw-script", MFD_CLOEXEC);
+    if (in < 0)
+        return qerr_errno(err, errno, "a memory file for nft's script");
+    if (qwrite_all(in, script, strlen(script)) < 0)
+        return qerr_errno(err, errno, "writing nft's script");
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", in);
+    /* Without /proc the file has no name: a buffer after all. */
+    int rc = access(path, R_OK) == 0 ? lib.nft_run_cmd_from_filename(ctx, path)
+                                     : lib.nft_run_cmd_from_buffer(ctx, script);
+    const char *said = lib.nft_ctx_get_error_buffer(ctx);
+    /* Emptied too, so that nothing of one script stays for the next. */
+    (void)lib.nft_ctx_get_output_buffer(ctx);
+    if (rc == 0)
+        return 0;
+    int len = said ? (int)strlen(said) : 0;
+    while (len && isspace((unsigned char)said[len - 1]))
+        len--;
+    qerr_set(err, "%s failed (returned %d)%s%.*s", NFT_LIBRARY, rc, len ? ": " : "", len,
+             len ? said : "");
+    /* Not used again: what a failure left in its socket or its copy of
+     * the ruleset would meet the next script. */
+    lib_drop_ctx();
+    return -1;
+}
+
+int vmfw_apply(const char *script, struct qerr *err)
+{
+    if (program_wanted() || lib_load() < 0)
+        return apply_program(script, err);
+    return apply_library(script, err);
+}
+
+int vmfw_preload(struct qerr *err)
+{
+    if (program_wanted())
+        return 0;
+    if (lib_load() < 0)
+        return qerr_set(err, "cannot load %s (scripts go to the nft program instead): %s",
+                        NFT_LIBRARY, lib.why);
+    return lib_ctx(err) ? 0 : -1;
 }

@@ -1,6 +1,6 @@
 /* A VM's firewall and anti-spoofing, enforced on the host side of its
  * network interface (a tap on a bridge), where the VM cannot undo them:
- * nftables scripts for `nft -f -`, and the one function that runs nft.
+ * nftables scripts for `nft -f -`, and the one function that applies them.
  *
  * Everything lives in one table, `bridge qubes`. Its base chains hand a
  * frame to a VM's chains by interface name, through verdict maps:
@@ -82,8 +82,18 @@ int vmfw_script(const struct vmfw_iface *ifc, const struct qfw *fw, long long no
  * stay for the other VMs. */
 int vmfw_remove_script(const char *ifname, char **script, struct qerr *err);
 
-/* Runs `nft -f -` with `script` on its standard input: QUBES_NFT, else
- * nft from /usr/sbin or /sbin. The error carries what nft said. */
+/* Applies `script`, all of it or nothing, as `nft -f -` does: through
+ * libnftables (libnftables.so.1, loaded at the first call), or, when
+ * QUBES_NFT is set or the library is not there, by running that program,
+ * else nft from /usr/sbin or /sbin, with the script on its standard input.
+ * The error carries what nft said. Not for two threads at once. */
 int vmfw_apply(const char *script, struct qerr *err);
+
+/* Loads libnftables and makes this process's nft context now, so that a
+ * long-lived process pays the loading once, before it forks: its children
+ * inherit the library (each makes its own context, which is cheap). Does
+ * nothing when QUBES_NFT is set; -1 when the library cannot be loaded
+ * (vmfw_apply then runs the program) or no context can be made. */
+int vmfw_preload(struct qerr *err);
 
 #endif

@@ -29,11 +29,12 @@ if [ "$_tap_failed" != 0 ]; then
     done
 fi
 
+# nft for the checks of our own; the helper applies its scripts through
+# libnftables, as the tools do, unless the caller set QUBES_NFT.
 NFT=${QUBES_NFT:-}
 for p in /usr/sbin/nft /sbin/nft; do
     [ -z "$NFT" ] && [ -x "$p" ] && NFT=$p
 done
-export QUBES_NFT="$NFT"
 HELPER=$HELPERS/vmfw-apply
 
 # nft's own check, each script alone and then in a row, in a namespace of
@@ -435,6 +436,9 @@ apply "vm1's chains removed" -r qvm1
 rules=$(nsx $H "$NFT" list ruleset)
 alone=$(unshare -n sh -c "'$HELPER' qvm2 $V2MAC $V2IP $GWMAC $GWIP $DISPGW && '$NFT' list ruleset")
 is "$rules" "$alone" "the ruleset is what vm2's script alone makes"
+by_program=$(unshare -n sh -c "QUBES_NFT='$NFT' '$HELPER' qvm2 $V2MAC $V2IP $GWMAC $GWIP $DISPGW &&
+    '$NFT' list ruleset")
+is "$by_program" "$alone" "the nft program (QUBES_NFT) makes the same ruleset"
 reaches "vm1 reaches 192.0.2.1:1234 again" $V1 tcp 192.0.2.1 1234
 apply "vm2's chains removed" -r qvm2
 rules=$(nsx $H "$NFT" list ruleset)

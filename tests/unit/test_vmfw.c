@@ -3,12 +3,17 @@
  * tests/vmfw/; what is refused before a script is written (names and
  * addresses that are not what they claim, host names in rules); expired
  * rules left out and the next expiry reported; the runner, against stand-ins
- * for nft. Needs neither root nor nft (tests/t/36-vmfw.t runs the scripts).
+ * for nft. Needs neither root nor nft (tests/t/36-vmfw.t runs the scripts),
+ * but for the last part: libnftables in a network namespace of this
+ * process's own, skipped where none can be made.
  *
  * Usage: test_vmfw EXPECTED_DIR [OUT_DIR]; with OUT_DIR, each script made
  * is written there too (NAME.nft), for a diff. */
+#include <linux/netlink.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -285,6 +290,157 @@ static void runner(const char *scratch)
     unsetenv("QUBES_NFT");
 }
 
+/* nft's errors quote the line at fault under their first line: a TAP
+ * line takes the first. */
+static const char *first_line(const char *msg)
+{
+    static char line[QERR_MSG_MAX];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(msg, "\n"), msg);
+    return line;
+}
+
+/* This process in a network namespace of its own (for one who is not root,
+ * in a user namespace of its own too), where nothing else sees nft's
+ * changes. */
+static int own_netns(void)
+{
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (uid == 0)
+        return unshare(CLONE_NEWNET);
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0)
+        return -1;
+    char map[64];
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
+    if (spit("/proc/self/setgroups", "deny\n") < 0 || spit("/proc/self/uid_map", map) < 0)
+        return -1;
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
+    return spit("/proc/self/gid_map", map);
+}
+
+/* Netfilter netlink sockets that a program run from here would inherit. */
+static int open_across_exec(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        int domain, protocol, flags = fcntl(fd, F_GETFD);
+        socklen_t dl = sizeof domain, pl = sizeof protocol;
+        if (flags >= 0 && !(flags & FD_CLOEXEC) &&
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 && domain == AF_NETLINK &&
+            getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &pl) == 0 &&
+            protocol == NETLINK_NETFILTER)
+            n++;
+    }
+    return n;
+}
+
+static int apply_n(const char *script, int n)
+{
+    struct qerr err;
+    int failed = 0;
+    for (int i = 0; i < n; i++)
+        if (vmfw_apply(script, &err) < 0) {
+            diag("pid %d: %s", (int)getpid(), first_line(err.msg));
+            failed++;
+        }
+    return failed;
+}
+
+/* libnftables, as vmfw_apply uses it without QUBES_NFT: the same scripts,
+ * the same one transaction, nft's own words in errors. */
+static void library(const char *scratch)
+{
+    struct qerr err = { 0 };
+    unsetenv("QUBES_NFT");
+    if (own_netns() < 0) {
+        ok(1, "library # skip no network namespace of our own here: %s", strerror(errno));
+        return;
+    }
+    if (vmfw_preload(&err) < 0) {
+        ok(1, "library # skip %s", err.msg);
+        return;
+    }
+    ok(1, "library: preloaded in a network namespace of our own");
+    int across = open_across_exec();
+    ok(across == 0, "library: its netlink socket is not inherited across exec (%d would be)",
+       across);
+
+    struct vmfw_iface ifc = appvm();
+    struct qfw fw;
+    qfw_defaults(&fw);
+    char *install, *removal;
+    long long next;
+    if (vmfw_script(&ifc, &fw, NOW, &install, &next, &err) < 0 ||
+        vmfw_remove_script("qvm1", &removal, &err) < 0)
+        exit(99);
+    int rc = vmfw_apply(install, &err);
+    ok(rc == 0, "library: a VM's chains installed (%s)", rc ? first_line(err.msg) : "ok");
+    rc = vmfw_apply(install, &err);
+    ok(rc == 0, "library: and replaced (%s)", rc ? first_line(err.msg) : "ok");
+    rc = vmfw_apply(removal, &err) < 0 || vmfw_apply(removal, &err) < 0 ? -1 : 0;
+    ok(rc == 0, "library: removed, and removed again (%s)", rc ? first_line(err.msg) : "ok");
+
+    rc = vmfw_apply("add table bridge qubes_t\nadd chain bridge qubes_t c\n"
+                    "add rule bridge qubes_t c jump nosuch\n", &err);
+    ok(rc < 0 && strstr(err.msg, "libnftables.so.1 failed (returned -1): ") &&
+           strstr(err.msg, ":3:") && strstr(err.msg, "Error: ") &&
+           strstr(err.msg, "add rule bridge qubes_t c jump nosuch"),
+       "library: a failure names the library, and nft's error the line at fault (%s)",
+       first_line(err.msg));
+    rc = vmfw_apply("delete table bridge qubes_t\n", &err);
+    ok(rc < 0 && strstr(err.msg, "No such file or directory"),
+       "library: nothing of a script that failed was applied (%s)", first_line(err.msg));
+    rc = vmfw_apply("this is not nft\n", &err);
+    ok(rc < 0 && strstr(err.msg, "syntax error"), "library: a syntax error (%s)",
+       first_line(err.msg));
+    rc = vmfw_apply(install, &err);
+    ok(rc == 0, "library: the next script after failures applies (%s)",
+       rc ? first_line(err.msg) : "ok");
+
+    /* A child inherits the context: it must make its own, or the two
+     * would take each other's answers from one socket. */
+    pid_t pid = fork();
+    if (pid == 0)
+        exit(apply_n(install, 50) ? 1 : 0);
+    int failed = apply_n(install, 50), st = -1;
+    waitpid(pid, &st, 0);
+    ok(failed == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+       "library: a forked child and its parent apply at the same time, 50 times each "
+       "(parent: %d failed; child: status %d)", failed, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+
+    /* The context's socket stays where it was made; the scripts go where
+     * the process is. */
+    rc = vmfw_apply("add table bridge qubes_here\n", &err);
+    if (rc == 0 && unshare(CLONE_NEWNET) == 0) {
+        rc = vmfw_apply("delete table bridge qubes_here\n", &err);
+        ok(rc < 0, "library: after a move to another network namespace, scripts apply there "
+           "(%s)", rc ? first_line(err.msg) : "the table of the one before was found");
+        rc = vmfw_apply(install, &err);
+        ok(rc == 0, "library: a VM's chains installed there (%s)",
+           rc ? first_line(err.msg) : "ok");
+    } else {
+        ok(0, "library: a table, then another network namespace (%s)",
+           rc ? first_line(err.msg) : strerror(errno));
+    }
+
+    char nft[4200], got[4200], cmd[9000];
+    snprintf(nft, sizeof nft, "%s/nft", scratch);
+    snprintf(got, sizeof got, "%s/stdin.lib", scratch);
+    snprintf(cmd, sizeof cmd, "cat > '%s'", got);
+    fake_nft(nft, cmd);
+    setenv("QUBES_NFT", nft, 1);
+    rc = vmfw_apply(install, &err);
+    char *seen = slurp(got, NULL);
+    ok(rc == 0 && seen && strcmp(seen, install) == 0,
+       "library: loaded or not, QUBES_NFT is run when it is set (%s)",
+       rc ? first_line(err.msg) : "ok");
+    unsetenv("QUBES_NFT");
+    free(seen);
+    free(install);
+    free(removal);
+    qfw_free(&fw);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -303,6 +459,7 @@ int main(int argc, char **argv)
     removal();
     refusals();
     runner(scratch);
+    library(scratch);
 
     rm_scratch(scratch);
     return done_testing();
