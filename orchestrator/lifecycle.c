@@ -534,58 +534,150 @@ int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err)
     return 0;
 }
 
+/* qvm-pause marks the pause in the VM's run directory before it pauses the
+ * domain, and qvm-unpause clears the mark once the domain runs again (a
+ * start or a kill clears it too, with the agent's `ready`): qubes_vm_run
+ * asks no hypervisor while a VM's qrexec-daemon answers, and a paused
+ * guest's daemon answers. */
 int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err)
 {
     struct qvm *vm;
     enum qvm_power st;
-    if (load_and_check(q, name, QOP_PAUSE, &vm, &st, err) < 0)
+    struct vmm_domain d;
+    if (load_and_check(q, name, QOP_PAUSE, &vm, &st, err) < 0 ||
+        vmm_domain_info(&q->vmm, name, &d, err) < 0)
         return -1;
-    return vmm_suspend(&q->vmm, name, err);
+    free(d.name);
+    if (qvm_power_mark_paused(&q->cfg, name, d.id, err) < 0)
+        return -1;
+    if (vmm_suspend(&q->vmm, name, err) < 0) {
+        qvm_power_clear_paused(&q->cfg, name);
+        return -1;
+    }
+    return 0;
 }
 
 int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err)
 {
     struct qvm *vm;
-    enum qvm_power st;
-    if (load_and_check(q, name, QOP_UNPAUSE, &vm, &st, err) < 0)
-        return -1;
-    return vmm_resume(&q->vmm, name, err);
+    enum qvm_power st = QVM_POWER_NA;
+    int rc = load_and_check(q, name, QOP_UNPAUSE, &vm, &st, err);
+    if (rc == 0)
+        rc = vmm_resume(&q->vmm, name, err);
+    /* A VM that is not paused (resumed behind our back: virsh resume) has
+     * no pause to mark either: the refusal clears it too. */
+    if (rc == 0 || (st != QVM_POWER_PAUSED && st != QVM_POWER_NA))
+        qvm_power_clear_paused(&q->cfg, name);
+    return rc;
 }
 
 /* ---- running commands ---- */
+
+/* The fast path. A VM whose qrexec-daemon accepts a connection runs and
+ * its agent has answered (the daemon binds its socket only then, and
+ * unlinks it when the VM's channel closes), so a command needs no
+ * hypervisor: not even its backend is loaded. 1: connected (*c is open);
+ * 0: ask the hypervisor (the socket does not answer, or the VM may be
+ * paused); -1: an error.
+ *
+ * A paused guest's daemon still accepts, and the guest would not answer:
+ * qvm-pause marks its pause (power.h), and a marked VM goes the slow way,
+ * where the transition table refuses it. So does a preloaded DispVM, which
+ * waits paused (by dispvm/, without a mark) for a request to claim it: a
+ * command queued to it would run in another caller's DispVM. A VM paused
+ * behind our back (virsh suspend) has no mark: the request waits on its
+ * channel until the VM is resumed, then runs; a command with a deadline
+ * (timeout_ms) ends with "the agent did not answer within N s" and the
+ * daemon cancels it; one without waits like any long command (qvm-run's
+ * caller may interrupt it). The same holds for a qvm-pause that comes
+ * between the mark's check and the request. */
+static int dial_running(struct qubes *q, const struct qvm *vm, struct agent_conn *c,
+                        struct qerr *err)
+{
+    char sock[PATH_MAX];
+    struct qerr e;
+    if (vm->cls == QVM_ADMIN || qvm_get_bool(vm, "preload", false) ||
+        qvm_power_paused_mark(&q->cfg, vm->name, NULL))
+        return 0;
+    if (qrt_vm_path(&q->cfg, vm->name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
+        return -1;
+    if (agent_connect(sock, 0, c, &e) == 0)     /* one try, no wait */
+        return 1;
+    if (e.code == ECONNREFUSED || e.code == ENOENT)
+        return 0;               /* no daemon, or one that is gone: halted or starting */
+    return qerr_errno(err, e.code, "cannot reach the qrexec-daemon of '%s' at %s", vm->name,
+                      sock);
+}
+
+/* A pause mark of another run of the domain (the VM halted while paused
+ * and started by something that did not clear it) means nothing: dropped,
+ * so that the fast path serves the VM again. The mark of this run stays,
+ * whatever the state (a qvm-pause may be between its mark and its pause):
+ * qvm-unpause clears it. */
+static void drop_stale_pause(struct qubes *q, const char *name, enum qvm_power st)
+{
+    struct vmm_domain d;
+    struct qerr e;
+    int id;
+    if (st == QVM_POWER_PAUSED || !qvm_power_paused_mark(&q->cfg, name, &id) ||
+        vmm_domain_info(&q->vmm, name, &d, &e) < 0)
+        return;
+    free(d.name);
+    if (d.id != id)
+        qvm_power_clear_paused(&q->cfg, name);
+}
+
+/* The slow path: the hypervisor's state decides (the transition table); a
+ * halted VM starts, and its agent is waited for. *vm is found again. */
+static int reach_by_hypervisor(struct qubes *q, const char *name, struct qvm **vm,
+                               FILE *progress, struct agent_conn *c, struct qerr *err)
+{
+    enum qvm_power st;
+    if (load_and_check(q, name, QOP_RUN, vm, &st, err) < 0)
+        return -1;
+    drop_stale_pause(q, name, st);
+    if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
+        struct qvm_start_opts so = { .wait = true, .progress = progress };
+        qvm_collection_free(q->coll);
+        q->coll = NULL;
+        if (qubes_vm_start(q, name, &so, err) < 0 || !(*vm = qubes_find_vm(q, name, err)))
+            return -1;
+    }
+    char sock[PATH_MAX];
+    if (qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
+        return -1;
+    return agent_connect(sock, qvm_get_int(*vm, "qrexec_timeout", 60) * 1000L, c, err);
+}
+
+static int run_session(const struct qvm *vm, struct agent_conn *c, const struct qvm_run_opts *o,
+                       int *status, struct qerr *err)
+{
+    agent_deadline(c, o->timeout_ms);
+    const char *user = o->user ? o->user : qvm_get_attr(vm, "default_user");
+    int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
+    if (!user)
+        user = "user";
+    int rc = o->service ? agent_service(c, user, o->service, o->source ? o->source : "dom0", in,
+                                        out, errfd, status, err)
+                        : agent_exec(c, user, o->command, in, out, errfd, status, err);
+    agent_close(c);
+    return rc;
+}
 
 int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o, int *status,
                  struct qerr *err)
 {
     struct qvm *vm;
-    enum qvm_power st;
-    if (load_and_check(q, name, QOP_RUN, &vm, &st, err) < 0)
-        return -1;
-    if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
-        struct qvm_start_opts so = { .wait = true, .progress = o->progress };
-        qvm_collection_free(q->coll);
-        q->coll = NULL;
-        if (qubes_vm_start(q, name, &so, err) < 0)
-            return -1;
-        vm = qubes_find_vm(q, name, err);
-    }
-    char sock[PATH_MAX];
-    if (qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
-        return -1;
     struct agent_conn c;
-    long timeout = qvm_get_int(vm, "qrexec_timeout", 60) * 1000L;
-    if (agent_connect(sock, timeout, &c, err) < 0)
+    if (qubes_load_for_reading(q, err) < 0 || !(vm = qubes_find_vm(q, name, err)))
         return -1;
-    agent_deadline(&c, o->timeout_ms);
-    const char *user = o->user ? o->user : qvm_get_attr(vm, "default_user");
-    int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
-    if (!user)
-        user = "user";
-    int rc = o->service ? agent_service(&c, user, o->service, o->source ? o->source : "dom0", in,
-                                        out, errfd, status, err)
-                        : agent_exec(&c, user, o->command, in, out, errfd, status, err);
-    agent_close(&c);
-    return rc;
+    /* Nothing runs offline: not even in a VM whose daemon would answer. */
+    if (q->vmm.offline && vmm_require(&q->vmm, err) < 0)
+        return qerr_prefix(err, "cannot run anything in '%s'", name);
+    int rc = dial_running(q, vm, &c, err);
+    if (rc == 0)
+        rc = reach_by_hypervisor(q, name, &vm, o->progress, &c, err);
+    return rc < 0 ? -1 : run_session(vm, &c, o, status, err);
 }
 
 /* ---- root image size ---- */

@@ -40,6 +40,9 @@ int qubes_netvm_up(struct qubes *q, int netvm_qid, const char *for_whom, FILE *p
 int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, bool force,
                       struct qerr *err);
 int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err);
+/* The pause is marked in the VM's run directory (power.h) before the
+ * domain is paused; the unpause clears it, and so does a refusal because
+ * the VM is not paused (resumed behind our back). */
 int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err);
 int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err);
 struct qvm_run_opts {
@@ -53,7 +56,10 @@ struct qvm_run_opts {
 };
 
 /* Runs a command or service in the VM (starting it when halted); *status
- * gets its exit status. */
+ * gets its exit status. A VM whose qrexec-daemon answers runs, and gets the
+ * command without the hypervisor being asked (or its backend loaded); one
+ * paused by qubes_vm_pause, or whose daemon does not answer, is asked of
+ * the hypervisor first, as the transition table says. Refused offline. */
 int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o, int *status,
                  struct qerr *err);
 

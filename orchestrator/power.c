@@ -1,5 +1,6 @@
 #include "power.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +15,19 @@ bool qvm_power_is_running(enum qvm_power p)
     return p != QVM_POWER_HALTED && p != QVM_POWER_NA;
 }
 
-static int ready_id(const struct qubes_config *cfg, const char *name)
+/* The domain id a mark of the VM's run directory holds, -1 when none. */
+static int mark_id(const struct qubes_config *cfg, const char *name, const char *file)
 {
     char path[PATH_MAX], text[32];
-    if (qrt_vm_path(cfg, name, QRT_READY, path, sizeof path, NULL) < 0 ||
+    if (qrt_vm_path(cfg, name, file, path, sizeof path, NULL) < 0 ||
         qread_small(path, text, sizeof text) < 0 || !text[0])
         return -1;
     return atoi(text);
+}
+
+static int ready_id(const struct qubes_config *cfg, const char *name)
+{
+    return mark_id(cfg, name, QRT_READY);
 }
 
 enum qvm_power qvm_power_refine(const struct qubes_config *cfg, const struct qvm *vm,
@@ -63,5 +70,35 @@ void qvm_power_clear_ready(const struct qubes_config *cfg, const char *name)
 {
     char path[PATH_MAX];
     if (qrt_vm_path(cfg, name, QRT_READY, path, sizeof path, NULL) == 0)
+        unlink(path);
+    qvm_power_clear_paused(cfg, name);
+}
+
+int qvm_power_mark_paused(const struct qubes_config *cfg, const char *name, int id,
+                          struct qerr *err)
+{
+    char path[PATH_MAX], text[32];
+    snprintf(text, sizeof text, "%d\n", id);
+    if (qrt_vm_path(cfg, name, QRT_PAUSED, path, sizeof path, err) < 0 ||
+        qwrite_runtime_file(path, text, err) < 0)
+        return qerr_prefix(err, "cannot mark '%s' paused", name);
+    return 0;
+}
+
+bool qvm_power_paused_mark(const struct qubes_config *cfg, const char *name, int *id)
+{
+    char path[PATH_MAX];
+    if (qrt_vm_path(cfg, name, QRT_PAUSED, path, sizeof path, NULL) < 0)
+        return true;            /* no name to look under: never trust the socket */
+    bool marked = access(path, F_OK) == 0 || errno != ENOENT;
+    if (id)
+        *id = marked ? mark_id(cfg, name, QRT_PAUSED) : -1;
+    return marked;
+}
+
+void qvm_power_clear_paused(const struct qubes_config *cfg, const char *name)
+{
+    char path[PATH_MAX];
+    if (qrt_vm_path(cfg, name, QRT_PAUSED, path, sizeof path, NULL) == 0)
         unlink(path);
 }

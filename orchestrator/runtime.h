@@ -36,6 +36,7 @@
 #define QRT_QREXEC_LOCK "qrexec.lock"    /* held by that daemon while it runs */
 #define QRT_QREXEC_LOG "qrexec.log"      /* and what it has to say */
 #define QRT_READY "ready"
+#define QRT_PAUSED "paused"              /* qvm-pause paused this domain id */
 #define QRT_OWNER "owner"
 #define QRT_RAM "ram"
 #define QRT_CONSOLE "console.log"

@@ -34,6 +34,24 @@ is "$(echo 'echo svc-$(uname -n) from $QREXEC_REMOTE_DOMAIN' | qvm-run -p --serv
 run qvm-run -p --service ../../bin/sh $T
 like "$out" "bad service name" "a service name cannot leave /etc/qubes-rpc"
 qvm-run -p $T 'echo from-template-1 > /etc/tpl-mark' >/dev/null
+# A running VM whose qrexec-daemon answers gets the command from the daemon
+# alone: no hypervisor is asked, its backend is not even loaded.
+nobackend="$SCRATCH/no-backends"
+is "$(QUBES_VMM_PLUGIN_DIR=$nobackend qvm-run -p $T 'echo fast-$(uname -n)')" "fast-$T" \
+   "qvm-run on a running VM needs no hypervisor backend (its qrexec-daemon answers)"
+if command -v strace >/dev/null; then
+    ASAN_OPTIONS=detect_leaks=0 strace -f -e trace=openat -o "$SCRATCH/run.strace" qvm-run -q -p $T true
+    libs=$(grep -o 'libvirt[^"/]*\.so[^"]*' "$SCRATCH/run.strace" | sort -u | tr '\n' ' ')
+    is "$libs" "" "and opens no libvirt library (strace)"
+else
+    ok 0 "and opens no libvirt library # SKIP no strace"
+fi
+run qvm-run --offline-mode -p $T true
+like "$out" "cannot run anything in '$T': VMM operations disabled in offline mode" \
+     "qvm-run --offline-mode refuses a running VM too"
+is "$(state $T)" "Running" "and leaves it as it was (an offline start attempt used to forget its agent)"
+run qvm-run -p no-such-vm true
+like "$out" "no-such-vm" "qvm-run of an unknown VM is an error naming it"
 
 run qvm-start $C
 like "$out" "Cannot start the HVM while its template is running" "a child cannot start while its template runs"
@@ -117,9 +135,33 @@ run qvm-pause $C
 is "$rc/$(state $C)" "0/Paused" "qvm-pause pauses a running VM"
 run qvm-pause $C
 like "$out" "VM already paused" "pausing it again says so"
+# Its qrexec-daemon still answers, its guest would not: the pause is marked
+# and qvm-run asks the hypervisor, which says Paused.
+run timeout 60 qvm-run -p $C 'echo asleep'
+is "$rc" 1 "qvm-run of a paused VM fails at once"
+like "$out" "VM is paused: unpause it first" "saying it is paused"
 run qvm-unpause $C
 is "$rc/$(state $C)" "0/Running" "qvm-unpause resumes it"
 is "$(qvm-run -p $C 'echo awake')" "awake" "and it runs commands again"
+is "$(QUBES_VMM_PLUGIN_DIR=$nobackend qvm-run -p $C 'echo awake')" "awake" \
+   "without the hypervisor again"
+# Resumed behind our back: qvm-run asks the hypervisor while the mark is
+# there, and runs; qvm-unpause, refusing, drops the mark.
+qvm-pause $C
+virsh -c "$QUBES_VMM_URI" resume $C >/dev/null
+is "$(timeout 60 qvm-run -p $C 'echo resumed')" "resumed" "a VM resumed behind our back runs commands"
+run qvm-unpause $C
+like "$out" "VM not paused" "qvm-unpause says it is not paused"
+is "$(QUBES_VMM_PLUGIN_DIR=$nobackend qvm-run -p $C 'echo fast')" "fast" \
+   "and from then on it needs no hypervisor"
+# Paused behind our back (no mark): the daemon takes the command, which runs
+# once the VM is resumed.
+virsh -c "$QUBES_VMM_URI" suspend $C >/dev/null
+(sleep 2; virsh -c "$QUBES_VMM_URI" resume $C >/dev/null) &
+resumer=$!
+is "$(timeout 60 qvm-run -p $C 'echo late')" "late" \
+   "a command for a VM paused behind our back runs when it is resumed"
+wait $resumer
 
 run qvm-kill $C
 is "$rc" 0 "qvm-kill stops a running VM"
@@ -130,13 +172,15 @@ run qvm-kill $C
 like "$out" "VM already stopped!" "killing a halted VM says so"
 
 qvm-start -q $C
+qvm-pause $C
 pid=$(pgrep -f "guest=$C," | head -n 1)
 kill -9 "$pid" 2>/dev/null
 for i in $(seq 50); do [ "$(state $C)" = Halted ] && break; sleep 0.1; done
-is "$(state $C)" "Halted" "a QEMU killed from outside leaves the VM Halted"
+is "$(state $C)" "Halted" "a QEMU killed from outside (the VM paused) leaves the VM Halted"
 run qvm-start -q $C
 is "$rc" 0 "and it starts again"
-is "$(qvm-run -p $C 'echo again')" "again" "and runs commands"
+is "$(QUBES_VMM_PLUGIN_DIR=$nobackend qvm-run -p $C 'echo again')" "again" \
+   "and runs commands, without the hypervisor: the start forgot the pause"
 qvm-kill $C
 
 # The monitor layout goes to a VM whose GUI starts.
