@@ -25,7 +25,7 @@ PKG_LIBS = $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 VIRT_CFLAGS = $(shell pkg-config --cflags libvirt libvirt-qemu 2>/dev/null)
 VIRT_LIBS = $(shell pkg-config --libs libvirt libvirt-qemu 2>/dev/null)
 PLUGIN := lib/qubes-orchestrator/qubes-vmm-libvirt.so
-PLUGIN_SRCS := orchestrator/vmm_libvirt.c orchestrator/error.c
+PLUGIN_SRCS := orchestrator/vmm_libvirt.c orchestrator/error.c orchestrator/timing.c
 
 # The libxl backend (Xen without libvirt) is built when pkg-config finds
 # xenlight (Debian: libxen-dev); LIBXL=no leaves it out, LIBXL=yes insists.
@@ -55,7 +55,8 @@ TOOL_SRCS := $(wildcard orchestrator/tools/*.c)
 TOOLS := $(notdir $(TOOL_SRCS:.c=))
 UNIT_SRCS := $(filter-out tests/unit/test_libxl_config.c,$(wildcard tests/unit/*.c))
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
-BENCH_SRCS := $(wildcard bench/*.c)
+# bench_util.c is what the benchmarks share, linked into each.
+BENCH_SRCS := $(filter-out bench/bench_util.c,$(wildcard bench/*.c))
 HDRS := $(wildcard orchestrator/*.h orchestrator/tools/*.h storage/*.h templates/*.h \
                    dispvm/*.h qrexec/*.h guest/*.h tests/*.h)
 
@@ -94,9 +95,11 @@ $(1)/helpers/%: $(1)/obj/tests/helpers/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
 
-$(1)/bench/%: $(1)/obj/bench/%.o $(1)/libqubes.a
+$(1)/bench/%: $(1)/obj/bench/%.o $(1)/obj/bench/bench_util.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
+
+$$(addprefix $(1)/obj/,$$(BENCH_SRCS:.c=.o) bench/bench_util.o): bench/bench_util.h
 endef
 
 # ASan intercepts the XDR functions libvirt's client uses; it can only find

@@ -20,6 +20,7 @@ export QUBES_VMM_URI=${QUBES_VMM_URI:-qemu:///system}
 T=demo-template C=demo-work
 cleanup() {
     qubes-prefs -s dispvm-preload 0 >/dev/null 2>&1 || true
+    qubes-dvmd --stop >/dev/null 2>&1 || true
     qvm-cleanup-dispvms -q >/dev/null 2>&1 || true
     for vm in $C $T $T-dvm demo-fw demo-net; do qvm-kill "$vm" >/dev/null 2>&1 || true; done
     rm -f "/dev/shm/qubes/$T-dvm."*
@@ -91,7 +92,8 @@ printf '$ echo '"'"'echo hello from $(uname -n)'"'"' | qfile-daemon-dvm qubes.VM
 start=$(date +%s%N)
 echo 'echo "hello from $(uname -n), $(ip -4 -o addr show eth0 | awk "{print \$4}")"' |
     qfile-daemon-dvm qubes.VMShell dom0 DEFAULT red || true
-echo "(request to output: $(( ($(date +%s%N) - start) / 1000000 )) ms; the teardown goes on detached)"
+echo "(request to output: $(( ($(date +%s%N) - start) / 1000000 )) ms; the DispVM service, started by this"
+echo " first request, made it in a worker process of its own, which tears it down now)"
 (echo 'sleep 3' | qfile-daemon-dvm -q qubes.VMShell dom0 DEFAULT &)
 sleep 2
 show qvm-ls --memory
@@ -100,13 +102,16 @@ show qvm-run --dispvm "echo a second DispVM: \$(uname -n)"
 echo 'echo scratch > /rw/mine' | qfile-daemon-dvm -q qubes.VMShell dom0 DEFAULT
 show qvm-run -q --dispvm 'ls /rw; echo "(nothing of the previous DispVM)"'
 
-say "Preloaded: DispVMs restored and paused ahead"
+say "Preloaded: DispVMs restored, given their identity, warmed up and paused ahead"
 show qubes-prefs -s dispvm-preload 1
 show qvm-create-default-dvm -q $T
 show qvm-ls
 start=$(date +%s%N)
 echo 'echo "served by $(uname -n)"' | qfile-daemon-dvm qubes.VMShell dom0 DEFAULT || true
 echo "(request to output: $(( ($(date +%s%N) - start) / 1000000 )) ms)"
+printf '$ echo uname -n | qfile-daemon-dvm --timings qubes.VMShell dom0 DEFAULT   # where the time goes\n'
+sleep 3
+echo 'uname -n' | qfile-daemon-dvm --timings qubes.VMShell dom0 DEFAULT 2>&1 || true
 show qubes-prefs -s dispvm-preload 0
 sleep 2
 show qvm-cleanup-dispvms

@@ -1,7 +1,10 @@
 /* Disposable VMs: a savefile of a booted, warmed-up VM (`<template>-dvm`),
  * restored under a new identity for every request, destroyed afterwards.
- * This header is the whole public face of dispvm/; the other headers there
- * are its parts (dispvm.c names them). */
+ * DispVMs are made and kept by the DispVM service (qubes-dvmd, one per run
+ * directory, started by the first request), each by a worker process of
+ * its own; a request asks the service and runs its service in the DispVM
+ * it gets. This header is the whole public face of dispvm/; the other
+ * headers there are its parts (dispvm.c names them). */
 #ifndef QUBES_DISPVM_H
 #define QUBES_DISPVM_H
 
@@ -12,7 +15,8 @@
 
 /* qvm-create-default-dvm: creates `<template>-dvm` when missing, boots it,
  * waits for its agent, saves it, and replaces the savefile (and the disk
- * snapshots it goes with) atomically in $BASE/dvmdata. */
+ * snapshots it goes with) atomically in $BASE/dvmdata; the template's
+ * preloads are then made anew (dispvm_preload_fill). */
 int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err);
 
@@ -31,25 +35,36 @@ struct dispvm_request {
     const char *template_name;  /* NULL: the default template */
     bool regenerate;            /* a stale savefile is made again (else refused) */
     bool wait_teardown;         /* return once the DispVM is gone (else as soon
-                                   as the service ended, tearing it down in a
-                                   detached process) */
+                                   as the service ended, while its worker tears
+                                   it down) */
     FILE *progress;
 };
 
-/* qfile-daemon-dvm: a fresh DispVM runs the service with our stdin and
- * stdout, then is destroyed and its record removed. *status gets the
- * service's exit status. SIGTERM, SIGINT and SIGHUP end the service and
- * still clean up (then, and after any error, before returning). Errors of
- * a detached teardown go to $RUN/dispvm-teardown.log. */
+/* qfile-daemon-dvm: a fresh DispVM (a preloaded one when one waits) runs
+ * the service with our stdin, stdout and stderr, then is destroyed and its
+ * record removed by its worker, once we said the service ended (or hung
+ * up). *status gets the service's exit status. SIGTERM, SIGINT and SIGHUP
+ * end the service; the DispVM still goes. The service is started when none
+ * runs (it inherits our environment). Timings (timing.h), when started, go
+ * to the same descriptor from every process on the way. */
 int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err);
 
 #define DISPVM_PRELOAD_MAX QUBES_DISPVM_PRELOAD_MAX
 
-/* Restores and pauses DispVMs of the template until as many wait as the
- * global `dispvm-preload` setting asks (qubes-prefs). A request takes one,
- * and a replacement is restored in the background. */
+/* The savefile set of the template is new: the service drops its
+ * preloads and restores and pauses new ones until as many wait as the
+ * global `dispvm-preload` setting asks (qubes-prefs); returns once they
+ * are parked. A request takes one, and a replacement is restored once
+ * that request's service has ended. Nothing to do (and no service
+ * started) when none runs and dispvm-preload is 0. */
 int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progress,
                         struct qerr *err);
+
+/* qubes-dvmd: runs the DispVM service (dispvm/service.h) until SIGTERM;
+ * detached unless `foreground`. 1 when one already runs here. */
+int dispvm_service(bool foreground, struct qerr *err);
+/* Stops the service of cfg's run directory (its DispVMs go first). */
+int dispvm_service_end(const struct qubes_config *cfg, struct qerr *err);
 
 /* qvm-cleanup-dispvms: drops the records of DispVMs that do not run,
  * destroys DispVM domains that have no record, removes their files.

@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,8 +28,10 @@ int dvmdata_path(const struct qubes_config *cfg, const char *file, char *out, si
 int dvmdata_of(const struct qubes_config *cfg, const char *dvm, struct dvmdata *out,
                struct qerr *err)
 {
-    static const char *const parts[] = { "savefile", "root.qcow2", "private.img", "meta", "shm" };
-    char *const dst[] = { out->savefile, out->root, out->priv, out->meta, out->shm_record };
+    static const char *const parts[] = { "savefile", "root.qcow2", "private.img", "meta", "shm",
+                                         "root-layer.qcow2", "private-layer.qcow2", "lock" };
+    char *const dst[] = { out->savefile, out->root, out->priv, out->meta, out->shm_record,
+                          out->root_layer, out->priv_layer, out->lock };
     char file[QUBES_NAME_MAX + 32];
     if (strlen(dvm) > QUBES_NAME_MAX)
         return qerr_set(err, "'%s' is too long a name for a DispVM template", dvm);
@@ -40,6 +44,23 @@ int dvmdata_of(const struct qubes_config *cfg, const char *dvm, struct dvmdata *
     }
     snprintf(file, sizeof file, "%s.savefile", dvm);
     return qrt_shm_path(file, out->shm_copy, sizeof out->shm_copy, err);
+}
+
+int dvmdata_lock(const struct dvmdata *set, bool exclusive, struct qerr *err)
+{
+    if (qmkdirs(set->dir, err) < 0)
+        return -1;
+    int fd = open(set->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", set->lock);
+    while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return qerr_errno(err, e, "cannot lock %s", set->lock);
+        }
+    }
+    return fd;
 }
 
 /* "DEV INO SIZE" of a file we may trust: a regular file of ours. */
@@ -98,6 +119,7 @@ int dvmdata_forget(const struct qubes_config *cfg, const char *dvm)
     /* In shared memory, only when the directory is ours. */
     bool shm = qrt_shm_dir(false, NULL) == 0;
     const char *const files[] = { set.savefile, set.root, set.priv, set.meta, set.shm_record,
+                                  set.root_layer, set.priv_layer, set.lock,
                                   shm ? set.shm_copy : NULL };
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         if (files[i])

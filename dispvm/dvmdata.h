@@ -3,7 +3,14 @@
  *   DVM.savefile       the saved domain (dispvm/savefile.h)
  *   DVM.root.qcow2     its root layer and private image as they were at
  *   DVM.private.img    the save: what its memory believes is on disk
+ *   DVM.root-layer.qcow2, DVM.private-layer.qcow2
+ *                      empty copy-on-write layers over those two, made once
+ *                      with the set: a DispVM's own layers are copies of
+ *                      them (no qemu-img per DispVM)
  *   DVM.meta           what the savefile was made from (its staleness stamp)
+ *   DVM.lock           restores hold it shared until their QEMU has opened
+ *                      the set's files; a new set replaces the old one
+ *                      holding it exclusive
  *   DVM.shm            which file the copy in shared memory is (device,
  *                      inode, size): a restore reads that copy only when
  *                      it is that file, in a directory of ours
@@ -17,6 +24,7 @@
 #define QUBES_DISPVM_DVMDATA_H
 
 #include <limits.h>
+#include <stdbool.h>
 
 #include "../orchestrator/config.h"
 #include "../orchestrator/error.h"
@@ -30,6 +38,7 @@
 struct dvmdata {
     char dir[PATH_MAX];                 /* $BASE/dvmdata */
     char savefile[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], meta[PATH_MAX];
+    char root_layer[PATH_MAX], priv_layer[PATH_MAX], lock[PATH_MAX];
     char shm_copy[PATH_MAX];            /* QRT_SHM_DIR/DVM.savefile */
     char shm_record[PATH_MAX];          /* DVM.shm: which file that copy is */
 };
@@ -37,6 +46,10 @@ struct dvmdata {
 /* The paths of the set of the VM `dvm`. */
 int dvmdata_of(const struct qubes_config *cfg, const char *dvm, struct dvmdata *out,
                struct qerr *err);
+/* Takes the set's lock (DVM.lock): shared (restores) or exclusive (the
+ * replacement of the set), waiting. Returns the descriptor that holds it,
+ * or -1. */
+int dvmdata_lock(const struct dvmdata *set, bool exclusive, struct qerr *err);
 /* $BASE/dvmdata/FILE. */
 int dvmdata_path(const struct qubes_config *cfg, const char *file, char *out, size_t len,
                  struct qerr *err);

@@ -5,62 +5,35 @@
 #include "../orchestrator/util.h"
 #include "../orchestrator/vmguard.h"
 #include "restore.h"
-#include "teardown.h"
 
-static bool is_preload_of(const struct qvm *vm, int tpl_qid)
+/* Whether the request (template, source, label) may take the preload d:
+ * its template, and the network its DispVMs go on is the preload's. The
+ * request's side goes to *want. */
+static bool fits(struct qubes *q, const struct dispvm_state *d, const char *template_name,
+                 const char *source, const char *label, struct dispvm_state *want)
 {
-    return vm->cls == QVM_DISP && vm->template_qid == tpl_qid &&
-           qvm_get_bool(vm, "preload", false);
-}
-
-int dispvm_pool_fill(struct qubes *q, const struct dispvm_template *t, FILE *progress,
-                     struct qerr *err)
-{
-    int want = dispvm_preload_target(q->coll), have = 0;
-    for (struct qvm *vm = q->coll->by_qid; vm; vm = vm->hh_qid.next)
-        if (is_preload_of(vm, t->qid))
-            have++;
-    for (; have < want; have++) {
-        struct dispvm_state d;
-        struct qerr later;
-        if (dispvm_enough_memory(q, err) < 0)
-            return qerr_prefix(err, "no more preloads");
-        dispvm_state_init(&d, t, q->coll, "dom0", "gray", true, progress);
-        if (dispvm_restore(q, &d, err) < 0) {
-            dispvm_teardown(q, &d, &later);
-            return -1;
-        }
-        qsay(progress, "--> Preloaded %s (paused)", d.name);
+    int tpl = template_name[0] ? -1 : q->coll->globals[QG_DEFAULT_TEMPLATE];
+    if (template_name[0]) {
+        const struct qvm *t = qvm_collection_by_name(q->coll, template_name);
+        tpl = t ? t->qid : -1;
     }
-    return 0;
+    if (tpl != d->tpl->qid)
+        return false;
+    dispvm_state_init(want, d->tpl, q->coll, source, label[0] ? label : NULL, false, NULL);
+    return want->netvm_qid == d->netvm_qid;
 }
 
-/* The name of a paused preload of the template, "" when none waits. */
-static void find_paused(struct qubes *q, int tpl_qid, char *out, size_t len)
+/* In the write transaction: the preload becomes the request's. */
+static int make_it_theirs(struct qubes *q, struct dispvm_state *d, const struct dispvm_state *want,
+                          struct qerr *err)
 {
-    out[0] = '\0';
-    for (struct qvm *vm = q->coll->by_qid; vm; vm = vm->hh_qid.next) {
-        enum qvm_power st;
-        if (is_preload_of(vm, tpl_qid) && qubes_vm_state(q, vm, &st, NULL) == 0 &&
-            st == QVM_POWER_PAUSED) {
-            snprintf(out, len, "%s", vm->name);
-            return;
-        }
-    }
-}
-
-/* In the write transaction: the preload becomes the caller's. 1 when it is
- * not a preload any more (another request took it). */
-static int make_it_ours(struct qubes *q, struct dispvm_state *d, const char *name,
-                        struct qerr *err)
-{
-    struct qvm *vm = qvm_collection_by_name(q->coll, name);
-    if (!vm || !is_preload_of(vm, d->tpl->qid))
-        return 1;
-    int rc = dispvm_state_name(d, &q->cfg, q->coll, name, -1, err);
-    d->has_domain = d->has_record = d->rundir[0] != '\0';
-    if (rc < 0)
-        return -1;
+    struct qvm *vm = qvm_collection_by_name(q->coll, d->name);
+    if (!vm || vm->cls != QVM_DISP)
+        return qerr_set(err, "the record of preloaded %s is gone", d->name);
+    snprintf(d->source, sizeof d->source, "%s", want->source);
+    d->source_qid = want->source_qid;
+    snprintf(d->label, sizeof d->label, "%s", want->label);
+    d->preload = false;
     struct qvm *src = dispvm_source_vm(q->coll, d);
     qattrs_del(&vm->attrs, "preload");
     if (qvm_set_attr(vm, "internal", "False", err) < 0 ||
@@ -69,50 +42,20 @@ static int make_it_ours(struct qubes *q, struct dispvm_state *d, const char *nam
         /* Its chains carry the rules it was restored with: now the caller's. */
         (src && d->net.on && vmguard_up(q, vm, err) < 0))
         return -1;
-    return dispvm_own(d, false, err);
+    return 0;
 }
 
-int dispvm_pool_claim(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+int dispvm_preload_claim(struct qubes *q, struct dispvm_state *d, const char *template_name,
+                         const char *source, const char *label, struct qerr *err)
 {
-    char name[QUBES_NAME_MAX + 1];
-    struct qerr e;
-    /* Preloads wait on T-dvm's network: a VM whose DispVMs go elsewhere
-     * gets a fresh one. */
-    if (d->netvm_qid != d->tpl->dvm_netvm_qid)
-        return 1;
-    find_paused(q, d->tpl->qid, name, sizeof name);
-    if (!name[0])
-        return 1;
     if (qubes_load_for_writing(q, false, err) < 0)
         return -1;
-    int rc = qubes_commit(q, make_it_ours(q, d, name, &e), &e);
-    if (!d->has_domain)
-        return 1;       /* another request took it */
-    if (rc == 0 && vmm_resume(&q->vmm, name, &e) == 0) {
-        qsay(d->progress, "--> Using preloaded %s", name);
-        return 0;
+    if (strcmp(source, "dom0") != 0 && !qvm_collection_by_name(q->coll, source)) {
+        qubes_commit(q, QUBES_UNCHANGED, err);
+        return qerr_set(err, "source VM '%s' does not exist", source);
     }
-    qsay(d->progress, "--> Preloaded %s failed (%s): restoring one instead", name, e.msg);
-    dispvm_teardown(q, d, &e);
-    dispvm_state_unname(d);
-    /* A failed teardown may have left no collection loaded. */
-    return !q->coll && qubes_load_for_reading(q, err) < 0 ? -1 : 1;
-}
-
-int dispvm_pool_drop(struct qubes *q, const struct dispvm_template *t, struct qerr *err)
-{
-    char names[QUBES_MAX_QID][QUBES_NAME_MAX + 1];
-    int n = 0;
-    if (qubes_load_for_reading(q, err) < 0)
-        return -1;
-    for (struct qvm *vm = q->coll->by_qid; vm && n < QUBES_MAX_QID; vm = vm->hh_qid.next)
-        if (is_preload_of(vm, t->qid))
-            snprintf(names[n++], sizeof names[0], "%s", vm->name);
-    for (int i = 0; i < n; i++) {
-        struct dispvm_state d;
-        if (dispvm_state_existing(&d, &q->cfg, q->coll, names[i], err) < 0 ||
-            dispvm_teardown(q, &d, err) < 0)
-            return -1;
-    }
-    return 0;
+    struct dispvm_state want;
+    if (!fits(q, d, template_name, source, label, &want))
+        return qubes_commit(q, QUBES_UNCHANGED, err) < 0 ? -1 : 1;
+    return qubes_commit(q, make_it_theirs(q, d, &want, err), err);
 }

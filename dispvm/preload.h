@@ -1,23 +1,18 @@
-/* Private to dispvm/: the pool of preloaded DispVMs of a template, restored
- * and paused ahead (qubes-prefs dispvm-preload N), nobody's until claimed. */
+/* Private to dispvm/: a preloaded DispVM, restored and paused ahead by a
+ * worker of the DispVM service (qubes-prefs dispvm-preload N per template),
+ * nobody's until a request claims it. */
 #ifndef QUBES_DISPVM_PRELOAD_H
 #define QUBES_DISPVM_PRELOAD_H
 
 #include "state.h"
 
-/* Restores and pauses DispVMs of t until as many wait as dispvm-preload
- * asks. The caller holds the qfile-daemon-dvm lock and has q->coll loaded
- * and t's set checked. */
-int dispvm_pool_fill(struct qubes *q, const struct dispvm_template *t, FILE *progress,
-                     struct qerr *err);
-
-/* Takes a paused preload of d's template, makes it d (the caller's, with
- * its label and firewall rules) and resumes it. 0: claimed; 1: none ready
- * (the caller restores one); -1: error. A preload that fails is torn down
- * and never stalls the request. */
-int dispvm_pool_claim(struct qubes *q, struct dispvm_state *d, struct qerr *err);
-
-/* Tears down every preload of t (they come from an older savefile). */
-int dispvm_pool_drop(struct qubes *q, const struct dispvm_template *t, struct qerr *err);
+/* The request (template_name, "" for the default; source; label, "" for
+ * the source's) takes the preload d: in one write transaction its record
+ * becomes the request's (label, not internal any more) and it gets the
+ * source's firewall rules, applied to its chains. 0: claimed; 1: this
+ * preload cannot serve the request (another template, or the source's
+ * DispVMs go on another network), nothing changed; -1: error. */
+int dispvm_preload_claim(struct qubes *q, struct dispvm_state *d, const char *template_name,
+                         const char *source, const char *label, struct qerr *err);
 
 #endif

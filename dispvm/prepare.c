@@ -172,6 +172,7 @@ static void shrink_memory(struct qubes *q, const char *dvm, FILE *progress)
 /* The new set, written beside the old one. */
 struct new_set {
     char save[PATH_MAX + 8], root[PATH_MAX + 8], priv[PATH_MAX + 8];
+    char root_layer[PATH_MAX + 8], priv_layer[PATH_MAX + 8];
 };
 
 static void new_set_paths(const struct dvmdata *set, struct new_set *n)
@@ -179,6 +180,8 @@ static void new_set_paths(const struct dvmdata *set, struct new_set *n)
     snprintf(n->save, sizeof n->save, "%s.tmp", set->savefile);
     snprintf(n->root, sizeof n->root, "%s.tmp", set->root);
     snprintf(n->priv, sizeof n->priv, "%s.tmp", set->priv);
+    snprintf(n->root_layer, sizeof n->root_layer, "%s.tmp", set->root_layer);
+    snprintf(n->priv_layer, sizeof n->priv_layer, "%s.tmp", set->priv_layer);
 }
 
 static void new_set_remove(const struct new_set *n)
@@ -186,6 +189,19 @@ static void new_set_remove(const struct new_set *n)
     unlink(n->save);
     unlink(n->root);
     unlink(n->priv);
+    unlink(n->root_layer);
+    unlink(n->priv_layer);
+}
+
+/* An empty layer over a disk of the new set, named for the place that
+ * disk will have: each DispVM's own layer starts as a copy of it. */
+static int empty_layer(const char *disk, const char *fmt, const char *final, const char *layer,
+                       struct qerr *err)
+{
+    if (storage_create_layer(disk, fmt, layer, err) < 0 ||
+        storage_rebase_layer(layer, final, fmt, err) < 0)
+        return qerr_prefix(err, "the empty layer %s", layer);
+    return 0;
 }
 
 /* Saves the running T-dvm into the new set: the domain stops, and its disks
@@ -208,19 +224,26 @@ static int save_set(struct qubes *q, const struct dispvm_template *t, bool share
     if (storage_copy_sparse(src, n->root, err) < 0)
         return -1;
     snprintf(src, sizeof src, "%s/private.img", dir);
-    return storage_copy_sparse(src, n->priv, err);
+    if (storage_copy_sparse(src, n->priv, err) < 0)
+        return -1;
+    return empty_layer(n->root, "qcow2", t->set.root, n->root_layer, err) < 0 ||
+                   empty_layer(n->priv, "raw", t->set.priv, n->priv_layer, err) < 0
+               ? -1 : 0;
 }
 
-/* Replaces the set together, under the lock restores take, with its stamp;
- * the previous savefile's RAM file goes unless DispVMs still map it. */
+/* Replaces the set together, with its stamp, once no restore is between
+ * reading the old one and its QEMU opening the files (they hold the set's
+ * lock shared until then); the previous savefile's RAM file goes unless
+ * DispVMs still map it. */
 static int install_set(struct qubes *q, const struct dispvm_template *t, const struct new_set *n,
                        const char *stamp, struct qerr *err)
 {
-    cleanup_close int lock = qrt_lock(&q->cfg, QRT_DISPVM_LOCK, err);
-    if (lock < 0)
+    cleanup_close int set_lock = dvmdata_lock(&t->set, true, err);
+    if (set_lock < 0)
         return -1;
     if (rename(n->root, t->set.root) < 0 || rename(n->priv, t->set.priv) < 0 ||
-        rename(n->save, t->set.savefile) < 0)
+        rename(n->root_layer, t->set.root_layer) < 0 ||
+        rename(n->priv_layer, t->set.priv_layer) < 0 || rename(n->save, t->set.savefile) < 0)
         return qerr_errno(err, errno, "cannot put %s in place", t->set.savefile);
     if (qwrite_file_atomic(t->set.meta, stamp, strlen(stamp), 0644, err) < 0)
         return -1;

@@ -15,8 +15,10 @@ int dispvm_set_usable(struct qubes *q, const struct dispvm_template *t, bool *us
 
 /* Makes T-dvm (when missing), boots it, has the guest flush its disks,
  * shrinks it, saves it and puts the new set in place of the old one
- * together, under the qfile-daemon-dvm lock that restores take. A failure
- * leaves the old set as it was. Updates t (T-dvm's qid and network). */
+ * together, once no restore is reading the old one (dvmdata_lock). The
+ * caller holds the qfile-daemon-dvm lock: one preparation at a time. A
+ * failure leaves the old set as it was. Updates t (T-dvm's qid and
+ * network). */
 int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
                     struct qerr *err);
 

@@ -13,8 +13,10 @@
 #include "../orchestrator/firewall.h"
 #include "../orchestrator/lifecycle.h"
 #include "../orchestrator/runtime.h"
+#include "../orchestrator/timing.h"
 #include "../orchestrator/util.h"
 #include "../orchestrator/vmguard.h"
+#include "../qrexec/daemon.h"
 #include "../storage/storage.h"
 #include "savefile.h"
 #include "shmem.h"
@@ -80,18 +82,29 @@ static int pick_name(struct qubes *q, struct dispvm_state *d, struct qerr *err)
     }
 }
 
+/* A layer of the DispVM over a disk of the set: a copy of the set's empty
+ * layer, or (a set made before those existed) a new one by qemu-img. */
+static int layer(const char *empty, const char *disk, const char *fmt, const char *out,
+                 struct qerr *err)
+{
+    if (access(empty, R_OK) == 0)
+        return storage_clone_layer(empty, out, err);
+    return storage_create_layer(disk, fmt, out, err);
+}
+
 /* Its run directory, who owns it, and its own layers over the disks as
  * they were at the save: its memory and its disks agree, and it sees no
  * other DispVM's writes. */
 static int make_files(struct dispvm_state *d, struct qerr *err)
 {
+    const struct dvmdata *set = &d->tpl->set;
     qubes_new_uuid(d->uuid);
     qubes_new_uuid(d->genid);
-    if (qmkdirs(d->rundir, err) < 0 || dispvm_own(d, d->preload, err) < 0)
+    if (qmkdirs(d->rundir, err) < 0 || dispvm_own(d, err) < 0)
         return -1;
-    if (storage_create_layer(d->tpl->set.root, "qcow2", d->root_layer, err) < 0)
-        return -1;
-    return storage_create_layer(d->tpl->set.priv, "raw", d->private_layer, err);
+    return layer(set->root_layer, set->root, "qcow2", d->root_layer, err) < 0 ||
+                   layer(set->priv_layer, set->priv, "raw", d->private_layer, err) < 0
+               ? -1 : 0;
 }
 
 /* ---- the record (under the write lock) ---- */
@@ -116,7 +129,9 @@ static int set_num(struct qvm *vm, const char *attr, int n, struct qerr *err)
     return qvm_set_attr(vm, attr, n >= 0 ? num : "none", err);
 }
 
-/* The QubesDisposableVm record, on the network T-dvm was saved on. */
+/* The QubesDisposableVm record, on the network T-dvm was saved on, in
+ * the write transaction: refused while its template runs (under the
+ * host-wide start lock the caller holds, as every start's check). */
 static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     int qid = qvm_collection_alloc_qid(q->coll, err);
@@ -140,6 +155,11 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
     if (rc < 0) {
         qvm_free(vm);
         return -1;
+    }
+    if (qubes_template_exclusion(q, vm, err) < 0) {
+        qvm_collection_remove(q->coll, vm);
+        qvm_free(vm);
+        return qerr_prefix(err, "no DispVM of '%s' now", d->tpl->name);
     }
     /* The rules of the VM that asked (T-dvm's when it is not in the
      * database). */
@@ -244,55 +264,58 @@ static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *
     return rc;
 }
 
-/* The savefile was made with the balloon inflated: the memory goes back. */
-static unsigned long give_memory_back(struct qubes *q, const struct dispvm_state *d)
+/* Its record, before its domain: from now on the start of its template is
+ * refused (a DispVM whose owner is alive counts as running), and a
+ * sweep leaves it alone. */
+static int register_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    cleanup_close int start = qrt_lock(&q->cfg, QRT_START_LOCK, err);
+    if (start < 0 || qubes_load_for_writing(q, false, err) < 0)
+        return -1;
+    if (qubes_commit(q, add_record(q, d, err), err) < 0)
+        return -1;
+    d->has_record = true;
+    return 0;
+}
+
+/* The savefile was made with the balloon inflated: the memory goes back
+ * (the guest deflates it meanwhile, on its own time). */
+static void give_memory_back(struct qubes *q, const struct dispvm_state *d)
 {
     struct vmm_domain info;
     unsigned long want = (unsigned long)d->tpl->memory_mib * 1024;
     if (vmm_domain_info(&q->vmm, d->name, &info, NULL) < 0)
-        return 0;
+        return;
     free(info.name);
     if (info.mem_kib < want)
         vmm_set_memory(&q->vmm, d->name, want, NULL);
-    return want;
 }
 
-/* A preload takes its memory back before it is paused (outside the write
- * lock), so that the request claiming it does not wait for the balloon;
- * until paused, no request takes it. */
-static int park_preload(struct qubes *q, const struct dispvm_state *d, unsigned long want,
-                        struct qerr *err)
+int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struct qerr *err)
 {
-    struct vmm_domain info;
-    for (int i = 0; want && i < 40; i++) {
-        usleep(50000);
-        if (vmm_domain_info(&q->vmm, d->name, &info, NULL) < 0)
-            break;
-        free(info.name);
-        if (info.mem_kib + 1024 >= want)
-            break;
-    }
-    return vmm_suspend(&q->vmm, d->name, err);
-}
-
-int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err)
-{
-    unsigned long want = 0;
-    /* Its gateway runs before it; not under the write lock, which the
-     * netvm's own start would wait for. */
-    if ((d->net.on && qubes_netvm_up(q, d->netvm_qid, d->name, d->progress, err) < 0) ||
-        pick_name(q, d, err) < 0 || make_files(d, err) < 0 ||
-        qubes_load_for_writing(q, false, err) < 0)
+    /* Its gateway runs before it; its start takes the locks it needs. */
+    if (qubes_netvm_up(q, d->netvm_qid, d->tpl->dvm, d->progress, err) < 0)
         return -1;
-    int rc = add_record(q, d, err);
-    if (rc == 0)
-        rc = restore_domain(q, d, err);
+    qtime_mark("netvm chain up");
+    if (pick_name(q, d, err) < 0)
+        return -1;
+    qtime_mark("name (dispid, domain lookup)");
+    if (make_files(d, err) < 0)
+        return -1;
+    qtime_mark("run dir, owner, disk layers");
+    if (register_record(q, d, err) < 0)
+        return -1;
+    qtime_mark("record: start lock, write lock, saved");
+    int rc = restore_domain(q, d, err);
+    qclose(set_lock);       /* its QEMU holds the set's files now */
+    qtime_mark("domain restored, running");
+    char fw[PATH_MAX + 16];
+    snprintf(fw, sizeof fw, "%s/firewall.xml", d->rundir);
     if (rc == 0 && !vmm_is_test_driver(&q->vmm))
-        rc = qrexec_daemon_spawn(&q->cfg, d->name, err);
+        rc = qrexecd_fork(d->name, fw, err);
+    qtime_mark("qrexec-daemon spawned");
     if (rc == 0)
-        want = give_memory_back(q, d);
-    if ((rc = qubes_commit(q, rc, err)) < 0)
-        return -1;
-    d->has_record = true;
-    return d->preload ? park_preload(q, d, want, err) : 0;
+        give_memory_back(q, d);
+    qtime_mark("balloon: memory back");
+    return rc;
 }

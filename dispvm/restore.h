@@ -4,12 +4,15 @@
 
 #include "state.h"
 
-/* Picks the DispVM's name, makes its disk layers, adds its record and
- * restores its domain under the qubes.xml write lock, and gives it its
- * memory back; a preload is then paused. d holds the caller's part; on
- * failure it says what exists for dispvm_teardown(). The caller holds the
- * qfile-daemon-dvm lock and has q->coll loaded. */
-int dispvm_restore(struct qubes *q, struct dispvm_state *d, struct qerr *err);
+/* Starts its netvm chain, picks the DispVM's name, makes its disk layers,
+ * adds its record (a short write transaction under the start lock: its
+ * template must not run), restores its domain, starts its qrexec-daemon
+ * and gives it its memory back. The caller holds the set's lock shared
+ * (*set_lock, dvmdata_lock), checked the set usable under it, and has
+ * q->coll loaded; the lock is released once the domain holds the set's
+ * files. d holds the caller's part; on failure it says what exists for
+ * dispvm_teardown(). */
+int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struct qerr *err);
 
 /* Gives `vm` the firewall rules of `from` (the VM that asked for it; the
  * defaults when NULL), written, like every firewall file, under the

@@ -142,44 +142,7 @@ int dispvm_state_existing(struct dispvm_state *d, const struct qubes_config *cfg
     return 0;
 }
 
-/* Preloads belong to the pool, not to a process. */
-#define POOL_OWNER "preload\n"
-
-/* A process, told apart from a later one with its pid: "PID STARTTIME". */
-static int process_id(pid_t pid, char *out, size_t len)
+int dispvm_own(const struct dispvm_state *d, struct qerr *err)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (qread_small(path, buf, sizeof buf) < 0)
-        return -1;
-    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
-    unsigned long long start = 0;
-    for (int field = 2; p && *p; p++) {
-        if (*p == ' ' && ++field == 22) {
-            start = strtoull(p + 1, NULL, 10);
-            break;
-        }
-    }
-    snprintf(out, len, "%d %llu\n", (int)pid, start);
-    return 0;
-}
-
-int dispvm_own(const struct dispvm_state *d, bool by_pool, struct qerr *err)
-{
-    char owner[64];
-    if (by_pool)
-        snprintf(owner, sizeof owner, "%s", POOL_OWNER);
-    else if (process_id(getpid(), owner, sizeof owner) < 0)
-        return qerr_set(err, "cannot read this process's start time");
-    return qwrite_runtime_file(d->owner, owner, err);
-}
-
-bool dispvm_owner_alive(const char *owner_file)
-{
-    char rec[64], now[64];
-    if (qread_small(owner_file, rec, sizeof rec) < 0)
-        return false;
-    if (strcmp(rec, POOL_OWNER) == 0)
-        return true;
-    return process_id((pid_t)atoi(rec), now, sizeof now) == 0 && strcmp(rec, now) == 0;
+    return qrt_owner_write(d->owner, err);
 }

@@ -86,9 +86,9 @@ struct qvm *dispvm_source_vm(const struct qvm_collection *c, const struct dispvm
 int dispvm_state_existing(struct dispvm_state *d, const struct qubes_config *cfg,
                           const struct qvm_collection *c, const char *name, struct qerr *err);
 
-/* Who owns a DispVM: the process serving it ("PID STARTTIME"), or the
- * preload pool. qvm-cleanup-dispvms removes DispVMs whose owner is gone. */
-int dispvm_own(const struct dispvm_state *d, bool by_pool, struct qerr *err);
-bool dispvm_owner_alive(const char *owner_file);
+/* This process owns the DispVM (runtime.h, qrt_owner_write): the worker
+ * of the DispVM service that made it and tears it down.
+ * qvm-cleanup-dispvms removes DispVMs whose owner is gone. */
+int dispvm_own(const struct dispvm_state *d, struct qerr *err);
 
 #endif

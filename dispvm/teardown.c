@@ -71,29 +71,25 @@ int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *pro
 {
     size_t n;
     cleanup_free struct qvm **vms = qvm_collection_sorted(q->coll, &n);
-    bool preloading = dispvm_preload_target(q->coll) > 0;
     for (size_t i = 0; vms && i < n; i++) {
         if (vms[i]->cls != QVM_DISP)
             continue;
         enum qvm_power st;
         char rundir[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX];
-        if (qubes_vm_state(q, vms[i], &st, err) < 0)
-            return -1;
         if (qrt_vm_path(&q->cfg, vms[i]->name, NULL, rundir, sizeof rundir, err) < 0 ||
             qrt_vm_path(&q->cfg, vms[i]->name, QRT_OWNER, owner, sizeof owner, err) < 0 ||
             qrt_vm_path(&q->cfg, vms[i]->name, QRT_RAM, ram, sizeof ram, err) < 0)
             return -1;
-        /* With preloading off, waiting preloads are not wanted any more. */
-        bool unwanted = qvm_get_bool(vms[i], "preload", false) && !preloading;
-        bool orphan = st != QVM_POWER_HALTED && (unwanted || !dispvm_owner_alive(owner));
-        if (st != QVM_POWER_HALTED && !orphan)
+        /* Its worker keeps it (or is still making it): not ours to touch. */
+        if (qrt_owner_alive(owner))
             continue;
+        if (qubes_vm_state(q, vms[i], &st, err) < 0)
+            return -1;
         if (st != QVM_POWER_HALTED)
             vmm_destroy(&q->vmm, vms[i]->name, NULL);
         remove_runtime(&q->cfg, rundir, ram);
         qsay(progress, "--> Removed %s (%s)", vms[i]->name,
-             !orphan ? "not running" : unwanted ? "a preload, and preloading is off"
-                                                : "the process that ran it is gone");
+             st == QVM_POWER_HALTED ? "not running" : "the process that kept it is gone");
         qvm_collection_remove(q->coll, vms[i]);
         qvm_free(vms[i]);
         *changed = true;
@@ -110,10 +106,13 @@ void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress)
     DIR *dh = opendir(dir);
     struct dirent *e;
     while (dh && (e = readdir(dh))) {
-        char rundir[PATH_MAX], ram[PATH_MAX];
+        char rundir[PATH_MAX], ram[PATH_MAX], owner[PATH_MAX];
         if (!qvm_is_dispvm_name(e->d_name) || qvm_collection_by_name(q->coll, e->d_name) ||
             qrt_vm_path(&q->cfg, e->d_name, NULL, rundir, sizeof rundir, NULL) < 0 ||
-            qrt_vm_path(&q->cfg, e->d_name, QRT_RAM, ram, sizeof ram, NULL) < 0)
+            qrt_vm_path(&q->cfg, e->d_name, QRT_RAM, ram, sizeof ram, NULL) < 0 ||
+            qrt_vm_path(&q->cfg, e->d_name, QRT_OWNER, owner, sizeof owner, NULL) < 0 ||
+            /* A worker is making it: its record comes next. */
+            qrt_owner_alive(owner))
             continue;
         struct vmm_domain info;
         if (vmm_domain_info(&q->vmm, e->d_name, &info, NULL) == 0 &&

@@ -11,8 +11,9 @@
 int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err);
 
 /* The sweeps of qvm-cleanup-dispvms, with q->coll loaded for writing:
- * records of DispVMs whose domain is gone, or whose owner is (removed from
- * q->coll; *changed tells); domains and files of DispVMs without a record
+ * records of DispVMs whose owner (the service's worker) is gone, their
+ * domains destroyed (removed from q->coll; *changed tells); a DispVM whose
+ * owner lives is left alone, even before its domain exists; domains and files of DispVMs without a record
  * (ours are the ones with a run directory here); memory files no savefile
  * and no DispVM uses, and those of a preparation that died (its dvm VM is
  * not running). *removed counts what went. */

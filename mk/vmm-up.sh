@@ -6,7 +6,9 @@
 #
 # The set-up (qemu.conf): QEMU runs as libvirt-qemu, never root, with
 # libvirt's DAC labelling (each VM's images, kernel and logs are chowned to
-# that user for the run and given back after) and QEMU's seccomp sandbox.
+# that user for the run and given back after), QEMU's seccomp sandbox and a
+# mount namespace of its own, without libvirt's cgroups (README: How QEMU
+# is confined).
 # Its output and the guests' serial logs go through virtlogd, which caps
 # each log at LOG_MAX bytes plus one older file of as much (virtlogd.conf).
 #
@@ -30,9 +32,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # iptables: libvirt 9.0 applies the rules of its networks with it, even of
-# an isolated one; nftables: the VMs' firewall chains (orchestrator/vmfw.h).
+# an isolated one; nftables: the VMs' firewall chains (orchestrator/vmfw.h),
+# applied through its library, libnftables1, which vmfw loads at run time.
 pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils tini
-      iptables nftables"
+      iptables nftables libnftables1"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
@@ -63,7 +66,7 @@ changed=""
 setting() {  # setting FILE KEY VALUE: one uncommented `KEY = VALUE` line
     mkdir -p "$(dirname "$1")"
     touch "$1"
-    grep -qx "$2 = $3" "$1" && return 0
+    grep -qxF "$2 = $3" "$1" && return 0
     if grep -q "^[[:space:]]*$2[[:space:]]*=" "$1"; then
         sed -i "s|^[[:space:]]*$2[[:space:]]*=.*|$2 = $3|" "$1"
     else
@@ -76,6 +79,10 @@ setting /etc/libvirt/qemu.conf group '"libvirt-qemu"'
 setting /etc/libvirt/qemu.conf dynamic_ownership 1
 setting /etc/libvirt/qemu.conf seccomp_sandbox 1
 setting /etc/libvirt/qemu.conf stdio_handler '"logd"'
+# No cgroups per QEMU: they cost every domain start about 50 ms here and
+# hold no limit of ours; the fence around device nodes is QEMU's private
+# /dev (its mount namespace), which stays (README: How QEMU is confined).
+setting /etc/libvirt/qemu.conf cgroup_controllers '[ ]'
 setting /etc/libvirt/virtlogd.conf max_size $LOG_MAX
 setting /etc/libvirt/virtlogd.conf max_backups 1
 

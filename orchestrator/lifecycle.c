@@ -104,9 +104,16 @@ int qubes_template_exclusion(struct qubes *q, const struct qvm *vm, struct qerr 
         return qerr_errno(err, ENOMEM, "checking the template of '%s'", vm->name);
     for (size_t i = 0; i < n; i++) {
         enum qvm_power st;
+        char owner[PATH_MAX];
         if (qubes_vm_state(q, peers[i], &st, err) < 0)
             return -1;
-        running[i] = qvm_power_is_running(st);
+        /* A DispVM being made has its record before its domain: it counts
+         * while the worker that owns it lives. */
+        running[i] = qvm_power_is_running(st) ||
+                     (peers[i]->cls == QVM_DISP &&
+                      qrt_vm_path(&q->cfg, peers[i]->name, QRT_OWNER, owner, sizeof owner,
+                                  NULL) == 0 &&
+                      qrt_owner_alive(owner));
     }
     return template_check_start(vm, peers, running, n, err);
 }

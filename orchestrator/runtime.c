@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,4 +64,40 @@ int qrt_shm_dir(bool create, struct qerr *err)
         return qerr_set(err, "%s is writable by others (mode %03o): refusing to use it",
                         QRT_SHM_DIR, (unsigned)(st.st_mode & 0777));
     return 0;
+}
+
+/* "PID STARTTIME" of process `pid` (the start time in clock ticks since
+ * boot, field 22 of its stat). */
+static int process_id(pid_t pid, char *out, size_t len)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (qread_small(path, buf, sizeof buf) < 0)
+        return -1;
+    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    unsigned long long start = 0;
+    for (int field = 2; p && *p; p++) {
+        if (*p == ' ' && ++field == 22) {
+            start = strtoull(p + 1, NULL, 10);
+            break;
+        }
+    }
+    snprintf(out, len, "%d %llu\n", (int)pid, start);
+    return 0;
+}
+
+int qrt_owner_write(const char *path, struct qerr *err)
+{
+    char owner[64];
+    if (process_id(getpid(), owner, sizeof owner) < 0)
+        return qerr_set(err, "cannot read this process's start time");
+    return qwrite_runtime_file(path, owner, err);
+}
+
+bool qrt_owner_alive(const char *path)
+{
+    char rec[64], now[64];
+    if (qread_small(path, rec, sizeof rec) < 0)
+        return false;
+    return process_id((pid_t)atoi(rec), now, sizeof now) == 0 && strcmp(rec, now) == 0;
 }

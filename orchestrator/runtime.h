@@ -3,10 +3,13 @@
  * nowhere else.
  *
  *   $RUN/start.lock, qfile-daemon-dvm.lock,   host-wide locks and logs
- *        dispvm-teardown.log
+ *        qrexec-policy.log
+ *   $RUN/dvmd.sock dvmd.lock dvmd.log         the DispVM service (qubes-dvmd)
  *   $RUN/vms/NAME/                            one directory per VM:
- *        agent.sock agent.lock ready            the agent's channel, who talks
- *                                               to it, when it last answered
+ *        agent.sock qrexec.sock qrexec.lock     the agent's channel, its daemon
+ *        qrexec.log ready paused                and what it says, when the agent
+ *                                               last answered, a pause by
+ *                                               qvm-pause
  *        owner ram firewall.xml console.log     a DispVM's owner, the memory
  *        root.qcow2 private.qcow2 savefile      file it maps, its rules, its
  *                                               console, disk layers, clone
@@ -27,7 +30,9 @@
 /* Host-wide files in $RUN. */
 #define QRT_START_LOCK "start.lock"
 #define QRT_DISPVM_LOCK "qfile-daemon-dvm.lock"
-#define QRT_TEARDOWN_LOG "dispvm-teardown.log"
+#define QRT_DVMD_SOCK "dvmd.sock"       /* the DispVM service takes requests */
+#define QRT_DVMD_LOCK "dvmd.lock"       /* held while it runs; holds its pid */
+#define QRT_DVMD_LOG "dvmd.log"
 #define QRT_POLICY_LOG "qrexec-policy.log"  /* every qrexec policy decision */
 
 /* Files in a VM's run directory. */
@@ -60,6 +65,13 @@ int qrt_shm_path(const char *file, char *out, size_t len, struct qerr *err);
  * is everybody's, so a local user may have made QRT_SHM_DIR first: then
  * it is refused, with what is wrong. */
 int qrt_shm_dir(bool create, struct qerr *err);
+/* Who owns a DispVM: the process that made and keeps it, recorded in its
+ * run directory (QRT_OWNER) as "PID STARTTIME", which tells that process
+ * apart from a later one with the same pid. A DispVM whose owner is alive
+ * exists (perhaps still being made, before its domain); one whose owner is
+ * gone is a leftover for qvm-cleanup-dispvms. */
+int qrt_owner_write(const char *path, struct qerr *err);
+bool qrt_owner_alive(const char *path);
 /* Takes the exclusive flock of $RUN/FILE (creating $RUN), waiting; returns
  * the descriptor that holds it (close() releases it), or -1. */
 int qrt_lock(const struct qubes_config *cfg, const char *file, struct qerr *err);

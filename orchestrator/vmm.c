@@ -104,6 +104,13 @@ static int load_backend(struct vmm *vmm, struct qerr *err)
     return 0;
 }
 
+int vmm_load(struct vmm *vmm, struct qerr *err)
+{
+    if (vmm->offline)
+        return qerr_set(err, OFFLINE_MSG);
+    return vmm->backend ? 0 : load_backend(vmm, err);
+}
+
 int vmm_require(struct vmm *vmm, struct qerr *err)
 {
     if (vmm->offline)

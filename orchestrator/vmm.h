@@ -111,6 +111,9 @@ struct vmm {
 
 void vmm_init(struct vmm *vmm, const struct qubes_config *cfg);
 void vmm_close(struct vmm *vmm);
+/* Loads the backend the URI asks for without connecting: a process that
+ * forks workers loads it once for all of them (each connects itself). */
+int vmm_load(struct vmm *vmm, struct qerr *err);
 /* Fails in offline mode; otherwise connects if not yet connected. */
 int vmm_require(struct vmm *vmm, struct qerr *err);
 int vmm_domain_state(struct vmm *vmm, const char *name, enum qvm_power *out, struct qerr *err);

@@ -16,6 +16,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "timing.h"
 #include "vmm.h"
 
 static int lv_error(struct qerr *err, const char *what, const char *uri)
@@ -34,6 +35,7 @@ static void quiet(void *opaque, virErrorPtr e)
 static int lv_connect(struct vmm *vmm, struct qerr *err)
 {
     virSetErrorFunc(NULL, quiet);
+    qtime_from_env("libvirt backend");
     /* A daemon that goes away must give an error, not kill us with SIGPIPE
      * while libvirt writes to its socket. */
     signal(SIGPIPE, SIG_IGN);
@@ -347,11 +349,15 @@ static int lv_restore_device_state(struct vmm *vmm, const char *xml, const char 
         close(fd);
         return qerr_errno(err, errno, "cannot seek in the savefile %s", path);
     }
+    struct qtime_step ts;
+    qtime_begin(&ts);
     virDomainPtr dom = virDomainCreateXML(vmm->priv, xml, VIR_DOMAIN_START_PAUSED);
     if (!dom) {
         close(fd);
         return lv_error(err, "cannot create the domain to restore", vmm->uri);
     }
+    qtime_end(&ts, "  libvirt: domain created (paused)");
+    qtime_begin(&ts);
     char *reply = NULL;
     int rc = -1;
     if (qmp(dom, IGNORE_SHARED, &reply) < 0) {
@@ -384,6 +390,7 @@ static int lv_restore_device_state(struct vmm *vmm, const char *xml, const char 
         }
         if (strstr(reply, "\"completed\"")) {
             rc = 0;
+            qtime_end(&ts, "  QMP: device state loaded");
             break;
         }
         if (strstr(reply, "\"failed\"") || now_ms() > deadline) {

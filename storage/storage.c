@@ -151,6 +151,42 @@ int storage_move(const char *src, const char *dst, struct qerr *err)
     return 0;
 }
 
+int storage_rebase_layer(const char *layer, const char *backing, const char *backing_fmt,
+                         struct qerr *err)
+{
+    char *argv[] = { "qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-F", (char *)backing_fmt,
+                     "-b", (char *)backing, (char *)layer, NULL };
+    return qrun_program(argv, err);
+}
+
+int storage_clone_layer(const char *empty, const char *dst, struct qerr *err)
+{
+    int in = open(empty, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+    struct stat st;
+    if (in < 0)
+        return qerr_errno(err, errno, "cannot open %s", empty);
+    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+        qerr_errno(err, S_ISREG(st.st_mode) ? errno : EINVAL, "cannot copy %s", empty);
+        goto out;
+    }
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0) {
+        qerr_errno(err, errno, "cannot create %s", dst);
+        goto out;
+    }
+    if (ioctl(out, FICLONE, in) < 0 && copy_extents(in, out, st.st_size) < 0) {
+        qerr_errno(err, errno, "cannot copy %s to %s", empty, dst);
+        unlink(dst);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (out >= 0)
+        close(out);
+    close(in);
+    return rc;
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

@@ -27,6 +27,15 @@ int storage_move(const char *src, const char *dst, struct qerr *err);
  * format `backing_fmt`, "raw" or "qcow2"), by qemu-img; mode 0600. */
 int storage_create_layer(const char *backing, const char *backing_fmt, const char *layer,
                          struct qerr *err);
+/* Points the layer at another backing file of the same contents (its
+ * name only: nothing is read or checked), by qemu-img. */
+int storage_rebase_layer(const char *layer, const char *backing, const char *backing_fmt,
+                         struct qerr *err);
+/* A new layer `dst` (mode 0600, created exclusively) as a copy of the
+ * empty layer `empty` made ahead by storage_create_layer: the same file a
+ * qemu-img run would make, without the process. Not fsync'ed: a layer of a
+ * running VM means nothing after the host restarts. */
+int storage_clone_layer(const char *empty, const char *dst, struct qerr *err);
 /* Removes a directory tree without following symbolic links. */
 int storage_remove_tree(const char *dir, struct qerr *err);
 

@@ -13,9 +13,11 @@ if [ "$(id -u)" != 0 ] || [ ! -f "$GUEST/root.img" ] || ! virsh -c "$QUBES_VMM_U
 fi
 B=$QUBES_BASE_DIR R=$QUBES_RUN_DIR
 
-# Destroys the domains of this test's run directory (domain names are
+# Stops this test's DispVM service (its workers tear their DispVMs down),
+# then destroys the domains of this test's run directory (domain names are
 # host-wide: those of other databases are left alone).
 destroy_ours() {
+    qubes-dvmd --stop >/dev/null 2>&1
     for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
         [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" destroy "$d" >/dev/null 2>&1
     done

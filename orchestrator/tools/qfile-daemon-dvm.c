@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "../../dispvm/dispvm.h"
+#include "../timing.h"
 #include "tool.h"
 
 static const char *prog = "qfile-daemon-dvm";
@@ -10,18 +11,20 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [options] SERVICE SOURCE_VM USER [LABEL]\n"
-"Restore a fresh DispVM from the default template's savefile, run SERVICE\n"
-"(e.g. qubes.VMShell) in it as USER (DEFAULT: the VM's default user) with\n"
-"our input and output, then destroy it and remove its record. Exits with the\n"
-"service's status as soon as the service ends: the DispVM is torn down by a\n"
-"detached process (errors in $QUBES_RUN_DIR/dispvm-teardown.log). SIGTERM,\n"
-"SIGINT and SIGHUP stop the service and clean up before exiting. A stale\n"
-"savefile is made again first.\n"
+"Run SERVICE (e.g. qubes.VMShell) as USER (DEFAULT: the VM's default user)\n"
+"in a fresh DispVM of the default template's savefile, with our input and\n"
+"output, then have it destroyed and its record removed. The DispVM comes\n"
+"from the DispVM service (qubes-dvmd, started when none runs): a preloaded\n"
+"one when one waits, else one restored now, by a worker process that tears\n"
+"it down once the service ended (or this process is gone); we exit with\n"
+"the service's status meanwhile. SIGTERM, SIGINT and SIGHUP stop the\n"
+"service; the DispVM still goes. A stale savefile is made again first.\n"
 "\n"
 "  -t, --template T     use T's savefile instead of the default template's\n"
 "      --no-regenerate  refuse a stale savefile instead of making it again\n"
 "  -w, --wait-teardown  exit only once the DispVM is gone\n"
 "  -q, --quiet          no progress messages\n"
+"      --timings        each step's wall and CPU time on standard error\n"
 "  -h, --help           show this help\n", prog);
 }
 
@@ -33,6 +36,7 @@ int main(int argc, char **argv)
         { "no-regenerate", no_argument, NULL, 'n' },
         { "wait-teardown", no_argument, NULL, 'w' },
         { "quiet", no_argument, NULL, 'q' },
+        { "timings", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -44,6 +48,7 @@ int main(int argc, char **argv)
         case 'n': r.regenerate = false; break;
         case 'w': r.wait_teardown = true; break;
         case 'q': r.progress = NULL; break;
+        case 'T': qtime_start(2, prog); break;
         case 'h': usage(stdout); return 0;
         default: tool_usage_error(prog, "bad option");
         }
@@ -56,6 +61,7 @@ int main(int argc, char **argv)
     r.user = argv[optind + 2];
     r.label = n == 4 ? argv[optind + 3] : NULL;
     struct qerr err;
+    qtime_mark("arguments");
     if (r.label && !qlabel_by_name(r.label))
         tool_usage_error(prog, "LABEL is one of red, orange, yellow, green, gray, blue, purple, black");
     if (strcmp(r.source, "dom0") != 0 && qvm_check_name(r.source, &err) < 0)

@@ -130,42 +130,52 @@ out=$(echo 'for f in /rw/secret /etc/secret; do [ -e $f ] && echo "$f seen"; don
       qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)
 is "$out" "end" "the next DispVM sees neither file (and reads its private disk fine)"
 
-# Eight at once. Each service waits for the gate (a FIFO the test holds
-# open) to close, so that all eight are seen running together however slow
-# the restores are.
-mkfifo "$SCRATCH/gate"
-for i in 1 2 3 4 5 6 7 8; do
-    ({ echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
-             ping -c 1 -W 3 10.138.$netid.1 >/dev/null && echo reached; read gate || true"
-       cat "$SCRATCH/gate"; } |
-     qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err"
-     echo $? > "$SCRATCH/c$i.rc") &
-done
-exec 3>"$SCRATCH/gate"
-# While they run: eight domains, each with its own UUID.
-for i in $(seq 1200); do [ "$(disp_domains)" = 8 ] && break; sleep 0.1; done
-diag "DispVM domains running together: $(disp_domains)"
-uuids=$(for d in $(virsh -c "$QUBES_VMM_URI" list --name); do
-            case $d in disp*) [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" domuuid "$d" ;; esac
-        done | grep . | sort -u | wc -l)
-is "$uuids" "8" "8 DispVMs run at once, with 8 distinct UUIDs"
-exec 3>&-
-wait
-fails=0
-for i in 1 2 3 4 5 6 7 8; do [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fails + 1)); diag "$(cat "$SCRATCH/c$i.err")"; }; done
-is "$fails" 0 "8 concurrent requests all succeed"
-is "$(for i in 1 2 3 4 5 6 7 8; do sed -n 1p "$SCRATCH/c$i.out"; done | grep '^disp[0-9]*$' | sort -u | wc -l)" \
-   "8" "with 8 distinct names (disp<N>)"
-is "$(for i in 1 2 3 4 5 6 7 8; do sed -n 2,3p "$SCRATCH/c$i.out"; done | sort -u | wc -l)" \
-   "16" "with 8 distinct MACs and 8 distinct addresses"
-bad=0
-for i in 1 2 3 4 5 6 7 8; do
-    n=$(sed -n 1p "$SCRATCH/c$i.out" | sed 's/^disp//')
-    want=$(printf '00:16:3e:7c:8b:%02x\n10.138.%d.%d/24\nreached' "$n" "$netid" $((n % 254 + 1)))
-    [ "$(sed -n 2,4p "$SCRATCH/c$i.out")" = "$want" ] || { bad=$((bad + 1)); diag "disp$n: $(sed -n 2,4p "$SCRATCH/c$i.out" | tr '\n' ' ')"; }
-done
-is "$bad" 0 "each has the MAC and address of its dispid, and reaches its gateway over its network"
-is "$(settled)" "0/0/0" "and leave nothing behind"
+# Sixteen at once (WHAT says how: fresh or preloaded). Each service waits
+# for the gate (a FIFO the test holds open) to close, so that all sixteen
+# are seen running together however slow the restores are. Preloading is
+# turned off while they run.
+at_once() {
+    what=$1 n=16
+    rm -f "$SCRATCH/gate" "$SCRATCH"/c*.out "$SCRATCH"/c*.err "$SCRATCH"/c*.rc
+    mkfifo "$SCRATCH/gate"
+    for i in $(seq $n); do
+        ({ echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'
+                 ping -c 1 -W 3 10.138.$netid.1 >/dev/null && echo reached; read gate || true"
+           cat "$SCRATCH/gate"; } |
+         qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err"
+         echo $? > "$SCRATCH/c$i.rc") &
+    done
+    exec 3>"$SCRATCH/gate"
+    # While they run: sixteen domains, each with its own UUID.
+    for i in $(seq 1800); do [ "$(disp_domains)" = $n ] && break; sleep 0.1; done
+    diag "$what: DispVM domains running together: $(disp_domains)"
+    uuids=$(for d in $(virsh -c "$QUBES_VMM_URI" list --name); do
+                case $d in disp*) [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" domuuid "$d" ;; esac
+            done | grep . | sort -u | wc -l)
+    is "$uuids" "$n" "$what: $n DispVMs run at once, with $n distinct UUIDs"
+    # No preload is made while they all run: none is replaced after them.
+    qubes-prefs -s dispvm-preload 0
+    exec 3>&-
+    wait
+    fails=0
+    for i in $(seq $n); do [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fails + 1)); diag "$(cat "$SCRATCH/c$i.err")"; }; done
+    is "$fails" 0 "$what: $n concurrent requests all succeed"
+    is "$(for i in $(seq $n); do sed -n 1p "$SCRATCH/c$i.out"; done | grep '^disp[0-9]*$' | sort -u | wc -l)" \
+       "$n" "$what: with $n distinct names (disp<N>)"
+    is "$(for i in $(seq $n); do sed -n 2,3p "$SCRATCH/c$i.out"; done | sort -u | wc -l)" \
+       "$((2 * n))" "$what: with $n distinct MACs and $n distinct addresses"
+    bad=0
+    for i in $(seq $n); do
+        d=$(sed -n 1p "$SCRATCH/c$i.out" | sed 's/^disp//')
+        want=$(printf '00:16:3e:7c:8b:%02x\n10.138.%d.%d/24\nreached' "$d" "$netid" $((d % 254 + 1)))
+        [ "$(sed -n 2,4p "$SCRATCH/c$i.out")" = "$want" ] || { bad=$((bad + 1)); diag "disp$d: $(sed -n 2,4p "$SCRATCH/c$i.out" | tr '\n' ' ')"; }
+    done
+    is "$bad" 0 "$what: each has the MAC and address of its dispid, and reaches its gateway over its network"
+    preloaded=$(cat "$SCRATCH"/c*.err | grep -c "Using preloaded disp")
+    is "$(settled)" "0/0/0" "$what: and leave nothing behind"
+}
+at_once fresh
+is "$preloaded" 0 "fresh: none was preloaded"
 
 # The caller goes away: the reader of the service's output exits.
 t0=$(date +%s)
@@ -174,7 +184,9 @@ for i in $(seq 100); do [ "$(leftovers)" = "0/0/0" ] && break; sleep 0.1; done
 is "$(settled)" "0/0/0" "when the caller goes away mid-service, the DispVM is destroyed and its record removed"
 ok "$([ $(( $(date +%s) - t0 )) -lt 30 ]; echo $?)" "without waiting for the service to end"
 
-# Killed: by SIGTERM it cleans up; by SIGKILL qvm-cleanup-dispvms does.
+# Killed: by SIGTERM or SIGKILL, the request goes and its worker still
+# tears the DispVM down; when the worker itself is killed, qvm-cleanup-dispvms
+# does.
 (echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
 pkill -TERM -f "qfile-daemon-dvm -q -t $T"
@@ -184,9 +196,17 @@ is "$(settled)" "0/0/0" "SIGTERM to qfile-daemon-dvm: the DispVM is destroyed an
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
 pkill -KILL -f "qfile-daemon-dvm -q -t $T"
 wait
-is "$(disp_records)" "1" "SIGKILL leaves a record behind"
+is "$(settled)" "0/0/0" "SIGKILL to qfile-daemon-dvm: its worker still destroys the DispVM"
+(echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
+for i in $(seq 300); do d=$(qvm-ls --raw-list | grep '^disp' | head -n 1)
+                        [ -n "$d" ] && [ -S "$R/vms/$d/qrexec.sock" ] && break; sleep 0.05; done
+kill -KILL "$(cut -d' ' -f1 "$R/vms/$d/owner")"
+sleep 1
+is "$(disp_records)" "1" "SIGKILL to the DispVM's worker leaves its record behind"
 run qvm-cleanup-dispvms
 is "$rc" 0 "qvm-cleanup-dispvms runs"
+like "$out" "Removed $d (the process that kept it is gone)" "and says what it removed, and why"
+wait
 is "$(settled)" "0/0/0" "and nothing is left"
 
 # A stale savefile: the template's root image changed.
@@ -206,7 +226,11 @@ out=$(echo 'echo same-net' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMS
 is "$out" "same-net" "and usable again once the network is the one it was made on"
 
 # Preloaded DispVMs: restored and paused ahead, taken by a request, replaced
-# in the background; a broken one never stalls a request.
+# in the background; a broken one never stalls a request. A preload that
+# waits is paused with its qrexec-daemon up (a DispVM being restored is
+# paused too, for a moment, before its daemon is).
+paused() { qvm-ls | awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $3)} $3 == "Paused" {print $1}'; }
+parked() { for d in $(paused); do [ -S "$R/vms/$d/qrexec.sock" ] && echo "$d"; done; }
 qubes-prefs -s dispvm-preload 1
 run qvm-create-default-dvm $T
 like "$out" "Preloaded disp" "with dispvm-preload 1, a DispVM is restored and paused ahead"
@@ -217,7 +241,7 @@ is "$(grep -o "<QubesDisposableVm[^>]*name=\"$pre\"[^>]*>" "$B/qubes.xml" | grep
 out=$(echo 'uname -n' | qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT 2>"$SCRATCH/pre.err")
 like "$(cat "$SCRATCH/pre.err")" "Using preloaded $pre" "a request takes the preloaded DispVM"
 is "$out" "$pre" "and its service runs there"
-for i in $(seq 200); do [ "$(disp_records)" = 1 ] && [ "$(qvm-ls | grep -c Paused)" = 1 ] && break; sleep 0.05; done
+for i in $(seq 600); do [ "$(disp_records)" = 1 ] && [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
 next=$(qvm-ls --raw-list | grep '^disp')
 ok "$([ -n "$next" ] && [ "$next" != "$pre" ]; echo $?)" "a replacement is preloaded in the background ($next)"
 # A preload was restored before anyone asked: the request that claims it
@@ -227,9 +251,8 @@ out=$(echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 |
 n=${next#disp}
 is "$out" "$(printf '%s\n00:16:3e:7c:8b:%02x\n10.138.%d.%d/24' "$next" "$n" "$netid" $((n % 254 + 1)))" \
    "a claimed preload has the name, MAC and address of its own dispid"
-paused() { qvm-ls | awk -F'|' '{gsub(/ /, "", $1); gsub(/ /, "", $3)} $3 == "Paused" {print $1}'; }
 for i in $(seq 600); do
-    next=$(paused)
+    next=$(parked)
     [ -n "$next" ] && [ "$next" != "disp$n" ] && break
     sleep 0.05
 done
@@ -238,6 +261,13 @@ kill -9 "$pid"
 for i in $(seq 50); do [ "$(qvm-ls | grep " $next " | grep -c Paused)" = 0 ] && break; sleep 0.1; done
 out=$(echo 'echo despite' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT)
 is "$out" "despite" "a broken preload does not stall a request (it restores one instead)"
+# Sixteen at once with four preloads waiting: four take them, twelve are
+# restored; all as distinct as before.
+qubes-prefs -s dispvm-preload 4
+qvm-create-default-dvm -q $T
+is "$(parked | wc -l)" 4 "with dispvm-preload 4, four preloads wait when qvm-create-default-dvm returns"
+at_once "4 preloaded"
+is "$preloaded" 4 "4 preloaded: four requests took a preload"
 qubes-prefs -s dispvm-preload 0
 for i in $(seq 100); do pgrep -f "qfile-daemon-dvm" >/dev/null || break; sleep 0.1; done
 sleep 1
@@ -255,11 +285,14 @@ size=$(stat -c %s "$B/dvmdata/$T-dvm.savefile")
 if ! unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /dev/shm' 2>/dev/null; then
     ok 0 "# SKIP no private mount namespace here"
 else
+    # The DispVMs are made by the DispVM service: one that runs in there.
+    qubes-dvmd --stop
     out=$(echo 'uname -n' | unshare -m --propagation private sh -c "
         mount -t tmpfs -o mode=1777 tmpfs /dev/shm &&
         setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
             'mkdir -m 0777 /dev/shm/qubes && head -c $size /dev/zero > /dev/shm/qubes/$T-dvm.savefile' &&
         qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT" 2>&1)
+    qubes-dvmd --stop
     like "$out" "from $B/dvmdata/$T-dvm.savefile" \
          "with another user's /dev/shm/qubes, a DispVM is restored from the savefile in dvmdata"
     like "$out" "

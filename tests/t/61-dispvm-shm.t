@@ -33,13 +33,19 @@ old=$(ram_files)
 sum0=$(md5sum < "$old")
 
 # Ten at once: each writes its own value to its memory (a tmpfs file in the
-# guest) and more memory besides, and reads its value back later.
+# guest) and more memory besides, says so, and reads its value back later.
+# Their memory is looked at once all ten have said so (restores run side by
+# side: a domain can be there before its memory is).
 for i in 1 2 3 4 5 6 7 8 9 10; do
     (echo "echo value-$i > /tmp/mine; dd if=/dev/urandom of=/tmp/fill bs=1M count=8 2>/dev/null
-           sleep 15; cat /tmp/mine" |
+           echo written; sleep 15; cat /tmp/mine" |
      qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/m$i.out" 2> "$SCRATCH/m$i.err") &
 done
 wait_domains 10
+for i in $(seq 600); do
+    [ "$(cat "$SCRATCH"/m*.out 2>/dev/null | grep -c '^written$')" = 10 ] && break
+    sleep 0.1
+done
 is "$(disp_domains)" 10 "10 DispVMs run at once"
 mem=$(qvm-ls --memory)
 is "$(echo "$mem" | grep '^disp' | grep -c 'copy-on-write over')" 10 \
@@ -51,7 +57,7 @@ wait
 settled >/dev/null
 bad=0
 for i in 1 2 3 4 5 6 7 8 9 10; do
-    [ "$(cat "$SCRATCH/m$i.out")" = "value-$i" ] || { bad=$((bad + 1)); diag "m$i: $(cat "$SCRATCH/m$i.out" "$SCRATCH/m$i.err" | tr '\n' ' ')"; }
+    [ "$(sed -n 2p "$SCRATCH/m$i.out")" = "value-$i" ] || { bad=$((bad + 1)); diag "m$i: $(cat "$SCRATCH/m$i.out" "$SCRATCH/m$i.err" | tr '\n' ' ')"; }
 done
 is "$bad" 0 "each read back its own value"
 is "$(md5sum < "$old")" "$sum0" "the template's memory file is unchanged after they all wrote to their memory"

@@ -1,0 +1,379 @@
+/* A worker's chain, in the order it happens: the request's settings, the
+ * savefile set, the DispVM restored, its identity, (a preload: warmed up,
+ * parked, claimed), READY, the wait for the end, the teardown. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../orchestrator/agent_client.h"
+#include "../orchestrator/runtime.h"
+#include "../orchestrator/timing.h"
+#include "../orchestrator/util.h"
+#include "prepare.h"
+#include "preload.h"
+#include "restore.h"
+#include "teardown.h"
+
+/* How long the guest's agent may take to answer a restored DispVM. */
+#define AGENT_WAIT_MS 30000
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig)
+{
+    stopping = sig;
+}
+
+struct worker {
+    int ctl;                    /* the line to the service */
+    int client;                 /* the request's client, -1 while none */
+    FILE *progress;             /* where progress lines go, or NULL */
+    bool wait_teardown;         /* the client waits for GONE */
+    bool preload;
+    struct qubes q;
+    struct dispvm_template t;
+    struct dispvm_state d;
+};
+
+static void setup(struct worker *w, int ctl, bool preload)
+{
+    memset(w, 0, sizeof *w);
+    w->ctl = ctl;
+    w->client = -1;
+    w->preload = preload;
+    w->d.dispid = -1;
+    /* The service's end is the DispVM's: nothing is left running for a
+     * service that is gone. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    struct sigaction sa = { .sa_handler = on_stop };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    if (getppid() == 1)
+        stopping = SIGTERM;     /* the service went before the signal was asked for */
+    qtime_start(-1, "worker");
+}
+
+/* The request's own settings: where progress and timings go, and the
+ * client's environment for the restore. */
+static void take_settings(struct worker *w, const struct dvm_msg *rq, int out)
+{
+    const char *flags = dvm_field(rq, DVM_RQ_FLAGS);
+    if (strchr(flags, 't') && out >= 0)
+        qtime_start(out, w->preload ? "worker (preload)" : "worker");
+    if (w->progress && w->progress != stderr)
+        fclose(w->progress);
+    w->progress = NULL;
+    int fd = strchr(flags, 'p') && out >= 0 ? fcntl(out, F_DUPFD_CLOEXEC, 3) : -1;
+    if (fd >= 0 && !(w->progress = fdopen(fd, "w")))
+        close(fd);
+    if (w->progress)
+        setvbuf(w->progress, NULL, _IOLBF, 0);
+    w->wait_teardown = strchr(flags, 'w') != NULL;
+    const char *vars[][2] = { { "QUBES_DISPVM_MIN_FREE_MIB", dvm_field(rq, DVM_RQ_MIN_FREE) },
+                              { "QUBES_DISPVM_FEED", dvm_field(rq, DVM_RQ_FEED) } };
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        if (vars[i][1][0])
+            setenv(vars[i][0], vars[i][1], 1);
+        else
+            unsetenv(vars[i][0]);
+    }
+}
+
+static void tell_client(struct worker *w, uint32_t type, const char *text)
+{
+    struct qerr e;
+    const char *fields[] = { text };
+    if (w->client >= 0)
+        dvm_send(w->client, type, fields, 1, NULL, 0, &e);
+}
+
+static void tell_service(struct worker *w, uint32_t type, const char *const fields[], int n,
+                         const int *fds, int nfds)
+{
+    struct qerr e;
+    if (dvm_send(w->ctl, type, fields, n, fds, nfds, &e) < 0)
+        fprintf(stderr, "qubes-dvmd worker %d: %s\n", (int)getpid(), e.msg);
+}
+
+/* ---- the savefile set ---- */
+
+/* The set's lock, shared, with the set usable under it: a stale set is
+ * made again first when `regenerate` (one preparation at a time, under the
+ * qfile-daemon-dvm lock, checked again there), else refused. */
+static int usable_set(struct worker *w, bool regenerate, int *set_lock, struct qerr *err)
+{
+    for (int round = 0;; round++) {
+        bool usable;
+        char why[512];
+        if ((*set_lock = dvmdata_lock(&w->t.set, false, err)) < 0 ||
+            dispvm_set_usable(&w->q, &w->t, &usable, why, sizeof why, err) < 0)
+            return -1;
+        if (usable)
+            return 0;
+        qclose(set_lock);
+        if (!regenerate || round > 0)
+            return qerr_set(err, "the DispVM savefile cannot be used: %s (run "
+                            "qvm-create-default-dvm %s)", why, w->t.name);
+        cleanup_close int lock = qrt_lock(&w->q.cfg, QRT_DISPVM_LOCK, err);
+        char name[QUBES_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s", w->t.name);
+        if (lock < 0 || qubes_load_for_reading(&w->q, err) < 0 ||
+            dispvm_template_find(&w->q, name, &w->t, err) < 0 ||
+            dispvm_set_usable(&w->q, &w->t, &usable, why, sizeof why, err) < 0)
+            return -1;
+        if (!usable) {
+            qsay(w->progress, "--> Savefile unusable (%s): making it again", why);
+            if (dispvm_set_make(&w->q, &w->t, w->progress, err) < 0 ||
+                qubes_load_for_reading(&w->q, err) < 0 ||
+                dispvm_template_find(&w->q, name, &w->t, err) < 0)
+                return -1;
+        }
+    }
+}
+
+/* ---- the DispVM ---- */
+
+/* The guest learns who it is now (name, MAC, address, a random seed of
+ * its own) before anything else runs in it. */
+static int give_identity(struct worker *w, struct qerr *err)
+{
+    const struct dispvm_state *d = &w->d;
+    struct agent_conn c;
+    char ip[24];
+    snprintf(ip, sizeof ip, "%s/%d", d->net.ip, d->net.prefix);
+    if (agent_connect(d->qrexec_sock, AGENT_WAIT_MS, &c, err) < 0)
+        return qerr_prefix(err, "%s", d->name);
+    qtime_mark("agent answered (qrexec-daemon up)");
+    int rc = agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
+                            d->net.gateway, err);
+    agent_close(&c);
+    qtime_mark("identity given");
+    return rc;
+}
+
+static int make(struct worker *w, const char *template_name, const char *source,
+                const char *label, bool regenerate, struct qerr *err)
+{
+    if (qubes_open(&w->q, false, err) < 0 || qubes_load_for_reading(&w->q, err) < 0 ||
+        dispvm_template_find(&w->q, template_name[0] ? template_name : NULL, &w->t, err) < 0)
+        return -1;
+    if (strcmp(source, "dom0") != 0 && !qvm_collection_by_name(w->q.coll, source))
+        return qerr_set(err, "source VM '%s' does not exist", source);
+    qtime_mark("qubes.xml read");
+    cleanup_close int set_lock = -1;
+    if (usable_set(w, regenerate, &set_lock, err) < 0)
+        return -1;
+    qtime_mark("savefile set locked, usable");
+    if (dispvm_enough_memory(&w->q, err) < 0)
+        return -1;
+    qtime_mark("host memory (hypervisor connected)");
+    dispvm_state_init(&w->d, &w->t, w->q.coll, source, label[0] ? label : NULL, w->preload,
+                      w->progress);
+    if (dispvm_restore(&w->q, &w->d, &set_lock, err) < 0)
+        return -1;
+    return give_identity(w, err);
+}
+
+/* A preload runs the usual service once, with no input, before it waits:
+ * what a request then runs in it finds the guest's and the emulator's
+ * caches warm. Best effort. */
+static void warm_up(struct worker *w)
+{
+    struct agent_conn c;
+    struct qerr e;
+    int st, null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return;
+    if (agent_connect(w->d.qrexec_sock, AGENT_WAIT_MS, &c, &e) == 0) {
+        agent_deadline(&c, AGENT_REQUEST_MS);
+        if (agent_service(&c, "user", "qubes.VMShell", "dom0", null, null, null, &st, &e) < 0)
+            qsay(w->progress, "warning: %s: warming up: %s", w->d.name, e.msg);
+        agent_close(&c);
+    }
+    close(null);
+}
+
+/* Waits until `fd` is readable (or hung up), the service's line too when
+ * `ctl`; returns the readable one, or -1 once a stop signal came. */
+static int wait_for(int fd, int ctl)
+{
+    struct pollfd p[2] = { { fd, POLLIN, 0 }, { ctl, POLLIN, 0 } };
+    for (;;) {
+        if (stopping)
+            return -1;
+        int r = poll(p, ctl >= 0 ? 2 : 1, -1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (p[0].revents)
+            return fd;
+        if (ctl >= 0 && p[1].revents)
+            return ctl;
+    }
+}
+
+/* READY, then the wait for the client's DONE (or its hang-up, or a stop
+ * signal, or the service's end). */
+static void serve(struct worker *w)
+{
+    tell_client(w, DVM_READY, w->d.name);
+    qtime_mark("READY sent");
+    for (;;) {
+        int fd = wait_for(w->client, w->ctl);
+        if (fd == w->client || fd < 0) {
+            struct dvm_msg m;
+            struct qerr e;
+            if (fd >= 0 && dvm_recv(w->client, &m, 0, &e) == 0) {
+                dvm_msg_close_fds(&m);
+                if (m.type != DVM_DONE)
+                    continue;
+            }
+            return;
+        }
+        char b;     /* the service's line: it only ever hangs up now */
+        if (recv(w->ctl, &b, 1, MSG_DONTWAIT) == 0)
+            return;
+    }
+}
+
+static void __attribute__((noreturn)) finish(struct worker *w, int status)
+{
+    struct qerr e;
+    struct qtime_step s;
+    qtime_begin(&s);
+    if (dispvm_teardown(&w->q, &w->d, &e) < 0)
+        fprintf(stderr, "qubes-dvmd worker %d: %s: %s\n", (int)getpid(), w->d.name, e.msg);
+    qtime_end(&s, "teardown");
+    if (w->wait_teardown)
+        tell_client(w, DVM_GONE, "");
+    qubes_close(&w->q);
+    /* A forked copy of the service: its exit handlers and buffers are the
+     * service's, not ours to run. */
+    if (w->progress)
+        fflush(w->progress);
+    _exit(status);
+}
+
+static void __attribute__((noreturn)) fail(struct worker *w, const struct qerr *err)
+{
+    if (w->client >= 0) {
+        tell_client(w, DVM_ERROR, err->msg);
+    } else {
+        fprintf(stderr, "qubes-dvmd worker %d: %s\n", (int)getpid(), err->msg);
+        qsay(w->progress, "error: %s", err->msg);
+    }
+    finish(w, 1);
+}
+
+void dispvm_worker_request(int ctl, struct dvm_msg *rq, int client)
+{
+    struct worker w;
+    struct qerr err;
+    setup(&w, ctl, false);
+    w.client = client;
+    take_settings(&w, rq, rq->nfds > 0 ? rq->fds[0] : -1);
+    dvm_msg_close_fds(rq);
+    qtime_mark("worker forked");
+    if (make(&w, dvm_field(rq, DVM_RQ_TEMPLATE), dvm_field(rq, DVM_RQ_SOURCE),
+             dvm_field(rq, DVM_RQ_LABEL), strchr(dvm_field(rq, DVM_RQ_FLAGS), 'r') != NULL,
+             &err) < 0)
+        fail(&w, &err);
+    if (stopping)
+        finish(&w, 1);
+    serve(&w);
+    finish(&w, 0);
+}
+
+/* ---- a preload ---- */
+
+/* Parked: paused, reported, waiting for a request. 1: a claim is in *m
+ * (its descriptors are the caller's); 0: the preload must go (a stop
+ * signal, the service's end); -1: it cannot be parked. */
+static int park(struct worker *w, struct dvm_msg *m, struct qerr *err)
+{
+    /* Told before the pause is seen: whoever sees it paused may ask for it
+     * and be sure the service has it. A claim meanwhile waits in line. */
+    const char *fields[] = { w->t.name, w->d.name };
+    tell_service(w, DVM_PARKED, fields, 2, NULL, 0);
+    if (vmm_suspend(&w->q.vmm, w->d.name, err) < 0)
+        return -1;
+    qsay(w->progress, "--> Preloaded %s (paused)", w->d.name);
+    if (w->progress)
+        fclose(w->progress);
+    w->progress = NULL;
+    qtime_start(-1, "worker (preload)");
+    for (;;) {
+        if (wait_for(w->ctl, -1) < 0 || dvm_recv(w->ctl, m, 0, err) != 0)
+            return 0;
+        if (m->type == DVM_CLAIM && m->nfds == 2)
+            return 1;
+        dvm_msg_close_fds(m);
+    }
+}
+
+void dispvm_worker_preload(int ctl, const char *template_name, int out)
+{
+    struct worker w;
+    struct qerr err;
+    setup(&w, ctl, true);
+    /* Ahead of anyone's request: below what requests need. */
+    setpriority(PRIO_PROCESS, 0, 10);
+    if (out >= 0 && (w.progress = fdopen(out, "w")))
+        setvbuf(w.progress, NULL, _IOLBF, 0);
+    if (make(&w, template_name, "dom0", "gray", false, &err) < 0)
+        fail(&w, &err);
+    warm_up(&w);
+    static struct dvm_msg m;
+    for (;;) {
+        int parked = park(&w, &m, &err);
+        if (parked < 0)
+            fail(&w, &err);
+        if (parked == 0)
+            finish(&w, 0);
+        w.client = m.fds[0];
+        take_settings(&w, &m, m.fds[1]);
+        qtime_mark("claim received");
+        int rc = dispvm_preload_claim(&w.q, &w.d, dvm_field(&m, DVM_RQ_TEMPLATE),
+                                      dvm_field(&m, DVM_RQ_SOURCE), dvm_field(&m, DVM_RQ_LABEL),
+                                      &err);
+        if (rc == 1) {          /* another network, or template: not this one */
+            tell_service(&w, DVM_DECLINE, m.field, m.nfields, m.fds, 2);
+            dvm_msg_close_fds(&m);
+            w.client = -1;
+            continue;
+        }
+        qtime_mark("claimed (record, rules)");
+        if (rc == 0 && vmm_resume(&w.q.vmm, w.d.name, &err) < 0)
+            rc = -1;
+        qtime_mark("resumed");
+        if (rc < 0) {
+            /* A broken preload never fails a request: the service gives
+             * it to a new DispVM, and this one goes. */
+            qsay(w.progress, "--> Preloaded %s failed (%s): restoring one instead", w.d.name,
+                 err.msg);
+            tell_service(&w, DVM_BROKEN, m.field, m.nfields, m.fds, 2);
+            dvm_msg_close_fds(&m);
+            w.client = -1;
+            finish(&w, 1);
+        }
+        m.fds[0] = -1;          /* the client's connection is w.client's now */
+        dvm_msg_close_fds(&m);
+        qsay(w.progress, "--> Using preloaded %s", w.d.name);
+        serve(&w);
+        tell_service(&w, DVM_SERVED, NULL, 0, NULL, 0);
+        finish(&w, 0);
+    }
+}

@@ -1,0 +1,109 @@
+#include "timing.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct {
+    int fd;
+    char who[24];
+    double wall, cpu;           /* at the previous mark, ms */
+} T = { .fd = -1 };
+
+static double clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* This process's CPU and that of the children it waited for. */
+static double cpu_ms(void)
+{
+    struct rusage ru;
+    double own = clock_ms(CLOCK_PROCESS_CPUTIME_ID);
+    if (getrusage(RUSAGE_CHILDREN, &ru) < 0)
+        return own;
+    return own + (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+void qtime_who(const char *who)
+{
+    snprintf(T.who, sizeof T.who, "%s", who);
+    T.cpu = cpu_ms();           /* a forked child starts with no children's time */
+}
+
+void qtime_start(int fd, const char *who)
+{
+    if (T.fd >= 0)
+        close(T.fd);
+    T.fd = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    qtime_who(who);
+    if (T.fd >= 0) {
+        /* For the hypervisor backend, loaded into this process with a copy
+         * of this module of its own. */
+        char num[16];
+        snprintf(num, sizeof num, "%d", T.fd);
+        setenv(QTIME_ENV, num, 1);
+    }
+    T.wall = clock_ms(CLOCK_MONOTONIC);
+    T.cpu = cpu_ms();
+}
+
+void qtime_from_env(const char *who)
+{
+    const char *v = getenv(QTIME_ENV);
+    char *end;
+    long fd = v && *v ? strtol(v, &end, 10) : -1;
+    if (fd >= 0 && *end == '\0' && fd < 1024 && fcntl((int)fd, F_GETFD) >= 0)
+        qtime_start((int)fd, who);
+}
+
+bool qtime_on(void)
+{
+    return T.fd >= 0;
+}
+
+int qtime_fd(void)
+{
+    return T.fd;
+}
+
+static void line(const char *step, double wall, double cpu)
+{
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "timing: %-34s %8.1f ms wall %7.2f ms cpu  %s\n", step,
+                     wall, cpu, T.who);
+    if (n > 0)
+        (void)!write(T.fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+void qtime_mark(const char *step)
+{
+    if (T.fd < 0)
+        return;
+    double wall = clock_ms(CLOCK_MONOTONIC), cpu = cpu_ms();
+    line(step, wall - T.wall, cpu - T.cpu);
+    T.wall = wall;
+    T.cpu = cpu;
+}
+
+void qtime_begin(struct qtime_step *s)
+{
+    if (T.fd < 0)
+        return;
+    s->wall = clock_ms(CLOCK_MONOTONIC);
+    s->cpu = cpu_ms();
+}
+
+void qtime_end(const struct qtime_step *s, const char *step)
+{
+    if (T.fd < 0)
+        return;
+    line(step, clock_ms(CLOCK_MONOTONIC) - s->wall, cpu_ms() - s->cpu);
+}
