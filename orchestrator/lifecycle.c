@@ -403,6 +403,10 @@ int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opt
 static int start_vm(struct qubes *q, const char *name, const struct qvm_start_opts *o, int depth,
                     struct qerr *err)
 {
+    /* Before anything of a running VM's is touched (its layer, its agent's
+     * socket): offline, a VM cannot be known halted. */
+    if (q->vmm.offline && vmm_require(&q->vmm, err) < 0)
+        return qerr_prefix(err, "cannot start '%s'", name);
     if (qubes_load_for_reading(q, err) < 0 || ensure_uuid(q, name, err) < 0)
         return -1;
     struct qvm *vm = qubes_find_vm(q, name, err);

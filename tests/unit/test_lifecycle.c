@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../../orchestrator/lifecycle.h"
+#include "../../orchestrator/runtime.h"
 #include "../../templates/templates.h"
 #include "../tap.h"
 
@@ -138,7 +139,32 @@ int main(void)
        "no domain: Halted");
     ok(vmm_suspend(&q.vmm, "tpl", &err) < 0 && strstr(err.msg, "cannot pause"),
        "pausing a missing domain fails with a clear error");
+
+    /* A DispVM being made has its record before its domain: while the
+     * process that owns it lives, its template is held back. */
+    add(q.coll, QVM_DISP, 5, "disp7", "1");
+    snprintf(path, sizeof path, "%s/vms/disp7", run);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/vms/disp7/owner", run);
+    ok(qubes_template_exclusion(&q, tpl, &err) == 0,
+       "a DispVM record without a domain or an owner does not hold its template back");
+    ok(qrt_owner_write(path, &err) == 0 && qubes_template_exclusion(&q, tpl, &err) < 0 &&
+       strstr(err.msg, "disp7"),
+       "one whose owner lives (no domain yet) does: %s", err.msg);
+    f = fopen(path, "w");
+    fprintf(f, "1 0\n");       /* pid 1, but not the process that started then */
+    fclose(f);
+    ok(qubes_template_exclusion(&q, tpl, &err) == 0, "once its owner is gone, it does not");
     qubes_close(&q);
+
+    /* Offline, a start is refused before anything is read or touched
+     * (there is no qubes.xml here at all). */
+    struct qubes off;
+    struct qvm_start_opts so = { .wait = false };
+    ok(qubes_open(&off, true, &err) == 0 && qubes_vm_start(&off, "tpl", &so, &err) < 0 &&
+       strstr(err.msg, "cannot start 'tpl'") && strstr(err.msg, "offline"),
+       "offline, qvm-start is refused at once: %s", err.msg);
+    qubes_close(&off);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     if (system(cmd) != 0)
