@@ -5,7 +5,8 @@
 #   make check      installs missing packages (as root), runs every test
 #                   against a sanitizer build (build/san/)
 #   make demo       template HVM and child on libvirt, narrated (installs libvirt)
-#   make bench      timings of load, qvm-ls, qvm-prefs and the locks
+#   make bench      figures, printed: the database and its locks, cold starts,
+#                   DispVMs against them (bench/bench_dispvm.c), qrexec
 #   make fuzz       the loader, the savefile reader and the agent relay under
 #                   libFuzzer, FUZZ_SECONDS each (default 60)
 #   make install    PREFIX (default /usr/local) and DESTDIR

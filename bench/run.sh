@@ -1,5 +1,8 @@
 #!/bin/sh
-# make bench: the database benchmarks on the optimised build.
+# make bench: the database benchmarks on the optimised build, then (as
+# root, with a libvirt daemon and the test guest) VM starts, DispVMs and
+# qrexec on the test guest, each with networking off and on where it
+# matters.
 # Usage: bench/run.sh BUILD-DIR
 set -eu
 build=${1:?usage: bench/run.sh BUILD-DIR}
@@ -15,7 +18,11 @@ if [ "$(id -u)" = 0 ] && [ -f "$build/guest/root.img" ] &&
     echo
     BENCH_NETWORK=1 "$build/bench/bench_lifecycle" "$build/bin" "$build/guest" "${LIFECYCLE_RUNS:-6}"
     echo
+    "$build/bench/bench_dispvm" "$build/bin" "$build/guest" "${DISPVM_RUNS:-10}"
+    echo
+    BENCH_NETWORK=1 "$build/bench/bench_dispvm" "$build/bin" "$build/guest" "${DISPVM_RUNS:-10}"
+    echo
     "$build/bench/bench_qrexec" "$build/bin" "$build/guest" "${QREXEC_RUNS:-10}"
 else
-    echo "lifecycle: skipped (needs root, make vmm-up and make guest)"
+    echo "lifecycle, DispVMs, qrexec: skipped (needs root, make vmm-up and make guest)"
 fi
