@@ -80,17 +80,10 @@ static struct {
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-    char when[32], msg[1024];
-    time_t now = time(NULL);
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    qlogv("qubes-dvmd", fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s qubes-dvmd: ", when);
-    qprint_text(stderr, msg);
-    fputc('\n', stderr);
-    fflush(stderr);
 }
 
 static void send_text(int fd, uint32_t type, const char *text)
@@ -341,6 +334,12 @@ static void from_worker(struct wrec *w)
         w->state = W_PARKED;
         snprintf(w->name, sizeof w->name, "%s", dvm_field(&m, 1));
         say("%s is preloaded and waits (worker %d)", w->name, (int)w->pid);
+        /* dispvm-preload went down while it was being made. */
+        if (count(w->tpl, W_PRELOADING, W_PARKED) > S.target) {
+            say("%s: dispvm-preload is %d: this preload goes", w->name, S.target);
+            kill(w->pid, SIGTERM);
+            w->state = W_GOING;
+        }
         if (w->fill) {
             w->fill->pending--;
             w->fill->made++;
@@ -767,17 +766,8 @@ static int dial(const char *path)
 static int spawn_service(struct qerr *err)
 {
     char prog[PATH_MAX];
-    const char *env = getenv("QUBES_DVMD");
-    if (env && *env) {
-        snprintf(prog, sizeof prog, "%s", env);
-    } else {
-        ssize_t n = readlink("/proc/self/exe", prog, sizeof prog - 32);
-        if (n < 0)
-            return qerr_errno(err, errno, "cannot find the program's directory");
-        prog[n] = '\0';
-        char *slash = strrchr(prog, '/');
-        snprintf(slash ? slash + 1 : prog, 32, "qubes-dvmd");
-    }
+    if (qsibling_program("qubes-dvmd", "QUBES_DVMD", prog, sizeof prog, err) < 0)
+        return -1;
     char *argv[] = { prog, NULL };
     return qrun_program(argv, err) < 0 ? qerr_prefix(err, "cannot start the DispVM service") : 0;
 }

@@ -6,6 +6,7 @@
 
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
+#include "../orchestrator/vmguard.h"
 #include "../storage/storage.h"
 #include "shmem.h"
 
@@ -29,16 +30,27 @@ static void remove_runtime(const struct qubes_config *cfg, const char *rundir, c
         release_ram(cfg, ram);
 }
 
+/* The record, and with it the firewall chains of its interface (host-wide
+ * names, which a DispVM of the same dispid takes again only once it has a
+ * record: under this lock too). Chains that cannot go are said, and left
+ * to the next DispVM of the name, which replaces them. */
+static void forget(struct qubes *q, struct qvm *vm, FILE *progress)
+{
+    struct qerr e;
+    if (vmguard_down(q, vm, &e) < 0)
+        qsay(progress, "warning: %s: its firewall chains stay: %s", vm->name, e.msg);
+    qvm_collection_remove(q->coll, vm);
+    qvm_free(vm);
+}
+
 static int drop_record(struct qubes *q, const char *name, struct qerr *err)
 {
     if (qubes_load_for_writing(q, false, err) < 0)
         return -1;
     struct qvm *vm = qvm_collection_by_name(q->coll, name);
     bool ours = vm && vm->cls == QVM_DISP;
-    if (ours) {
-        qvm_collection_remove(q->coll, vm);
-        qvm_free(vm);
-    }
+    if (ours)
+        forget(q, vm, stderr);
     return qubes_commit(q, ours ? 0 : QUBES_UNCHANGED, err);
 }
 
@@ -90,8 +102,7 @@ int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *pro
         remove_runtime(&q->cfg, rundir, ram);
         qsay(progress, "--> Removed %s (%s)", vms[i]->name,
              st == QVM_POWER_HALTED ? "not running" : "the process that kept it is gone");
-        qvm_collection_remove(q->coll, vms[i]);
-        qvm_free(vms[i]);
+        forget(q, vms[i], progress);
         *changed = true;
         (*removed)++;
     }

@@ -234,17 +234,8 @@ int agent_shutdown(struct agent_conn *c, struct qerr *err)
 int qrexec_daemon_spawn(const struct qubes_config *cfg, const char *name, struct qerr *err)
 {
     char prog[PATH_MAX];
-    const char *env = getenv("QUBES_QREXEC_DAEMON");
-    if (env && *env) {
-        snprintf(prog, sizeof prog, "%s", env);
-    } else {
-        ssize_t n = readlink("/proc/self/exe", prog, sizeof prog - 32);
-        if (n < 0)
-            return qerr_errno(err, errno, "cannot find the program's directory");
-        prog[n] = '\0';
-        char *slash = strrchr(prog, '/');
-        snprintf(slash ? slash + 1 : prog, 32, "qrexec-daemon");
-    }
+    if (qsibling_program("qrexec-daemon", "QUBES_QREXEC_DAEMON", prog, sizeof prog, err) < 0)
+        return -1;
     (void)cfg;
     char *argv[] = { prog, (char *)name, NULL };
     /* It returns once it holds the VM's qrexec lock and is on its own. */

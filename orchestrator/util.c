@@ -19,6 +19,38 @@
 
 extern char **environ;
 
+void qlogv(const char *who, const char *fmt, va_list ap)
+{
+    char msg[1024], when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fprintf(stderr, "%s %s: ", when, who);
+    qprint_text(stderr, msg);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+int qsibling_program(const char *name, const char *env, char *out, size_t len,
+                     struct qerr *err)
+{
+    const char *set = env ? getenv(env) : NULL;
+    if (set && *set) {
+        snprintf(out, len, "%s", set);
+        return 0;
+    }
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+    if (n < 0)
+        return qerr_errno(err, errno, "cannot find the program's directory");
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    size_t at = slash ? (size_t)(slash + 1 - out) : 0;
+    if (at + strlen(name) >= len)
+        return qerr_set(err, "the path of %s is too long", name);
+    strcpy(out + at, name);
+    return 0;
+}
+
 void qsay(FILE *f, const char *fmt, ...)
 {
     if (!f)

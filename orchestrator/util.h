@@ -2,6 +2,7 @@
 #ifndef QUBES_UTIL_H
 #define QUBES_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -11,6 +12,13 @@
 /* One progress line on `f` ("--> ..."), nothing when f is NULL; printed
  * as qprint_text prints. */
 void qsay(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A daemon's log line on stderr: "YYYY-MM-DD HH:MM:SS WHO: message", the
+ * message printed as qprint_text prints. */
+void qlogv(const char *who, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* The program `name` beside this one (the same directory as
+ * /proc/self/exe), or the one the environment variable `env` names. */
+int qsibling_program(const char *name, const char *env, char *out, size_t len,
+                     struct qerr *err);
 /* The one printer for text that may come from a guest, a file or another
  * user: printable UTF-8 goes out as it is; C0 and C1 controls, DEL, bidi
  * and line-separator characters and bytes that are not UTF-8 go out

@@ -53,17 +53,12 @@ struct client {
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
-    char msg[1024], when[32];
-    time_t now = time(NULL);
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    char who[64];
+    snprintf(who, sizeof who, "%s[%s]", prog, D.name);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    qlogv(who, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s %s[%s]: ", when, prog, D.name);
-    qprint_text(stderr, msg);
-    fputc('\n', stderr);
-    fflush(stderr);
 }
 
 static void mux_log(void *ctx, const char *msg)
