@@ -66,7 +66,47 @@ int storage_copy_range(int in, off_t *in_off, int out, off_t len)
     return 0;
 }
 
-static int copy_extents(int in, int out, off_t size)
+/* A progress report to the caller of a copy; -1 with ECANCELED when it
+ * asks for the copy to stop. */
+struct progress {
+    storage_progress_fn fn;
+    void *ctx;
+    uint64_t done, total;
+};
+
+static int report(struct progress *p)
+{
+    if (!p->fn)
+        return 0;
+    if (p->done > p->total)
+        p->total = p->done;     /* the source grew while it was copied */
+    if (p->fn(p->ctx, p->done, p->total) == 0)
+        return 0;
+    errno = ECANCELED;
+    return -1;
+}
+
+/* The bytes of data in the first `size` bytes of `in` (its holes left out). */
+static int data_bytes(int in, off_t size, uint64_t *out)
+{
+    off_t pos = 0;
+    *out = 0;
+    while (pos < size) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO ? 0 : -1;
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0)
+            return -1;
+        if (hole > size)
+            hole = size;
+        *out += (uint64_t)(hole - data);
+        pos = hole;
+    }
+    return 0;
+}
+
+static int copy_extents(int in, int out, off_t size, struct progress *p)
 {
     off_t pos = 0;
     while (pos < size) {
@@ -80,8 +120,24 @@ static int copy_extents(int in, int out, off_t size)
         if (hole < 0)
             return -1;
         off_t ipos = data;
-        if (lseek(out, data, SEEK_SET) < 0 || storage_copy_range(in, &ipos, out, hole - data) < 0)
+        if (lseek(out, data, SEEK_SET) < 0)
             return -1;
+        /* In steps, so that a caller hears of a long copy as it goes. */
+        while (ipos < hole) {
+            off_t step = hole - ipos;
+            if (p && p->fn && step > (off_t)STORAGE_COPY_STEP)
+                step = (off_t)STORAGE_COPY_STEP;
+            off_t from = ipos;
+            if (storage_copy_range(in, &ipos, out, step) < 0)
+                return -1;
+            if (ipos == from)
+                break;          /* the source ended early (it shrank) */
+            if (p) {
+                p->done += (uint64_t)(ipos - from);
+                if (report(p) < 0)
+                    return -1;
+            }
+        }
         pos = hole;
     }
     return ftruncate(out, size);
@@ -89,15 +145,36 @@ static int copy_extents(int in, int out, off_t size)
 
 int storage_copy_sparse(const char *src, const char *dst, struct qerr *err)
 {
+    return storage_copy_sparse_progress(src, dst, NULL, NULL, NULL, err);
+}
+
+int storage_copy_sparse_progress(const char *src, const char *dst, storage_progress_fn fn,
+                                 void *ctx, bool *reflinked, struct qerr *err)
+{
     char *tmp = NULL;
     int in = -1, out = -1, rc = -1;
     struct stat st;
+    struct progress p = { fn, ctx, 0, 0 };
 
+    if (reflinked)
+        *reflinked = false;
     in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return qerr_errno(err, errno, "cannot open %s", src);
-    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
-        qerr_errno(err, S_ISREG(st.st_mode) ? errno : EINVAL, "cannot copy %s", src);
+    if (fstat(in, &st) < 0) {
+        qerr_errno(err, errno, "cannot copy %s", src);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        qerr_errno(err, EINVAL, "cannot copy %s", src);
+        goto out;
+    }
+    if (fn && data_bytes(in, st.st_size, &p.total) < 0) {
+        qerr_errno(err, errno, "cannot read the extents of %s", src);
+        goto out;
+    }
+    if (report(&p) < 0) {
+        qerr_errno(err, errno, "copying %s", src);
         goto out;
     }
     if (asprintf(&tmp, "%s.tmp-XXXXXX", dst) < 0) {
@@ -112,9 +189,23 @@ int storage_copy_sparse(const char *src, const char *dst, struct qerr *err)
         tmp = NULL;
         goto out;
     }
-    if (ioctl(out, FICLONE, in) < 0 && copy_extents(in, out, st.st_size) < 0) {
+    if (ioctl(out, FICLONE, in) == 0) {
+        if (reflinked)
+            *reflinked = true;
+        p.done = p.total;
+        if (report(&p) < 0) {
+            qerr_errno(err, errno, "copying %s", src);
+            goto out;
+        }
+    } else if (copy_extents(in, out, st.st_size, &p) < 0) {
         qerr_errno(err, errno, "cannot copy %s to %s", src, dst);
         goto out;
+    } else if (p.done < p.total) {
+        p.total = p.done;       /* the source shrank while it was copied */
+        if (report(&p) < 0) {
+            qerr_errno(err, errno, "copying %s", src);
+            goto out;
+        }
     }
     if (fchmod(out, 0660) < 0 || fsync(out) < 0) {
         qerr_errno(err, errno, "cannot finish %s", dst);
@@ -174,7 +265,7 @@ int storage_clone_layer(const char *empty, const char *dst, struct qerr *err)
         qerr_errno(err, errno, "cannot create %s", dst);
         goto out;
     }
-    if (ioctl(out, FICLONE, in) < 0 && copy_extents(in, out, st.st_size) < 0) {
+    if (ioctl(out, FICLONE, in) < 0 && copy_extents(in, out, st.st_size, NULL) < 0) {
         qerr_errno(err, errno, "cannot copy %s to %s", empty, dst);
         unlink(dst);
         goto out;

@@ -2,6 +2,7 @@
 #ifndef QUBES_STORAGE_H
 #define QUBES_STORAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -17,6 +18,18 @@ int storage_create_sparse(const char *path, uint64_t size, struct qerr *err);
  * system offers one, else copy_file_range over the data extents only.
  * Written under a temporary name and renamed, so dst is whole or absent. */
 int storage_copy_sparse(const char *src, const char *dst, struct qerr *err);
+/* How far a copy has come: `done` of `total` bytes of the source's data
+ * (its holes are neither copied nor counted). Called with done 0 before
+ * anything is copied, after each step of at most STORAGE_COPY_STEP bytes,
+ * and with done == total once all is copied. A nonzero return stops the
+ * copy, which then fails with ECANCELED and leaves no file. */
+typedef int (*storage_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+#define STORAGE_COPY_STEP (16ULL << 20)
+/* storage_copy_sparse telling `fn` (with `ctx`; NULL for none) how far it
+ * has come. *reflinked (when not NULL) says whether the copy is a reflink:
+ * it shares the source's blocks, and nothing was copied. */
+int storage_copy_sparse_progress(const char *src, const char *dst, storage_progress_fn fn,
+                                 void *ctx, bool *reflinked, struct qerr *err);
 /* Copies `len` bytes from in at *in_off to out at its current offset:
  * copy_file_range where the kernel can (same file system), else read and
  * write. Advances *in_off. */
