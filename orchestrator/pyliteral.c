@@ -168,10 +168,21 @@ static int expect_end(struct cursor *c)
     return 0;
 }
 
-int pydict_parse(const char *text, struct pydict *out, struct qerr *err)
+/* Where an item of a dict literal is in its text: its key's opening quote,
+ * its value, and the end of its value. */
+struct item_span {
+    size_t key, val, val_end;
+};
+
+/* Parses a dict literal; with `spans` (an array of one span per item,
+ * malloc'ed) and `close` (the offset of its '}') it also says where each
+ * item is, for an edit that keeps the rest of the text as it was. */
+static int dict_parse(const char *text, struct pydict *out, struct item_span **spans,
+                      size_t *close, struct qerr *err)
 {
     struct cursor c = { .text = text, .pos = 0, .err = err };
     struct pydict d = { 0 };
+    struct item_span *sp = NULL;
     skip_ws(&c);
     if (text[c.pos] != '{')
         return fail(&c, "expected '{'");
@@ -180,6 +191,7 @@ int pydict_parse(const char *text, struct pydict *out, struct qerr *err)
     while (text[c.pos] != '}') {
         char *key = NULL;
         struct pyval v;
+        struct item_span here = { .key = c.pos };
         if (parse_string(&c, &key) < 0)
             goto bad;
         skip_ws(&c);
@@ -190,10 +202,12 @@ int pydict_parse(const char *text, struct pydict *out, struct qerr *err)
         }
         c.pos++;
         skip_ws(&c);
+        here.val = c.pos;
         if (parse_value(&c, &v) < 0) {
             free(key);
             goto bad;
         }
+        here.val_end = c.pos;
         if (pydict_get(&d, key)) {
             free(key);
             pyval_free(&v);
@@ -203,6 +217,15 @@ int pydict_parse(const char *text, struct pydict *out, struct qerr *err)
         int r = pydict_set(&d, key, &v);
         free(key);
         pyval_free(&v);
+        if (r == 0 && spans) {
+            struct item_span *nsp = realloc(sp, d.n * sizeof *sp);
+            if (nsp) {
+                sp = nsp;
+                sp[d.n - 1] = here;
+            } else {
+                r = -1;
+            }
+        }
         if (r < 0) {
             qerr_errno(err, ENOMEM, "parsing dict");
             goto bad;
@@ -216,14 +239,24 @@ int pydict_parse(const char *text, struct pydict *out, struct qerr *err)
             goto bad;
         }
     }
+    if (close)
+        *close = c.pos;
     c.pos++;
     if (expect_end(&c) < 0)
         goto bad;
     *out = d;
+    if (spans)
+        *spans = sp;
     return 0;
 bad:
+    free(sp);
     pydict_free(&d);
     return -1;
+}
+
+int pydict_parse(const char *text, struct pydict *out, struct qerr *err)
+{
+    return dict_parse(text, out, NULL, NULL, err);
 }
 
 int pylist_parse(const char *text, struct pylist *out, struct qerr *err)
@@ -462,5 +495,116 @@ int pylist_append(struct pylist *l, const char *s)
     if (!ni[l->n])
         return -1;
     l->n++;
+    return 0;
+}
+
+bool pyval_truth(const struct pyval *v)
+{
+    switch (v->type) {
+    case PYV_NONE: return false;
+    case PYV_BOOL: return v->b;
+    case PYV_INT: return v->i != 0;
+    case PYV_STR: return v->s[0] != '\0';
+    }
+    return false;
+}
+
+int pydict_edit(const char *text, const char *key, const struct pyval *v, char **out,
+                struct qerr *err)
+{
+    struct pydict d;
+    struct item_span *sp = NULL;
+    size_t close, i, from = 0, to = 0;
+    struct sbuf ins = { 0 };
+
+    if (dict_parse(text, &d, &sp, &close, err) < 0)
+        return -1;
+    for (i = 0; i < d.n && strcmp(d.items[i].key, key) != 0; i++)
+        ;
+    if (v && i < d.n) {                 /* a new value in the old one's place */
+        from = sp[i].val;
+        to = sp[i].val_end;
+        sb_repr_val(&ins, v);
+    } else if (v) {                     /* a new key after the last one */
+        from = to = d.n ? sp[d.n - 1].val_end : close;
+        if (d.n)
+            sb_puts(&ins, ", ");
+        sb_repr_str(&ins, key);
+        sb_puts(&ins, ": ");
+        sb_repr_val(&ins, v);
+    } else if (i == d.n) {              /* nothing to remove */
+    } else if (d.n == 1) {              /* the only key: "{ 'a': 1}" -> "{ }" */
+        from = sp[0].key;
+        to = close;
+    } else if (i + 1 < d.n) {           /* the key, its comma, up to the next key */
+        from = sp[i].key;
+        to = sp[i + 1].key;
+    } else {                            /* the last key, from the previous value's end */
+        from = sp[i - 1].val_end;
+        to = sp[i].val_end;
+    }
+    free(sp);
+    pydict_free(&d);
+
+    struct sbuf res = { 0 };
+    for (size_t k = 0; k < from; k++)
+        sb_putc(&res, text[k]);
+    if (ins.p)
+        sb_puts(&res, ins.p);
+    sb_puts(&res, text + to);
+    bool oom = ins.oom;
+    free(ins.p);
+    char *r = sb_finish(&res);          /* never empty: the text has its braces */
+    if (oom || !r) {
+        free(r);
+        return qerr_errno(err, ENOMEM, "editing a dict literal");
+    }
+    *out = r;
+    return 0;
+}
+
+int qservice_check_name(const char *name, struct qerr *err)
+{
+    size_t n = strlen(name);
+    if (n == 0)
+        return qerr_set(err, "a service name cannot be empty");
+    if (n > QSERVICE_NAME_MAX)
+        return qerr_set(err, "service name '%.*s...' is longer than %d characters", 20, name,
+                        QSERVICE_NAME_MAX);
+    if (name[0] == '.' || name[0] == '-')
+        return qerr_set(err, "service name '%s' starts with '%c' (names are [A-Za-z0-9_.-], "
+                        "not starting with '.' or '-')", name, name[0]);
+    for (const char *c = name; *c; c++) {
+        bool okc = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                   (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-';
+        if (!okc)
+            return qerr_set(err, "service name '%s' has a character outside [A-Za-z0-9_.-] "
+                            "(they reach the guest as file names)", name);
+    }
+    return 0;
+}
+
+int qservices_cmdline(const struct pydict *d, char out[QSERVICES_ARG_MAX + 1], struct qerr *err)
+{
+    static const char head[] = "qubes.services=";
+    size_t len = 0;
+    bool any = false;
+    struct qerr ignored;
+    out[0] = '\0';
+    for (size_t i = 0; i < d->n; i++) {
+        const char *name = d->items[i].key;
+        if (qservice_check_name(name, &ignored) < 0)
+            continue;
+        int n = snprintf(out + len, QSERVICES_ARG_MAX + 1 - len, "%s%s%s",
+                         any ? "," : head, pyval_truth(&d->items[i].val) ? "" : "!", name);
+        if (n < 0 || (size_t)n > QSERVICES_ARG_MAX - len) {
+            out[0] = '\0';
+            return qerr_set(err, "its services do not fit the kernel command line's %d bytes "
+                            "of qubes.services= (remove some with qvm-service -D)",
+                            QSERVICES_ARG_MAX);
+        }
+        len += (size_t)n;
+        any = true;
+    }
     return 0;
 }

@@ -50,4 +50,29 @@ int pydict_set(struct pydict *d, const char *key, const struct pyval *v);
 int pydict_del(struct pydict *d, const char *key);
 int pylist_append(struct pylist *l, const char *s);
 
+/* Changes one key of a dict literal in its text, keeping the rest of the
+ * text as it was (the original's spacing and quotes, the other keys in
+ * their order): with `v` the key gets that value (appended when new),
+ * without it the key goes. *out is the malloc'ed new text, equal to `text`
+ * when nothing changed (a key to remove that is not there). */
+int pydict_edit(const char *text, const char *key, const struct pyval *v, char **out,
+                struct qerr *err);
+/* Python's truth of a value: False, None, 0 and '' are false. */
+bool pyval_truth(const struct pyval *v);
+
+/* ---- a VM's `services` dict (qvm-service) ----
+ * Its keys travel to the guest on the kernel command line and become file
+ * names there: a service name is [A-Za-z0-9_.-], 1..63 characters, not
+ * starting with '.' or '-'. */
+#define QSERVICE_NAME_MAX 63
+/* The guest's argument, "qubes.services=name1,!name2", at most this long. */
+#define QSERVICES_ARG_MAX 1024
+
+int qservice_check_name(const char *name, struct qerr *err);
+/* The argument for the dict's entries in their order: NAME for a true
+ * value, !NAME for a false one; keys that are not service names are left
+ * out. "" for none. Fails, naming the limit, when it would be longer than
+ * QSERVICES_ARG_MAX. */
+int qservices_cmdline(const struct pydict *d, char out[QSERVICES_ARG_MAX + 1], struct qerr *err);
+
 #endif
