@@ -179,6 +179,23 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
         W(END(w));
         W(END(w));
     }
+    /* Free PCIe root ports for disks hot-plugged by qvm-block. libvirt
+     * gives each PCIe device a root port, taking the ones the XML names
+     * first, and adds a spare only when it had to add ports itself: so the
+     * XML names one per device (USB, virtio-serial, balloon, disks, NICs)
+     * and DOMAIN_HOTPLUG_PORTS more, which stay free. */
+    W(EL(w, "controller"));     /* the root they hang from, named first */
+    W(ATTR(w, "type", "pci"));
+    W(ATTR(w, "index", "0"));
+    W(ATTR(w, "model", "pcie-root"));
+    W(END(w));
+    int ports = 3 + s->ndisks + s->nnics + DOMAIN_HOTPLUG_PORTS;
+    for (int i = 0; i < ports; i++) {
+        W(EL(w, "controller"));
+        W(ATTR(w, "type", "pci"));
+        W(ATTR(w, "model", "pcie-root-port"));
+        W(END(w));
+    }
     W(EL(w, "memballoon"));
     W(ATTR(w, "model", "virtio"));
     W(END(w));

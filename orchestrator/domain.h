@@ -9,6 +9,9 @@
 
 #define DOMAIN_MAX_DISKS 4
 #define DOMAIN_MAX_NICS 2
+/* PCIe root ports a domain gets beyond what its devices take, for disks
+ * hot-plugged later (libvirt itself leaves one). */
+#define DOMAIN_HOTPLUG_PORTS 3
 
 struct domain_disk {
     const char *path;

@@ -43,6 +43,25 @@ struct vmm_host {
     unsigned cpus;
 };
 
+/* A disk of a running domain as the hypervisor has it now (vmm_domain_disks). */
+struct vmm_disk {
+    char *target;               /* its frontend: vda, vdb, ... (NULL for a backing file) */
+    char *source;               /* a file or a block device; NULL when it has none (network) */
+    bool block;                 /* the source is a block device */
+    bool readonly;
+    bool backing;               /* a file of the backing chain of the disk listed before */
+    char *tag;                  /* the tag it was attached with (vmm_attach_disk), else NULL */
+};
+
+/* A disk to hot-plug (raw, virtio) or to unplug (by its target). */
+struct vmm_disk_spec {
+    const char *source;
+    bool block;                 /* a block device, else a regular file */
+    bool readonly;
+    const char *target;         /* vdb ... vdz */
+    const char *tag;            /* kept with the disk, found again by vmm_domain_disks */
+};
+
 struct vmm;
 struct domain_spec;
 
@@ -98,6 +117,15 @@ struct vmm_backend {
      * with no address of the host on it, no forwarding and no DHCP, the
      * segment between a NetVM or ProxyVM and the VMs behind it. */
     int (*network_ensure)(struct vmm *vmm, const char *name, struct qerr *err);
+    /* Block devices of running domains (optional: NULL where the backend
+     * cannot hot-plug). live_xml: the running domain's description in
+     * libvirt's terms (malloc'ed). attach_device / detach_device: hot-plug
+     * or unplug the device `xml` describes, on the running domain only;
+     * an unplug may still be under way when detach_device returns (the
+     * guest must let the device go). */
+    int (*live_xml)(struct vmm *vmm, const char *name, char **xml, struct qerr *err);
+    int (*attach_device)(struct vmm *vmm, const char *name, const char *xml, struct qerr *err);
+    int (*detach_device)(struct vmm *vmm, const char *name, const char *xml, struct qerr *err);
 };
 
 struct vmm {
@@ -142,6 +170,27 @@ int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path,
 int vmm_domain_pid(struct vmm *vmm, const char *name);
 /* See struct vmm_backend; fails in offline mode. */
 int vmm_network_ensure(struct vmm *vmm, const char *name, struct qerr *err);
+/* Block devices of a running domain (see struct vmm_backend), in libvirt's
+ * domain XML: every disk of the domain `name` with its backing chain
+ * (none, and 0, when the domain does not run); free with vmm_disks_free.
+ * Fail offline, and on backends that cannot hot-plug. */
+int vmm_domain_disks(struct vmm *vmm, const char *name, struct vmm_disk **out, size_t *n,
+                     struct qerr *err);
+void vmm_disks_free(struct vmm_disk *d, size_t n);
+/* Hot-plugs a raw virtio disk into the running domain (not its persistent
+ * definition). On the local qemu:///system, a file QEMU's user could not
+ * reach is named first (qemulator_reaches). */
+int vmm_attach_disk(struct vmm *vmm, const char *name, const struct vmm_disk_spec *d,
+                    struct qerr *err);
+/* Asks the running domain to let the disk d->target go; the caller waits
+ * (vmm_domain_disks) for it to be gone. */
+int vmm_detach_disk(struct vmm *vmm, const char *name, const struct vmm_disk_spec *d,
+                    struct qerr *err);
+/* The translations, for the tests: the disks of a libvirt domain
+ * description, and the <disk> element of a spec (malloc'ed). */
+int vmm_disks_from_xml(const char *xml, struct vmm_disk **out, size_t *n, struct qerr *err);
+char *vmm_disk_xml(const struct vmm_disk_spec *d, struct qerr *err);
+
 /* Kills the domain at once where the backend can, else destroys it. */
 int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err);
 /* 0 when domains run on this host and use its devices (bridges); 1 for

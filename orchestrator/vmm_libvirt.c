@@ -495,6 +495,68 @@ static int lv_network_ensure(struct vmm *vmm, const char *name, struct qerr *err
     return qerr_prefix(err, "network %s", name);
 }
 
+/* ---- block devices of running domains ---- */
+
+/* The running domain's description; *xml NULL when it does not run. */
+static int lv_live_xml(struct vmm *vmm, const char *name, char **xml, struct qerr *err)
+{
+    *xml = NULL;
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom) {
+        virErrorPtr e = virGetLastError();
+        if (e && e->code == VIR_ERR_NO_DOMAIN)
+            return 0;
+        return lv_error(err, "cannot look up a domain", vmm->uri);
+    }
+    int rc = 0;
+    if (virDomainIsActive(dom) == 1 && !(*xml = virDomainGetXMLDesc(dom, 0)))
+        rc = lv_error(err, "cannot read a domain's description", vmm->uri);
+    virDomainFree(dom);
+    return rc;
+}
+
+/* libvirt gives each PCIe device of a q35 domain a root port of its own and
+ * adds one spare for hot-plug: a second disk finds none. */
+static int lv_hotplug_error(struct qerr *err, const char *what, const char *name,
+                            const char *uri)
+{
+    virErrorPtr e = virGetLastError();
+    if (e && e->message && strstr(e->message, "No more available PCI slots"))
+        return qerr_set(err, "%s %s: no free PCIe slot is left in the domain for another "
+                        "device (libvirt keeps one spare): detach one first", what, name);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s %s", what, name);
+    return lv_error(err, msg, uri);
+}
+
+static int lv_attach_device(struct vmm *vmm, const char *name, const char *xml,
+                            struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom)
+        return lv_error(err, "cannot look up a domain", vmm->uri);
+    int rc = 0;
+    if (virDomainAttachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
+        rc = lv_hotplug_error(err, "cannot attach a device to", name, vmm->uri);
+    virDomainFree(dom);
+    return rc;
+}
+
+/* For QEMU, libvirt waits up to 5 s for the guest to let the device go and
+ * returns either way: the caller watches the description. */
+static int lv_detach_device(struct vmm *vmm, const char *name, const char *xml,
+                            struct qerr *err)
+{
+    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
+    if (!dom)
+        return lv_error(err, "cannot look up a domain", vmm->uri);
+    int rc = 0;
+    if (virDomainDetachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
+        rc = lv_hotplug_error(err, "cannot detach a device from", name, vmm->uri);
+    virDomainFree(dom);
+    return rc;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -516,4 +578,7 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .domain_pid = lv_domain_pid,
     .kill = lv_kill,
     .network_ensure = lv_network_ensure,
+    .live_xml = lv_live_xml,
+    .attach_device = lv_attach_device,
+    .detach_device = lv_detach_device,
 };
