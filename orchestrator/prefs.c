@@ -32,7 +32,6 @@ struct pref {
     unsigned classes;
     pref_get_fn get;
     pref_set_fn set;            /* NULL: read-only */
-    long min, max;              /* for numbers */
 };
 
 static char *xstrdup(const char *s)
@@ -184,6 +183,15 @@ static char *get_mac(struct qubes *q, const struct qvm *vm, const struct pref *p
     return xstrdup(m && strcmp(m, "None") != 0 ? m : "auto");
 }
 
+/* The original's: without the GUI agent there is no seamless mode, whatever
+ * the attribute says (it is kept, and counts again once the agent is). */
+static char *get_seamless(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    if (!qvm_get_bool(vm, "guiagent_installed", false))
+        return xstrdup("False");
+    return get_attr(q, vm, p);
+}
+
 /* ---- setters ---- */
 
 static int set_checked_attr(struct qvm *vm, const char *attr, const char *value,
@@ -192,11 +200,13 @@ static int set_checked_attr(struct qvm *vm, const char *attr, const char *value,
     return qvm_set_attr(vm, attr, value, err);
 }
 
+/* The original's spellings (it evaluated the capitalised word, and took
+ * on and off for debug): true, false, 1, 0, on, off, in any case. */
 static int parse_user_bool(const char *v, bool *out)
 {
-    static const char *const yes[] = { "true", "yes", "on", "1" };
-    static const char *const no[] = { "false", "no", "off", "0" };
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const yes[] = { "true", "on", "1" };
+    static const char *const no[] = { "false", "off", "0" };
+    for (size_t i = 0; i < 3; i++) {
         if (strcasecmp(v, yes[i]) == 0) {
             *out = true;
             return 0;
@@ -215,27 +225,73 @@ static int set_bool(struct qubes *q, struct qvm *vm, const struct pref *p, const
     (void)q;
     bool b;
     if (parse_user_bool(value, &b) < 0)
-        return qerr_set(err, "%s: '%s' is not a boolean (True or False)", p->name, value);
+        return qerr_set(err, "%s: '%s' is not a boolean (true, false, 1, 0, on or off, in any "
+                        "case)", p->name, value);
     return set_checked_attr(vm, p->attr, b ? "True" : "False", err);
 }
 
-static int set_number(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+static int set_long(struct qvm *vm, const char *attr, long n, struct qerr *err)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld", n);
+    return set_checked_attr(vm, attr, buf, err);
+}
+
+/* An integer, and positive (memory, maxmem, vcpus). */
+static int parse_positive(const struct pref *p, const char *value, long *n, struct qerr *err)
+{
+    if (qparse_int(value, LONG_MIN, LONG_MAX, n) < 0)
+        return qerr_set(err, "%s: '%s' is not a number", p->name, value);
+    if (*n <= 0)
+        return qerr_set(err, "%s: must be positive, not %ld", p->name, *n);
+    return 0;
+}
+
+/* memory and maxmem, in MiB: positive, and not more than the host has.
+ * Neither is held against the other, as in the original: a VM boots with
+ * `memory` and its domain's maximum is the larger of the two. */
+static int set_memory(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
                       struct qerr *err)
 {
     (void)q;
+    long n, host;
+    if (parse_positive(p, value, &n, err) < 0)
+        return -1;
+    if ((host = qubes_host_memory_mib(err)) < 0)
+        return qerr_prefix(err, "%s", p->name);
+    if (n > host)
+        return qerr_set(err, "%s: %ld MiB is more than this host has (%ld MiB, MemTotal in "
+                        "/proc/meminfo)", p->name, n, host);
+    return set_long(vm, p->attr, n, err);
+}
+
+static int set_vcpus(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                     struct qerr *err)
+{
+    (void)q;
+    long n, host;
+    if (parse_positive(p, value, &n, err) < 0)
+        return -1;
+    if ((host = qubes_host_cpus(err)) < 0)
+        return qerr_prefix(err, "vcpus");
+    if (n > host)
+        return qerr_set(err, "vcpus: %ld is more than this host has (%ld online CPUs)", n, host);
+    return set_long(vm, p->attr, n, err);
+}
+
+/* Seconds, 0 included. */
+static int set_timeout(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                       struct qerr *err)
+{
+    (void)q;
     long n;
-    if (qparse_int(value, p->min, p->max, &n) < 0)
-        return qerr_set(err, "%s: '%s' is not a number in %ld..%ld", p->name, value, p->min,
-                        p->max);
-    if (strcmp(p->name, "memory") == 0 && n > qvm_get_int(vm, "maxmem", LONG_MAX))
-        return qerr_set(err, "memory: %ld MiB is above maxmem (%ld MiB)", n,
-                        qvm_get_int(vm, "maxmem", 0));
-    if (strcmp(p->name, "maxmem") == 0 && n < qvm_get_int(vm, "memory", 0))
-        return qerr_set(err, "maxmem: %ld MiB is below memory (%ld MiB)", n,
-                        qvm_get_int(vm, "memory", 0));
-    char buf[32];
-    snprintf(buf, sizeof buf, "%ld", n);
-    return set_checked_attr(vm, p->attr, buf, err);
+    if (qparse_int(value, LONG_MIN, LONG_MAX, &n) < 0)
+        return qerr_set(err, "%s: '%s' is not a number of seconds", p->name, value);
+    if (n < 0)
+        return qerr_set(err, "%s: must not be negative, not %ld", p->name, n);
+    if (n > INT_MAX)
+        return qerr_set(err, "%s: %ld seconds is more than %d", p->name, n, INT_MAX);
+    return set_long(vm, p->attr, n, err);
 }
 
 static int set_label(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
@@ -251,13 +307,11 @@ static int set_label(struct qubes *q, struct qvm *vm, const struct pref *p, cons
 static int require_halted(struct qubes *q, const struct qvm *vm, const char *what,
                           struct qerr *err)
 {
-    enum qvm_power st;
-    if (qubes_vm_state(q, vm, &st, err) < 0)
-        return qerr_prefix(err, "cannot tell whether '%s' is running", vm->name);
-    if (qvm_power_is_running(st))
-        return qerr_set(err, "Cannot change %s of a running VM ('%s' is %s)", what, vm->name,
-                        qvm_power_name(st));
-    return 0;
+    char why[PATH_MAX + 64];
+    int r = qubes_vm_running(q, vm, why, sizeof why, err);
+    if (r > 0)
+        return qerr_set(err, "Cannot change %s of a running VM ('%s' %s)", what, vm->name, why);
+    return r;
 }
 
 /* The qid of the NetVM or ProxyVM `value` names for `vm`'s property `what`. */
@@ -288,9 +342,13 @@ static int set_netvm(struct qubes *q, struct qvm *vm, const struct pref *p, cons
         return set_checked_attr(vm, "uses_default_netvm", "False", err);
     }
     int qid;
-    bool dflt = strcasecmp(value, "default") == 0;
+    /* The word is lower case: "Default" may be a VM's name. */
+    bool dflt = strcmp(value, "default") == 0;
     if (dflt) {
         qid = q->coll->globals[vm->cls == QVM_PROXY ? QG_DEFAULT_FW_NETVM : QG_DEFAULT_NETVM];
+        if (qid == vm->qid)
+            return qerr_set(err, "netvm: the default netvm of a %s is '%s' itself, which cannot "
+                            "be its own netvm", qvm_class_label(vm->cls), vm->name);
     } else {
         if ((qid = netvm_named(q, vm, value, "netvm", "its own netvm", err)) < 0)
             return -1;
@@ -319,7 +377,7 @@ static int set_dispvm_netvm(struct qubes *q, struct qvm *vm, const struct pref *
 {
     (void)p;
     char num[16] = "none";
-    bool dflt = strcasecmp(value, "default") == 0;
+    bool dflt = strcmp(value, "default") == 0;
     if (!dflt && strcasecmp(value, "none") != 0) {
         int qid = netvm_named(q, vm, value, "dispvm_netvm", "the netvm of its own DispVMs", err);
         if (qid < 0)
@@ -384,8 +442,14 @@ static int set_kernelopts(struct qubes *q, struct qvm *vm, const struct pref *p,
                           const char *value, struct qerr *err)
 {
     (void)q, (void)p;
-    if (strcasecmp(value, "default") == 0)
+    /* The default is nopat, what the VM boots with while
+     * uses_default_kernelopts is True; the attribute says it too, as the
+     * original wrote it back. */
+    if (strcmp(value, "default") == 0) {
+        if (set_checked_attr(vm, "kernelopts", DEFAULT_KERNELOPTS, err) < 0)
+            return -1;
         return set_checked_attr(vm, "uses_default_kernelopts", "True", err);
+    }
     for (const unsigned char *c = (const unsigned char *)value; *c; c++)
         if (*c < 0x20)
             return qerr_set(err, "kernelopts: control characters are not allowed");
@@ -394,10 +458,15 @@ static int set_kernelopts(struct qubes *q, struct qvm *vm, const struct pref *p,
     return set_checked_attr(vm, "uses_default_kernelopts", "False", err);
 }
 
+/* BB:DD.F, as lspci and the original's qvm-pci write them. */
+static bool is_bdf(const char *s)
+{
+    return strlen(s) == 7 && qcheck_pcidev(s) == 0;
+}
+
 static int set_pcidevs(struct qubes *q, struct qvm *vm, const struct pref *p,
                        const char *value, struct qerr *err)
 {
-    (void)q;
     struct pylist l = { 0 };
     const char *v = value;
     while (isspace((unsigned char)*v))
@@ -419,11 +488,15 @@ static int set_pcidevs(struct qubes *q, struct qvm *vm, const struct pref *p,
         free(copy);
     }
     for (size_t i = 0; i < l.n; i++) {
-        if (qcheck_pcidev(l.items[i]) < 0) {
-            qerr_set(err, "pcidevs: '%s' is not a PCI address (bb:dd.f)", l.items[i]);
+        if (!is_bdf(l.items[i])) {
+            qerr_set(err, "pcidevs: '%s' is not a PCI address (BB:DD.F)", l.items[i]);
             pylist_free(&l);
             return -1;
         }
+    }
+    if (require_halted(q, vm, "the PCI devices", err) < 0) {
+        pylist_free(&l);
+        return -1;
     }
     char *text = pylist_format(&l);
     pylist_free(&l);
@@ -438,7 +511,7 @@ static int set_mac(struct qubes *q, struct qvm *vm, const struct pref *p, const 
                    struct qerr *err)
 {
     (void)q, (void)p;
-    if (strcasecmp(value, "auto") == 0 || strcasecmp(value, "none") == 0)
+    if (strcmp(value, "auto") == 0)
         return set_checked_attr(vm, "mac", "None", err);
     if (qcheck_mac(value) < 0)
         return qerr_set(err, "mac: '%s' is not a MAC address (xx:xx:xx:xx:xx:xx) or auto",
@@ -465,106 +538,111 @@ static int set_timezone(struct qubes *q, struct qvm *vm, const struct pref *p,
 {
     (void)q, (void)p;
     long n;
-    if (strcmp(value, "localtime") != 0 && qparse_int(value, -86400, 86400, &n) < 0)
+    if (strcasecmp(value, "localtime") == 0)
+        return set_checked_attr(vm, "timezone", "localtime", err);
+    if (qparse_int(value, INT_MIN, INT_MAX, &n) < 0)
         return qerr_set(err, "timezone: '%s' is neither localtime nor an offset in seconds",
                         value);
-    return set_checked_attr(vm, "timezone", value, err);
+    return set_long(vm, "timezone", n, err);
 }
 
-/* hd:VM:PATH or cdrom:VM:PATH, or none. */
+/* TYPE:BACKENDVM:PATH, TYPE hd or cdrom, PATH absolute, or none; with the
+ * original's conversions: hd:/x is hd:dom0:/x, a bare /x cdrom:dom0:/x. */
 static int set_drive(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
                      struct qerr *err)
 {
     (void)p;
-    if (strcasecmp(value, "none") == 0)
+    if (!*value || strcasecmp(value, "none") == 0)
         return set_checked_attr(vm, "drive", "None", err);
-    const char *rest = NULL;
+    const char *type = "cdrom", *rest = value, *path = value;
     if (strncmp(value, "hd:", 3) == 0)
-        rest = value + 3;
+        type = "hd", rest = value + 3;
     else if (strncmp(value, "cdrom:", 6) == 0)
         rest = value + 6;
-    const char *colon = rest ? strchr(rest, ':') : NULL;
-    if (!colon || colon == rest || colon[1] != '/')
-        return qerr_set(err, "drive: '%s' is not hd:VM:/path or cdrom:VM:/path", value);
-    char backend[QUBES_NAME_MAX + 2];
-    size_t blen = (size_t)(colon - rest);
-    if (blen >= sizeof backend || (memcpy(backend, rest, blen), backend[blen] = '\0',
-                                   !qvm_collection_by_name(q->coll, backend)))
-        return qerr_set(err, "drive: no VM named '%.*s' to hold the image", (int)blen, rest);
-    return set_checked_attr(vm, "drive", value, err);
+    char backend[QUBES_NAME_MAX + 1] = "dom0";
+    if (*rest == '/') {
+        path = rest;
+    } else {
+        const char *colon = strchr(rest, ':');
+        size_t blen = colon ? (size_t)(colon - rest) : 0;
+        if (!colon)
+            return qerr_set(err, "drive: '%s': the image's path must be absolute (hd:/x, "
+                            "cdrom:VM:/x, /x)", value);
+        if (blen == 0 || blen > QUBES_NAME_MAX)
+            return qerr_set(err, "drive: '%s' is not hd:VM:/PATH or cdrom:VM:/PATH", value);
+        memcpy(backend, rest, blen);
+        backend[blen] = '\0';
+        path = colon + 1;
+        if (!qvm_collection_by_name(q->coll, backend))
+            return qerr_set(err, "drive: no VM named '%s' to hold the image", backend);
+    }
+    if (*path != '/')
+        return qerr_set(err, "drive: '%s': the image's path must be absolute (hd:/x, "
+                        "cdrom:VM:/x, /x)", value);
+    char *text = xasprintf("%s:%s:%s", type, backend, path);
+    if (!text)
+        return qerr_errno(err, ENOMEM, "drive");
+    int rc = set_checked_attr(vm, "drive", text, err);
+    free(text);
+    return rc;
 }
 
+static int set_seamless(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                        struct qerr *err)
+{
+    bool b;
+    if (parse_user_bool(value, &b) == 0 && b && !qvm_get_bool(vm, "guiagent_installed", false))
+        return qerr_set(err, "seamless_gui_mode: needs the GUI agent: set guiagent_installed "
+                        "of '%s' first", vm->name);
+    return set_bool(q, vm, p, value, err);
+}
+
+/* A rename is a transaction of its own (qubes_vm_rename): never set here. */
 static int set_name(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
                     struct qerr *err)
 {
-    (void)p;
-    if (qvm_check_new_name(value, err) < 0)
-        return qerr_prefix(err, "name");
-    if (strcmp(value, vm->name) == 0)
-        return 0;
-    if (qvm_collection_by_name(q->coll, value))
-        return qerr_set(err, "name: a VM named '%s' already exists", value);
-    if (require_halted(q, vm, "the name", err) < 0)
-        return -1;
-    /* The directory follows the name (dir_path is written anew for the
-     * original's tools, whatever it said). */
-    char old_dir[PATH_MAX], new_dir[PATH_MAX], conf[64];
-    if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, old_dir,
-                            sizeof old_dir, err) < 0 ||
-        qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), value, new_dir, sizeof new_dir,
-                            err) < 0)
-        return -1;
-    if (access(new_dir, F_OK) == 0)
-        return qerr_set(err, "name: %s already exists", new_dir);
-    if (rename(old_dir, new_dir) < 0 && errno != ENOENT)
-        return qerr_errno(err, errno, "name: cannot rename %s to %s", old_dir, new_dir);
-    if (qvm_collection_rename(q->coll, vm, value, err) < 0 ||
-        qvm_set_attr(vm, "dir_path", new_dir, err) < 0) {
-        rename(new_dir, old_dir);
-        return -1;
-    }
-    snprintf(conf, sizeof conf, "%s.conf", value);
-    return qvm_set_attr(vm, "conf_file", conf, err);
+    (void)q, (void)vm, (void)p, (void)value;
+    return qerr_set(err, "name: a rename saves the database itself (qubes_vm_rename)");
 }
 
 static const struct pref vm_prefs[] = {
-    { "name", NULL, C_NOTDISP, get_name, set_name, 0, 0 },
-    { "label", "label", C_ALL, get_label, set_label, 0, 0 },
-    { "type", NULL, C_ALL, get_type, NULL, 0, 0 },
+    { "name", NULL, C_NOTDISP, get_name, set_name },
+    { "label", "label", C_ALL, get_label, set_label },
+    { "type", NULL, C_ALL, get_type, NULL },
     { "template", NULL, C_BIT(QVM_APP) | C_BIT(QVM_HVM) | C_BIT(QVM_NET) | C_BIT(QVM_PROXY) |
-                            C_BIT(QVM_DISP), get_template, set_template, 0, 0 },
-    { "netvm", NULL, C_ALL, get_netvm, set_netvm, 0, 0 },
-    { "dispvm_netvm", NULL, C_NOTDISP, get_dispvm_netvm, set_dispvm_netvm, 0, 0 },
-    { "updateable", NULL, C_ALL, get_updateable, NULL, 0, 0 },
-    { "autostart", "autostart", C_NOTDISP, get_attr, set_bool, 0, 0 },
-    { "installed_by_rpm", "installed_by_rpm", C_NOTDISP, get_attr, NULL, 0, 0 },
-    { "include_in_backups", "include_in_backups", C_NOTDISP, get_attr, set_bool, 0, 0 },
-    { "internal", "internal", C_NOTDISP, get_attr, set_bool, 0, 0 },
-    { "dir", NULL, C_ALL, get_dir, NULL, 0, 0 },
-    { "config", "conf_file", C_NOTDISP, get_attr, NULL, 0, 0 },
-    { "pcidevs", "pcidevs", C_NOTDISP, get_attr, set_pcidevs, 0, 0 },
-    { "root_img", "root_img", C_NOTDISP, get_img, NULL, 0, 0 },
-    { "private_img", "private_img", C_NOTDISP, get_img, NULL, 0, 0 },
-    { "volatile_img", "volatile_img", C_NOTDISP, get_img, NULL, 0, 0 },
-    { "vcpus", "vcpus", C_NOTDISP, get_attr, set_number, 1, 4096 },
-    { "memory", "memory", C_NOTDISP, get_attr, set_number, 1, 1L << 30 },
-    { "maxmem", "maxmem", C_NOTDISP, get_attr, set_number, 1, 1L << 30 },
-    { "mac", "mac", C_NOTDISP, get_mac, set_mac, 0, 0 },
-    { "kernel", "kernel", C_PV & ~C_BIT(QVM_DISP), get_kernel, set_kernel, 0, 0 },
-    { "kernelopts", "kernelopts", C_PV & ~C_BIT(QVM_DISP), get_kernelopts, set_kernelopts, 0, 0 },
-    { "debug", "debug", C_NOTDISP, get_attr, set_bool, 0, 0 },
-    { "default_user", "default_user", C_NOTDISP, get_attr, set_default_user, 0, 0 },
-    { "qrexec_timeout", "qrexec_timeout", C_NOTDISP, get_attr, set_number, 0, 3600 },
-    { "drive", "drive", C_HVMS, get_attr, set_drive, 0, 0 },
-    { "timezone", "timezone", C_HVMS, get_attr, set_timezone, 0, 0 },
-    { "qrexec_installed", "qrexec_installed", C_HVMS, get_attr, set_bool, 0, 0 },
-    { "guiagent_installed", "guiagent_installed", C_HVMS, get_attr, set_bool, 0, 0 },
-    { "seamless_gui_mode", "seamless_gui_mode", C_HVMS, get_attr, set_bool, 0, 0 },
-    { "services", "services", C_NOTDISP, get_attr, NULL, 0, 0 },
-    { "qid", NULL, C_ALL, get_qid, NULL, 0, 0 },
-    { "netid", "netid", C_BIT(QVM_NET) | C_BIT(QVM_PROXY), get_attr, NULL, 0, 0 },
-    { "dispid", "dispid", C_BIT(QVM_DISP), get_attr, NULL, 0, 0 },
-    { "uuid", "uuid", C_NOTDISP, get_attr, NULL, 0, 0 },
+                            C_BIT(QVM_DISP), get_template, set_template },
+    { "netvm", NULL, C_ALL, get_netvm, set_netvm },
+    { "dispvm_netvm", NULL, C_NOTDISP, get_dispvm_netvm, set_dispvm_netvm },
+    { "updateable", NULL, C_ALL, get_updateable, NULL },
+    { "autostart", "autostart", C_NOTDISP, get_attr, set_bool },
+    { "installed_by_rpm", "installed_by_rpm", C_NOTDISP, get_attr, NULL },
+    { "include_in_backups", "include_in_backups", C_NOTDISP, get_attr, set_bool },
+    { "internal", "internal", C_NOTDISP, get_attr, set_bool },
+    { "dir", NULL, C_ALL, get_dir, NULL },
+    { "config", "conf_file", C_NOTDISP, get_attr, NULL },
+    { "pcidevs", "pcidevs", C_NOTDISP, get_attr, set_pcidevs },
+    { "root_img", "root_img", C_NOTDISP, get_img, NULL },
+    { "private_img", "private_img", C_NOTDISP, get_img, NULL },
+    { "volatile_img", "volatile_img", C_NOTDISP, get_img, NULL },
+    { "vcpus", "vcpus", C_NOTDISP, get_attr, set_vcpus },
+    { "memory", "memory", C_NOTDISP, get_attr, set_memory },
+    { "maxmem", "maxmem", C_NOTDISP, get_attr, set_memory },
+    { "mac", "mac", C_NOTDISP, get_mac, set_mac },
+    { "kernel", "kernel", C_PV & ~C_BIT(QVM_DISP), get_kernel, set_kernel },
+    { "kernelopts", "kernelopts", C_PV & ~C_BIT(QVM_DISP), get_kernelopts, set_kernelopts },
+    { "debug", "debug", C_NOTDISP, get_attr, set_bool },
+    { "default_user", "default_user", C_NOTDISP, get_attr, set_default_user },
+    { "qrexec_timeout", "qrexec_timeout", C_NOTDISP, get_attr, set_timeout },
+    { "drive", "drive", C_HVMS, get_attr, set_drive },
+    { "timezone", "timezone", C_HVMS, get_attr, set_timezone },
+    { "qrexec_installed", "qrexec_installed", C_HVMS, get_attr, set_bool },
+    { "guiagent_installed", "guiagent_installed", C_HVMS, get_attr, set_bool },
+    { "seamless_gui_mode", "seamless_gui_mode", C_HVMS, get_seamless, set_seamless },
+    { "services", "services", C_NOTDISP, get_attr, NULL },
+    { "qid", NULL, C_ALL, get_qid, NULL },
+    { "netid", "netid", C_BIT(QVM_NET) | C_BIT(QVM_PROXY), get_attr, NULL },
+    { "dispid", "dispid", C_BIT(QVM_DISP), get_attr, NULL },
+    { "uuid", "uuid", C_NOTDISP, get_attr, NULL },
 };
 
 static const struct pref *find_pref(const struct qvm *vm, const char *name, struct qerr *err)
@@ -626,6 +704,21 @@ int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const cha
     if (!p->set)
         return qerr_set(err, "property '%s' is read-only", prop);
     return p->set(q, vm, p, value, err);
+}
+
+int qubes_prefs_set_and_save(struct qubes *q, struct qvm *vm, const char *prop,
+                             const char *value, struct qerr *err)
+{
+    const struct pref *p = vm->cls == QVM_ADMIN ? NULL : find_pref(vm, prop, err);
+    if (vm->cls == QVM_ADMIN)
+        qerr_set(err, "dom0's properties cannot be changed");
+    if (p && p->set == set_name) {
+        if (qubes_vm_rename(q, vm, value, err) == 0)
+            return 0;
+        qubes_unlock(q);
+        return -1;
+    }
+    return qubes_commit(q, p ? qubes_prefs_set(q, vm, prop, value, err) : -1, err);
 }
 
 /* ---- global properties (qubes-prefs) ---- */

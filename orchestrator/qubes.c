@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -115,6 +116,75 @@ int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t 
                  struct qerr *err)
 {
     return qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, out, len, err);
+}
+
+/* Whether another process holds the lock file at `path` (a flock): the
+ * file is not created, and a shared lock taken for the test goes at once. */
+static bool lock_held(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    bool held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+int qubes_vm_running(struct qubes *q, const struct qvm *vm, char *why, size_t len,
+                     struct qerr *err)
+{
+    char buf[PATH_MAX + 64], path[PATH_MAX];
+    enum qvm_power st;
+    if (!why) {
+        why = buf;
+        len = sizeof buf;
+    }
+    if (qubes_vm_state(q, vm, &st, err) < 0)
+        return qerr_prefix(err, "cannot tell whether '%s' is running", vm->name);
+    if (qvm_power_is_running(st)) {
+        snprintf(why, len, "is %s", qvm_power_name(st));
+        return 1;
+    }
+    if (qrt_vm_path(&q->cfg, vm->name, QRT_QREXEC_LOCK, path, sizeof path, err) < 0)
+        return -1;
+    if (lock_held(path)) {
+        snprintf(why, len, "has a qrexec-daemon (%s is locked)", path);
+        return 1;
+    }
+    if (vm->cls == QVM_DISP) {
+        if (qrt_vm_path(&q->cfg, vm->name, QRT_OWNER, path, sizeof path, err) < 0)
+            return -1;
+        if (qrt_owner_alive(path)) {
+            snprintf(why, len, "has a live owner (%s)", path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+long qubes_host_memory_mib(struct qerr *err)
+{
+    static const char meminfo[] = "/proc/meminfo";
+    FILE *f = fopen(meminfo, "re");
+    if (!f)
+        return qerr_errno(err, errno, "cannot read the host's memory from %s", meminfo);
+    char line[256];
+    long kib = -1;
+    while (kib < 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemTotal: %ld kB", &kib) != 1)
+            kib = -1;
+    fclose(f);
+    if (kib <= 0)
+        return qerr_set(err, "no MemTotal in %s", meminfo);
+    return kib / 1024;
+}
+
+long qubes_host_cpus(struct qerr *err)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return qerr_errno(err, errno ? errno : EINVAL, "cannot count the host's online CPUs");
+    return n;
 }
 
 /* ---- creation ---- */
@@ -503,4 +573,376 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
     if (had_savefile)
         *had_savefile = had > 0;
     return 0;
+}
+
+/* ---- renaming ---- */
+
+/* One VM's rename: every path named after it (computed from the names,
+ * never from dir_path) and what has been done, so that a failure puts each
+ * thing back. */
+struct rename_move {
+    struct qvm *vm;
+    char old_name[QUBES_NAME_MAX + 1], new_name[QUBES_NAME_MAX + 1];
+    char old_dir[PATH_MAX], new_dir[PATH_MAX];          /* $BASE/<class dir>/NAME */
+    char conf_at[PATH_MAX + 64], conf_to[PATH_MAX + 64];  /* in new_dir; "": none */
+    char old_run[PATH_MAX], new_run[PATH_MAX];          /* $RUN/vms/NAME */
+    char aside_run[PATH_MAX + 32];                      /* a leftover of the new name */
+    char *was_dir_path, *was_conf_file;                 /* the record's; NULL: absent */
+    bool dir_moved, conf_moved, run_aside, run_moved, attrs_kept, renamed;
+};
+
+/* 1 when something is at `path`, 0 when nothing, -1 (with the error). */
+static int path_taken(const char *path, struct qerr *err)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0)
+        return 1;
+    if (errno == ENOENT)
+        return 0;
+    return qerr_errno(err, errno, "name: cannot look at %s", path);
+}
+
+/* The original's per-VM configuration file (conf_file, NAME.conf in the
+ * VM's directory) is renamed NEW.conf with it, when it is there. */
+static int plan_conf(struct rename_move *m, struct qerr *err)
+{
+    const char *conf = qvm_get_attr(m->vm, "conf_file");
+    char at[PATH_MAX + 64], to[PATH_MAX + 64];
+    if (!conf || !*conf || strchr(conf, '/') || strcmp(conf, ".") == 0 ||
+        strcmp(conf, "..") == 0)
+        return 0;       /* not a file of the VM's directory: not ours to move */
+    snprintf(at, sizeof at, "%s/%s", m->old_dir, conf);
+    snprintf(to, sizeof to, "%s/%s.conf", m->old_dir, m->new_name);
+    int r = strcmp(at, to) == 0 ? 0 : path_taken(at, err);
+    if (r <= 0)
+        return r;
+    if ((r = path_taken(to, err)) != 0)
+        return r < 0 ? -1 : qerr_set(err, "name: %s already exists", to);
+    snprintf(m->conf_at, sizeof m->conf_at, "%s/%s", m->new_dir, conf);
+    snprintf(m->conf_to, sizeof m->conf_to, "%s/%s.conf", m->new_dir, m->new_name);
+    return 0;
+}
+
+/* Everything is checked before anything changes. */
+static int rename_plan(struct qubes *q, struct qvm *vm, const char *name, struct rename_move *m,
+                       struct qerr *err)
+{
+    char why[PATH_MAX + 64];
+    memset(m, 0, sizeof *m);
+    m->vm = vm;
+    if (qvm_check_new_name(name, err) < 0)
+        return qerr_prefix(err, "name");
+    if (qvm_collection_by_name(q->coll, name))
+        return qerr_set(err, "name: a VM named '%s' already exists", name);
+    if (qvm_get_bool(vm, "installed_by_rpm", false))
+        return qerr_set(err, "name: '%s' was installed by RPM (installed_by_rpm is True) and "
+                        "cannot be renamed: clone it and remove the package instead", vm->name);
+    int r = qubes_vm_running(q, vm, why, sizeof why, err);
+    if (r < 0)
+        return -1;
+    if (r > 0)
+        return qerr_set(err, "Cannot change the name of a running VM ('%s' %s)", vm->name, why);
+    snprintf(m->old_name, sizeof m->old_name, "%s", vm->name);
+    snprintf(m->new_name, sizeof m->new_name, "%s", name);
+    const char *sub = qvm_class_subdir(vm->cls);
+    if (qubes_config_vm_dir(&q->cfg, sub, vm->name, m->old_dir, sizeof m->old_dir, err) < 0 ||
+        qubes_config_vm_dir(&q->cfg, sub, name, m->new_dir, sizeof m->new_dir, err) < 0 ||
+        qrt_vm_path(&q->cfg, vm->name, NULL, m->old_run, sizeof m->old_run, err) < 0 ||
+        qrt_vm_path(&q->cfg, name, NULL, m->new_run, sizeof m->new_run, err) < 0)
+        return -1;
+    if ((r = path_taken(m->new_dir, err)) != 0)
+        return r < 0 ? -1 : qerr_set(err, "name: %s already exists", m->new_dir);
+    snprintf(m->aside_run, sizeof m->aside_run, "%s.leftover-%d", m->new_run, (int)getpid());
+    return plan_conf(m, err);
+}
+
+static int keep_attr(const struct qvm *vm, const char *name, char **out, struct qerr *err)
+{
+    const char *v = qvm_get_attr(vm, name);
+    *out = v ? strdup(v) : NULL;
+    return v && !*out ? qerr_errno(err, ENOMEM, "name") : 0;
+}
+
+static void put_attr_back(struct qvm *vm, const char *name, const char *was)
+{
+    if (was)
+        qvm_set_attr(vm, name, was, NULL);
+    else
+        qattrs_del(&vm->attrs, name);   /* no typed field caches these two */
+}
+
+static int rename_apply(struct qubes *q, struct rename_move *m, struct qerr *err)
+{
+    if (rename(m->old_dir, m->new_dir) == 0)
+        m->dir_moved = true;
+    else if (errno != ENOENT)   /* a record without files (an R2 file's VM) */
+        return qerr_errno(err, errno, "name: cannot rename %s to %s", m->old_dir, m->new_dir);
+    if (m->dir_moved && m->conf_at[0]) {
+        if (rename(m->conf_at, m->conf_to) < 0)
+            return qerr_errno(err, errno, "name: cannot rename %s to %s", m->conf_at, m->conf_to);
+        m->conf_moved = true;
+    }
+    /* What an earlier VM of the new name left in its run directory never
+     * meets this one: it is set aside now and removed once the rename is
+     * saved. */
+    int r = path_taken(m->new_run, err);
+    if (r < 0)
+        return -1;
+    if (r > 0) {
+        if (rename(m->new_run, m->aside_run) < 0)
+            return qerr_errno(err, errno, "name: cannot move %s aside", m->new_run);
+        m->run_aside = true;
+    }
+    if (rename(m->old_run, m->new_run) == 0)
+        m->run_moved = true;
+    else if (errno != ENOENT)
+        return qerr_errno(err, errno, "name: cannot rename %s to %s", m->old_run, m->new_run);
+
+    if (keep_attr(m->vm, "dir_path", &m->was_dir_path, err) < 0 ||
+        keep_attr(m->vm, "conf_file", &m->was_conf_file, err) < 0)
+        return -1;
+    m->attrs_kept = true;
+    if (qvm_collection_rename(q->coll, m->vm, m->new_name, err) < 0)
+        return qerr_prefix(err, "name");
+    m->renamed = true;
+    char conf[QUBES_NAME_MAX + 8];
+    snprintf(conf, sizeof conf, "%s.conf", m->new_name);
+    if (qvm_set_attr(m->vm, "dir_path", m->new_dir, err) < 0 ||
+        qvm_set_attr(m->vm, "conf_file", conf, err) < 0)
+        return qerr_prefix(err, "name");
+    return 0;
+}
+
+static void rename_undo(struct qubes *q, struct rename_move *m, struct qerr *err)
+{
+    if (m->renamed)
+        qvm_collection_rename(q->coll, m->vm, m->old_name, NULL);
+    if (m->attrs_kept) {
+        put_attr_back(m->vm, "dir_path", m->was_dir_path);
+        put_attr_back(m->vm, "conf_file", m->was_conf_file);
+    }
+    if (m->run_moved && rename(m->new_run, m->old_run) < 0)
+        qerr_prefix(err, "and %s could not be moved back to %s", m->new_run, m->old_run);
+    if (m->run_aside && rename(m->aside_run, m->new_run) < 0)
+        qerr_prefix(err, "and %s could not be moved back to %s", m->aside_run, m->new_run);
+    if (m->conf_moved && rename(m->conf_to, m->conf_at) < 0)
+        qerr_prefix(err, "and %s could not be moved back to %s", m->conf_to, m->conf_at);
+    if (m->dir_moved && rename(m->new_dir, m->old_dir) < 0)
+        qerr_prefix(err, "and %s could not be moved back to %s", m->new_dir, m->old_dir);
+    m->renamed = m->attrs_kept = m->run_moved = m->run_aside = m->conf_moved = m->dir_moved =
+        false;
+}
+
+/* A savefile set (dispvm/dvmdata.h) is found by its VM's name: one under
+ * the old name would serve DispVMs from a VM that no longer has it, one
+ * under the new name is an earlier VM's; and its root layer names the
+ * template's root image by the path a template rename changes. */
+static void forget_savefile_set(const struct qubes_config *cfg, const char *name)
+{
+    struct dvmdata set;
+    if (dvmdata_of(cfg, name, &set, NULL) == 0 &&
+        (access(set.savefile, F_OK) == 0 || access(set.meta, F_OK) == 0 ||
+         access(set.root, F_OK) == 0))
+        dvmdata_forget(cfg, name);
+}
+
+static int children_halted(struct qubes *q, const struct qvm *tpl, struct qerr *err)
+{
+    char why[PATH_MAX + 64];
+    for (struct qvm *c = q->coll->by_qid; c; c = c->hh_qid.next) {
+        if (c == tpl || c->template_qid != tpl->qid)
+            continue;
+        int r = qubes_vm_running(q, c, why, sizeof why, err);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            return qerr_set(err, "Cannot rename template '%s' while a VM based on it runs "
+                            "('%s' %s): its disks name the template's root image", tpl->name,
+                            c->name, why);
+    }
+    return 0;
+}
+
+/* The root layers VMs based on a renamed template keep between runs (with
+ * debug on; others are made afresh at every start) name its root image by
+ * path: they are pointed at the new one (rebase -u: a name, nothing read). */
+struct layer_rebase {
+    char old_root[PATH_MAX + 64], new_root[PATH_MAX + 64];
+    char **layers;
+    size_t n;
+};
+
+static int rebase_children(struct qubes *q, const struct rename_move *m, struct layer_rebase *lr,
+                           struct qerr *err)
+{
+    const char *root = qvm_get_attr(m->vm, "root_img");
+    if (!root || !*root)
+        root = "root.img";
+    snprintf(lr->old_root, sizeof lr->old_root, "%s/%s", m->old_dir, root);
+    snprintf(lr->new_root, sizeof lr->new_root, "%s/%s", m->new_dir, root);
+    if (!m->dir_moved)
+        return 0;
+    if (!(lr->layers = calloc(QUBES_MAX_QID + 1, sizeof *lr->layers)))
+        return qerr_errno(err, ENOMEM, "name");
+    for (struct qvm *c = q->coll->by_qid; c; c = c->hh_qid.next) {
+        char dir[PATH_MAX], layer[PATH_MAX + 64];
+        struct stat st;
+        if (c == m->vm || c->template_qid != m->vm->qid || c->cls == QVM_DISP ||
+            !qvm_get_bool(c, "debug", false))
+            continue;
+        const char *img = qvm_get_attr(c, "volatile_img");
+        if (qubes_vm_dir(q, c, dir, sizeof dir, err) < 0)
+            return -1;
+        snprintf(layer, sizeof layer, "%s/%s", dir, img && *img ? img : "volatile.img");
+        if (lstat(layer, &st) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (storage_rebase_layer(layer, lr->new_root, "raw", err) < 0)
+            return qerr_prefix(err, "name: the root layer of '%s', based on '%s'", c->name,
+                               m->old_name);
+        if (!(lr->layers[lr->n++] = strdup(layer)))
+            return qerr_errno(err, ENOMEM, "name");
+    }
+    return 0;
+}
+
+static void rebase_children_back(struct layer_rebase *lr, struct qerr *err)
+{
+    for (size_t i = lr->n; i-- > 0;)
+        if (lr->layers[i] && storage_rebase_layer(lr->layers[i], lr->old_root, "raw", NULL) < 0)
+            qerr_prefix(err, "and %s could not be pointed back at %s", lr->layers[i],
+                        lr->old_root);
+}
+
+static void layer_rebase_free(struct layer_rebase *lr)
+{
+    for (size_t i = 0; lr->layers && i < lr->n; i++)
+        free(lr->layers[i]);
+    free(lr->layers);
+}
+
+/* The one reference to a VM by name in qubes.xml: an HVM's drive,
+ * TYPE:BACKENDVM:PATH. Those naming a renamed VM are changed with it. */
+struct drive_refs {
+    struct qvm *vm[QUBES_MAX_QID + 1];
+    char *was[QUBES_MAX_QID + 1];
+    size_t n;
+};
+
+static int follow_drives(struct qubes *q, const struct rename_move *m, struct drive_refs *d,
+                         struct qerr *err)
+{
+    size_t old_len = strlen(m->old_name);
+    for (struct qvm *c = q->coll->by_qid; c; c = c->hh_qid.next) {
+        const char *drive = qvm_get_attr(c, "drive"), *rest;
+        if (!qvm_class_is_hvm(c->cls) || !drive)
+            continue;
+        if (strncmp(drive, "hd:", 3) == 0)
+            rest = drive + 3;
+        else if (strncmp(drive, "cdrom:", 6) == 0)
+            rest = drive + 6;
+        else
+            continue;
+        if (strncmp(rest, m->old_name, old_len) != 0 || rest[old_len] != ':')
+            continue;
+        char *now = NULL, *was = strdup(drive);
+        if (!was || asprintf(&now, "%.*s%s%s", (int)(rest - drive), drive, m->new_name,
+                             rest + old_len) < 0) {
+            free(was);
+            return qerr_errno(err, ENOMEM, "name");
+        }
+        d->vm[d->n] = c;
+        d->was[d->n++] = was;
+        int r = qvm_set_attr(c, "drive", now, err);
+        free(now);
+        if (r < 0)
+            return qerr_prefix(err, "name: the drive of '%s'", c->name);
+    }
+    return 0;
+}
+
+static void drives_back(struct drive_refs *d)
+{
+    for (size_t i = d->n; i-- > 0;)
+        qvm_set_attr(d->vm[i], "drive", d->was[i], NULL);
+}
+
+static void drive_refs_free(struct drive_refs *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->was[i]);
+    free(d);
+}
+
+int qubes_vm_rename(struct qubes *q, struct qvm *vm, const char *name, struct qerr *err)
+{
+    if (vm->cls == QVM_ADMIN)
+        return qerr_set(err, "name: dom0 cannot be renamed");
+    if (vm->cls == QVM_DISP)
+        return qerr_set(err, "name: '%s' is a DispVM, named after its dispid", vm->name);
+    if (strcmp(name, vm->name) == 0) {
+        qubes_unlock(q);        /* nothing to do */
+        return 0;
+    }
+    struct rename_move moves[2];        /* the VM, and a template's T-dvm */
+    struct layer_rebase lr = { .layers = NULL };
+    struct drive_refs *drives = calloc(1, sizeof *drives);
+    size_t n = 0, done = 0;
+    int rc = -1;
+    char dvm_old[QUBES_NAME_MAX + 8], dvm_new[QUBES_NAME_MAX + 8];
+    if (!drives)
+        return qerr_errno(err, ENOMEM, "name");
+    if (rename_plan(q, vm, name, &moves[n++], err) < 0)
+        goto out;
+    /* A template's DispVM template, T-dvm, is found by that name: it goes
+     * with the template. */
+    if (qvm_class_is_template(vm->cls)) {
+        if (children_halted(q, vm, err) < 0)
+            goto out;
+        snprintf(dvm_old, sizeof dvm_old, "%s-dvm", vm->name);
+        struct qvm *dvm = qvm_collection_by_name(q->coll, dvm_old);
+        if (dvm) {
+            snprintf(dvm_new, sizeof dvm_new, "%s-dvm", name);
+            if (rename_plan(q, dvm, dvm_new, &moves[n++], err) < 0) {
+                qerr_prefix(err, "'%s', the DispVM template of '%s', is renamed '%s' with it",
+                            dvm_old, vm->name, dvm_new);
+                goto out;
+            }
+        }
+    }
+
+    for (; done < n; done++)
+        if (rename_apply(q, &moves[done], err) < 0)
+            goto undo;
+    for (size_t i = 0; i < n; i++)
+        if (follow_drives(q, &moves[i], drives, err) < 0)
+            goto undo;
+    if (qvm_class_is_template(vm->cls) && rebase_children(q, &moves[0], &lr, err) < 0)
+        goto undo;
+    if (qvm_collection_validate(q->coll, err) < 0 || qdb_save(&q->db, q->coll, err) < 0)
+        goto undo;
+    /* Saved: what belonged to the old names goes, still under the lock. */
+    for (size_t i = 0; i < n; i++) {
+        if (moves[i].run_aside)
+            storage_remove_tree(moves[i].aside_run, NULL);
+        forget_savefile_set(&q->cfg, moves[i].old_name);
+        forget_savefile_set(&q->cfg, moves[i].new_name);
+    }
+    qubes_unlock(q);
+    rc = 0;
+    goto out;
+
+undo:
+    rebase_children_back(&lr, err);
+    drives_back(drives);
+    /* The step that failed may have done part of its work. */
+    for (size_t i = done < n ? done + 1 : n; i-- > 0;)
+        rename_undo(q, &moves[i], err);
+out:
+    drive_refs_free(drives);
+    layer_rebase_free(&lr);
+    for (size_t i = 0; i < n; i++) {
+        free(moves[i].was_dir_path);
+        free(moves[i].was_conf_file);
+    }
+    return rc;
 }

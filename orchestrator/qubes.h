@@ -67,6 +67,19 @@ void qubes_new_uuid(char out[37]);
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err);
 
+/* Whether the VM runs: 1 or 0, -1 on error. The hypervisor's word (every
+ * VM is Halted in offline mode), then its run directory's, which needs no
+ * hypervisor: a qrexec-daemon holding its lock (it lives exactly as long
+ * as the VM), a DispVM's owner alive. `why` (may be NULL) gets "is
+ * Running", "has a qrexec-daemon (...)" and the like. */
+int qubes_vm_running(struct qubes *q, const struct qvm *vm, char *why, size_t len,
+                     struct qerr *err);
+/* What the host has, for the limits of the database tools, which never
+ * need the hypervisor: memory in MiB (MemTotal in /proc/meminfo) and online
+ * CPUs. -1 with the error when it cannot be read. */
+long qubes_host_memory_mib(struct qerr *err);
+long qubes_host_cpus(struct qerr *err);
+
 /* ---- qvm-create ---- */
 struct qvm_create_opts {
     const char *name;
@@ -89,15 +102,37 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
 int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_savefile,
                     struct qerr *err);
 
+/* ---- renaming (qvm-prefs -s VM name NEW) ---- */
+/* Needs the write lock; a transaction of its own. Everything named after
+ * the VM follows it: the record (other VMs name it by qid), dir_path (the
+ * new directory) and conf_file (NEW.conf), its directory (moved, with its
+ * firewall rules and the conf file in it), its run directory. A template's
+ * DispVM template T-dvm is renamed NEW-dvm with it, and the debug root
+ * layers VMs based on it keep (qemu-img rebase -u) follow its root image.
+ * A savefile set (dvmdata/) under the old or the new name is forgotten once
+ * the rename is saved: its files name the old paths. Refused: dom0, a
+ * DispVM, a VM installed by RPM, a running VM, a template while VMs based
+ * on it run, a name taken by a VM, a directory or a file in the way. On
+ * success the database is saved and unlocked; on failure nothing has
+ * changed, on disk or in the collection, and the lock is still held. */
+int qubes_vm_rename(struct qubes *q, struct qvm *vm, const char *name, struct qerr *err);
+
 /* ---- qvm-prefs ---- */
 /* Lists "name : value" lines of every property of the VM. */
 int qubes_prefs_list(struct qubes *q, const struct qvm *vm, FILE *out, struct qerr *err);
 /* A malloc'ed text of one property. */
 char *qubes_prefs_get(struct qubes *q, const struct qvm *vm, const char *prop,
                       struct qerr *err);
-/* Needs the write lock; checks type and class rules, changes the record. */
+/* Needs the write lock; checks type and class rules, changes the record.
+ * `name` is not changed this way: a rename moves files, and is a
+ * transaction of its own (qubes_vm_rename, or the call below). */
 int qubes_prefs_set(struct qubes *q, struct qvm *vm, const char *prop, const char *value,
                     struct qerr *err);
+/* qvm-prefs -s: one property changed and saved. Needs the write lock and
+ * always ends the transaction: saved and unlocked on success, unlocked
+ * with nothing changed on failure. */
+int qubes_prefs_set_and_save(struct qubes *q, struct qvm *vm, const char *prop,
+                             const char *value, struct qerr *err);
 
 /* ---- qubes-prefs ---- */
 /* dispvm-preload: how many DispVMs of a template wait preloaded, at most. */

@@ -14,11 +14,15 @@ static void usage(FILE *f)
 "List, get or set a VM's properties. Without -l/-g/-s the number of\n"
 "arguments chooses: NAME lists, NAME PROPERTY gets, NAME PROPERTY VALUE sets.\n"
 "\n"
-"Settable: name label template netvm (NAME, none, default) memory maxmem vcpus\n"
-"kernel (VERSION, none, default) kernelopts (TEXT, default) pcidevs\n"
-"('bb:dd.f ...' or a list) mac (xx:..:xx or auto) debug autostart internal\n"
-"include_in_backups default_user qrexec_timeout; for HVMs also drive timezone\n"
-"qrexec_installed guiagent_installed seamless_gui_mode.\n"
+"Settable: name label template netvm (NAME, none, default) memory maxmem (MiB,\n"
+"at most the host's memory) vcpus (at most the host's CPUs) kernel (VERSION,\n"
+"none, default) kernelopts (TEXT, default: nopat) pcidevs ('BB:DD.F ...' or a\n"
+"list) mac (xx:xx:xx:xx:xx:xx or auto) debug autostart internal\n"
+"include_in_backups (true, false, 1, 0, on, off) default_user qrexec_timeout\n"
+"(seconds); for HVMs also drive (hd:VM:/PATH, cdrom:VM:/PATH, hd:/PATH for\n"
+"hd:dom0:/PATH, /PATH for cdrom:dom0:/PATH, none) timezone (localtime or\n"
+"seconds) qrexec_installed guiagent_installed seamless_gui_mode (needs\n"
+"guiagent_installed). A rename moves the VM's files and a template's T-dvm.\n"
 "\n"
 "  -l, --list          list every property\n"
 "  -g, --get           print one property\n"
@@ -59,11 +63,10 @@ int main(int argc, char **argv)
         }
         struct qvm *vm;
         rc = qubes_load_for_writing(&q, false, &err);
-        if (rc == 0 && (!(vm = qubes_find_vm(&q, name, &err)) ||
-                        qubes_prefs_set(&q, vm, argv[optind + 1], value ? value : "", &err) < 0))
-            rc = -1;
-        if (rc == 0)
-            rc = qubes_save_and_unlock(&q, &err);
+        if (rc == 0 && !(vm = qubes_find_vm(&q, name, &err)))
+            rc = qubes_commit(&q, -1, &err);
+        else if (rc == 0)
+            rc = qubes_prefs_set_and_save(&q, vm, argv[optind + 1], value ? value : "", &err);
         free(value);
     } else {
         const struct qvm *vm = NULL;
