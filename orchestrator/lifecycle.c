@@ -1,10 +1,16 @@
 #include "lifecycle.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../storage/storage.h"
@@ -13,11 +19,14 @@
 #include "domain.h"
 #include "monitor.h"
 #include "net.h"
+#include "pyliteral.h"
 #include "runtime.h"
 #include "util.h"
 #include "vmguard.h"
 
 #define DEFAULT_KERNELOPTS "nopat"
+/* x86 Linux takes at most 2048 bytes of command line, its NUL included. */
+#define KERNEL_CMDLINE_MAX 2047
 
 /* ---- the transition table ---- */
 
@@ -142,13 +151,13 @@ static int img_path(const struct qubes *q, const struct qvm *vm, const char *att
 /* The child's root: a fresh copy-on-write layer over its template's
  * root.img (read-only backing file), made at every start. Debug mode keeps
  * the layer unless the template's root is newer. */
-static int prepare_overlay(const struct qvm *vm, const char *tpl_root, const char *overlay,
-                           struct qerr *err)
+static int prepare_overlay(const struct qvm *vm, bool debug, const char *tpl_root,
+                           const char *overlay, struct qerr *err)
 {
     struct stat ov, base;
     if (stat(tpl_root, &base) < 0)
         return qerr_errno(err, errno, "template root image %s", tpl_root);
-    if (qvm_get_bool(vm, "debug", false) && stat(overlay, &ov) == 0 &&
+    if ((debug || qvm_get_bool(vm, "debug", false)) && stat(overlay, &ov) == 0 &&
         ov.st_mtime >= base.st_mtime)
         return 0;
     if (unlink(overlay) < 0 && errno != ENOENT)
@@ -161,18 +170,43 @@ static int file_exists(const char *path)
     return access(path, R_OK) == 0;
 }
 
+/* Its services (qvm-service) for the guest's init: "qubes.services=a,!b".
+ * The kernel command line rather than the agent: the guest has them from
+ * its first instruction, before any of its services starts, and nothing
+ * waits for the agent. A key that is no service name (an old file's) stays
+ * behind, said so: the VM decides about it. */
+static int services_arg(const struct qvm *vm, FILE *progress, char out[QSERVICES_ARG_MAX + 1],
+                        struct qerr *err)
+{
+    const char *text = qvm_get_attr(vm, "services");
+    struct pydict d;
+    struct qerr why;
+    out[0] = '\0';
+    if (!text)
+        return 0;
+    if (pydict_parse(text, &d, err) < 0)
+        return qerr_prefix(err, "services of '%s'", vm->name);
+    for (size_t i = 0; i < d.n; i++)
+        if (qservice_check_name(d.items[i].key, &why) < 0)
+            qsay(progress, "--> Not telling '%s' of a service: %s", vm->name, why.msg);
+    int rc = qservices_cmdline(&d, out, err);
+    pydict_free(&d);
+    return rc < 0 ? qerr_prefix(err, "cannot start '%s'", vm->name) : 0;
+}
+
 static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
-                                const char *mem_file, struct qerr *err)
+                                const char *mem_file, bool debug, struct qerr *err)
 {
     char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
     char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
-    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[1024], netopts[256];
+    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[KERNEL_CMDLINE_MAX + 2], netopts[256];
+    char services[QSERVICES_ARG_MAX + 1];
     struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
     struct domain_spec s = { .name = vm->name, .type = domain_type() };
     struct qnet net;
     struct qnet_serving serve;
 
-    if (qnet_of_vm(q->coll, vm, &net, err) < 0)
+    if (qnet_of_vm(q->coll, vm, &net, err) < 0 || services_arg(vm, progress, services, err) < 0)
         return -1;
     qnet_serving_of_vm(vm, &serve);
     if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0 ||
@@ -181,7 +215,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     if (tpl) {
         if (img_path(q, tpl, "root_img", "root.img", root, sizeof root, err) < 0 ||
             img_path(q, vm, "volatile_img", "volatile.img", overlay, sizeof overlay, err) < 0 ||
-            prepare_overlay(vm, root, overlay, err) < 0)
+            prepare_overlay(vm, debug, root, overlay, err) < 0)
             return -1;
         s.disks[s.ndisks++] = (struct domain_disk){ overlay, "qcow2", false };
         if (qubes_vm_dir(q, tpl, kdir, sizeof kdir, err) < 0)
@@ -210,9 +244,17 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     if (file_exists(kernel)) {
         const char *opts = qvm_get_bool(vm, "uses_default_kernelopts", true)
                                ? DEFAULT_KERNELOPTS : qvm_get_attr(vm, "kernelopts");
+        if (!opts)
+            opts = "";
         qnet_cmdline(&net, &serve, netopts, sizeof netopts);
-        snprintf(cmdline, sizeof cmdline, "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s %s %s",
-                 vm->name, netopts, opts ? opts : "");
+        int n = snprintf(cmdline, sizeof cmdline,
+                         "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s%s%s%s%s%s%s", vm->name,
+                         *netopts ? " " : "", netopts, *services ? " " : "", services,
+                         *opts ? " " : "", opts);
+        if (n < 0 || n > KERNEL_CMDLINE_MAX)
+            return qerr_set(err, "cannot start '%s': its kernel command line would be longer "
+                            "than the kernel's %d bytes (kernelopts, services)", vm->name,
+                            KERNEL_CMDLINE_MAX);
         s.kernel = kernel;
         s.initrd = file_exists(initrd) ? initrd : NULL;
         s.cmdline = cmdline;
@@ -430,8 +472,11 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
         rc = vmm_destroy(&q->vmm, vm->name, err);
     if (rc == 0)
         rc = qubes_template_exclusion(q, vm, err);
+    if (rc == 0 && o->debug)
+        qsay(o->progress, "--> Debug mode for this start: %s", vm->template_qid >= 0
+             ? "the root layer is kept" : "no template, no root layer to keep");
     if (rc == 0)
-        rc = build_spec_and_start(q, vm, o->progress, o->mem_file, err);
+        rc = build_spec_and_start(q, vm, o->progress, o->mem_file, o->debug, err);
     if (rc == 0 && !vmm_is_test_driver(&q->vmm) &&
         (rc = qrexec_daemon_spawn(&q->cfg, vm->name, err)) < 0) {
         struct qerr e;
@@ -440,6 +485,13 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
     qclose(&lock);      /* the domain exists: other starts see it running */
     if (rc < 0)
         return qerr_prefix(err, "cannot start '%s'", name);
+    if (o->debug) {
+        char dir[PATH_MAX], rdir[PATH_MAX];
+        if (qubes_vm_dir(q, vm, dir, sizeof dir, NULL) == 0 &&
+            qrt_vm_path(&q->cfg, name, NULL, rdir, sizeof rdir, NULL) == 0)
+            qsay(o->progress, "--> Debug mode: logs in %s/console.log and %s/qrexec.log", dir,
+                 rdir);
+    }
     if (!o->wait)
         return 0;
     if (wait_agent(q, vm, o->progress, err) < 0 || announce_routes(q, name, o->progress, err) < 0)
@@ -506,29 +558,530 @@ static int check_no_vms_behind(struct qubes *q, const struct qvm *nv, struct qer
     return rc;
 }
 
+static int ask_poweroff(struct qubes *q, const struct qvm *vm, long timeout_ms, bool force,
+                        struct qerr *err);
+static void forget_run(struct qubes *q, const struct qvm *vm);
+
 int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, bool force,
                       struct qerr *err)
 {
     struct qvm *vm;
     enum qvm_power st;
-    char sock[PATH_MAX];
     if (load_and_check(q, name, QOP_SHUTDOWN, &vm, &st, err) < 0 ||
-        (!force && qvm_class_is_netvm(vm->cls) && check_no_vms_behind(q, vm, err) < 0) ||
-        qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
+        ask_poweroff(q, vm, timeout_ms, force, err) < 0)
         return -1;
+    int rc = wait_halted(q, name, timeout_ms, err);
+    if (rc == 0)
+        forget_run(q, vm);
+    return rc;
+}
+
+/* The checks of a shutdown beyond the transition table (the netvm rule),
+ * then the request to the guest's agent, through its qrexec-daemon. */
+static int ask_poweroff(struct qubes *q, const struct qvm *vm, long timeout_ms, bool force,
+                        struct qerr *err)
+{
+    char sock[PATH_MAX];
     struct agent_conn c;
+    if ((!force && qvm_class_is_netvm(vm->cls) && check_no_vms_behind(q, vm, err) < 0) ||
+        qrt_vm_path(&q->cfg, vm->name, QRT_QREXEC_SOCK, sock, sizeof sock, err) < 0)
+        return -1;
     if (agent_connect(sock, timeout_ms < 5000 ? timeout_ms : 5000, &c, err) < 0)
-        return qerr_prefix(err, "cannot ask '%s' to shut down", name);
+        return qerr_prefix(err, "cannot ask '%s' to shut down", vm->name);
     int rc = agent_shutdown(&c, err);
     agent_close(&c);
-    if (rc == 0)
-        rc = wait_halted(q, name, timeout_ms, err);
-    if (rc == 0) {
-        struct qerr e;
-        qvm_power_clear_ready(&q->cfg, name);
-        vmguard_down(q, vm, &e);
-    }
     return rc;
+}
+
+/* A VM that halted leaves its agent's mark and its firewall chains. */
+static void forget_run(struct qubes *q, const struct qvm *vm)
+{
+    struct qerr e;
+    qvm_power_clear_ready(&q->cfg, vm->name);
+    vmguard_down(q, vm, &e);
+}
+
+/* ---- every running VM: qvm-run --all, qvm-shutdown --all ---- */
+
+static bool excluded(const char *name, const char *const *exclude, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(exclude[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* The VMs whose state `want` accepts, dom0 and `exclude` left out, from
+ * one list of the hypervisor's domains; in qid order (malloc'ed array). */
+static int select_vms(struct qubes *q, const char *const *exclude, size_t nexclude,
+                      bool (*want)(const struct qvm *, enum qvm_power), struct qvm ***out,
+                      size_t *n, struct qerr *err)
+{
+    struct vmm_domain *doms;
+    size_t ndoms, nall;
+    /* Offline, every VM reads as Halted: "none runs" would be a guess. */
+    if (q->vmm.offline && vmm_require(&q->vmm, err) < 0)
+        return -1;
+    for (size_t i = 0; i < nexclude; i++)
+        if (!qubes_find_vm(q, exclude[i], err))
+            return qerr_prefix(err, "cannot leave out '%s'", exclude[i]);
+    if (vmm_list_domains(&q->vmm, &doms, &ndoms, err) < 0)
+        return -1;
+    struct qvm **all = qvm_collection_sorted(q->coll, &nall);
+    if (!all) {
+        vmm_domains_free(doms, ndoms);
+        return qerr_errno(err, ENOMEM, "VM list");
+    }
+    *n = 0;
+    for (size_t i = 0; i < nall; i++) {
+        enum qvm_power st = QVM_POWER_HALTED;
+        if (all[i]->cls == QVM_ADMIN || excluded(all[i]->name, exclude, nexclude))
+            continue;
+        for (size_t k = 0; k < ndoms; k++)
+            if (strcmp(doms[k].name, all[i]->name) == 0)
+                st = qubes_refine_power(q, all[i], &doms[k]);
+        if (want(all[i], st))
+            all[(*n)++] = all[i];
+    }
+    vmm_domains_free(doms, ndoms);
+    *out = all;
+    return 0;
+}
+
+static bool takes_commands(const struct qvm *vm, enum qvm_power st)
+{
+    /* A preload waits for a request to claim it: nobody's yet. */
+    return (st == QVM_POWER_RUNNING || st == QVM_POWER_TRANSIENT) &&
+           !qvm_get_bool(vm, "preload", false);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int qubes_running_vms(struct qubes *q, const char *const *exclude, size_t nexclude,
+                      char ***names, size_t *n, struct qerr *err)
+{
+    struct qvm **vms;
+    if (qubes_load_for_reading(q, err) < 0 ||
+        select_vms(q, exclude, nexclude, takes_commands, &vms, n, err) < 0)
+        return -1;
+    char **out = calloc(*n + 1, sizeof *out);
+    for (size_t i = 0; out && i < *n; i++)
+        if (!(out[i] = strdup(vms[i]->name))) {
+            for (size_t k = 0; k < i; k++)
+                free(out[k]);
+            free(out);
+            out = NULL;
+        }
+    free(vms);
+    if (!out)
+        return qerr_errno(err, ENOMEM, "VM list");
+    qsort(out, *n, sizeof *out, cmp_names);
+    *names = out;
+    return 0;
+}
+
+static bool stoppable(const struct qvm *vm, enum qvm_power st)
+{
+    (void)vm;
+    return qvm_power_is_running(st) && st != QVM_POWER_CRASHED;
+}
+
+/* One VM of a shutdown of many. */
+struct halting {
+    struct qvm *vm;
+    enum { H_PENDING, H_ASKED, H_HALTED, H_STAYED } state;
+    long deadline;              /* qnow_ms() it must be halted by, once asked */
+};
+
+/* Whether a VM that has not gone yet uses `nv` as its netvm: then `nv`
+ * waits (it would refuse, or leave the VM without its network). */
+static bool still_served(const struct halting *h, size_t n, const struct qvm *nv)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((h[i].state == H_PENDING || h[i].state == H_ASKED) && h[i].vm != nv &&
+            h[i].vm->netvm_qid == nv->qid)
+            return true;
+    return false;
+}
+
+/* The reasons VMs stayed, for the one error message. */
+struct stayed {
+    int n;
+    size_t used;
+    char text[QERR_MSG_MAX - 64];
+};
+
+static void stays(struct halting *h, struct stayed *s, const char *why)
+{
+    h->state = H_STAYED;
+    s->n++;
+    if (s->used < sizeof s->text)
+        s->used += (size_t)snprintf(s->text + s->used, sizeof s->text - s->used, "%s%s",
+                                    s->used ? "; " : "", why);
+}
+
+static void ask_one(struct qubes *q, struct halting *h, long timeout_ms, bool force,
+                    FILE *progress, struct stayed *s)
+{
+    enum qvm_power st;
+    struct qerr e;
+    if (qubes_vm_power(q, h->vm, NULL, &st, &e) < 0)
+        return stays(h, s, e.msg);
+    if (st == QVM_POWER_HALTED) {       /* gone by itself meanwhile */
+        h->state = H_HALTED;
+        forget_run(q, h->vm);
+        return;
+    }
+    if (qvm_op_allowed(QOP_SHUTDOWN, st, &e) < 0) {
+        qerr_prefix(&e, "'%s'", h->vm->name);
+        return stays(h, s, e.msg);
+    }
+    qsay(progress, "--> Shutting down %s", h->vm->name);
+    if (ask_poweroff(q, h->vm, timeout_ms, force, &e) < 0)
+        return stays(h, s, e.msg);
+    h->state = H_ASKED;
+    h->deadline = qnow_ms() + timeout_ms;
+}
+
+/* 1 while an asked VM is still on its way down. */
+static int check_asked(struct qubes *q, struct halting *h, long timeout_ms, FILE *progress,
+                       struct stayed *s)
+{
+    struct vmm_domain d;
+    struct qerr e;
+    if (vmm_domain_info(&q->vmm, h->vm->name, &d, &e) < 0) {
+        stays(h, s, e.msg);
+        return 0;
+    }
+    free(d.name);
+    if (d.state == QVM_POWER_HALTED) {
+        h->state = H_HALTED;
+        forget_run(q, h->vm);
+        qsay(progress, "--> %s is halted", h->vm->name);
+        return 0;
+    }
+    if (qnow_ms() <= h->deadline)
+        return 1;
+    qerr_set(&e, "'%s' did not shut down within %ld s (qvm-kill stops it at once)", h->vm->name,
+             timeout_ms / 1000);
+    stays(h, s, e.msg);
+    return 0;
+}
+
+int qubes_vm_shutdown_all(struct qubes *q, const char *const *exclude, size_t nexclude,
+                          long timeout_ms, bool force, FILE *progress, struct qerr *err)
+{
+    struct qvm **vms;
+    size_t n;
+    if (qubes_load_for_reading(q, err) < 0 ||
+        select_vms(q, exclude, nexclude, stoppable, &vms, &n, err) < 0)
+        return -1;
+    struct halting *h = calloc(n + 1, sizeof *h);
+    struct stayed s = { 0 };
+    if (!h) {
+        free(vms);
+        return qerr_errno(err, ENOMEM, "shutting down");
+    }
+    for (size_t i = 0; i < n; i++)
+        h[i] = (struct halting){ .vm = vms[i], .state = H_PENDING };
+    if (n == 0)
+        qsay(progress, "--> No VM runs");
+    for (;;) {
+        bool moved = false, waiting = false, pending = false;
+        for (size_t i = 0; i < n; i++)
+            if (h[i].state == H_PENDING && !still_served(h, n, h[i].vm)) {
+                ask_one(q, &h[i], timeout_ms, force, progress, &s);
+                moved = true;
+            }
+        for (size_t i = 0; i < n; i++) {
+            if (h[i].state == H_ASKED) {
+                if (check_asked(q, &h[i], timeout_ms, progress, &s))
+                    waiting = true;
+                else
+                    moved = true;   /* halted, or stays */
+            }
+            pending |= h[i].state == H_PENDING;
+        }
+        if (!waiting && !moved && pending) {
+            /* Only VMs that serve each other are left: a loop of netvms,
+             * which qubes.xml may not hold. */
+            for (size_t i = 0; i < n; i++)
+                if (h[i].state == H_PENDING)
+                    stays(&h[i], &s, "its netvm chain loops");
+            break;
+        }
+        if (!waiting && !pending)
+            break;
+        if (waiting)
+            usleep(50000);
+    }
+    free(h);
+    free(vms);
+    if (s.n)
+        return qerr_set(err, "%d of %zu VMs did not shut down: %s", s.n, n, s.text);
+    return 0;
+}
+
+/* ---- a command's streams (qubes_vm_run, below) ---- */
+
+/* The session itself: a command or a service, with these streams. */
+static int session_with(struct agent_conn *c, const char *user, const struct qvm_run_opts *o,
+                        int in, int out, int errfd, int *status, struct qerr *err)
+{
+    return o->service ? agent_service(c, user, o->service, o->source ? o->source : "dom0", in,
+                                      out, errfd, status, err)
+                      : agent_exec(c, user, o->command, in, out, errfd, status, err);
+}
+
+/* qvm-run --localcmd. The session's pump (qmux_pump) writes the command's
+ * output to us blocking, and reads its input only in between: connected
+ * to the local command straight, a local command that writes before it
+ * reads would wait on the pump while the pump waits on it, where two
+ * pipes would have let both go on. So a relay thread stands between them,
+ * always ready to take the command's output (a window of it), and taking
+ * the local command's output beyond a window while the command's output
+ * waits for the local command to read (then the pump may be waiting on
+ * us, and the local command on the pump). A local command that goes away
+ * is a reader gone: the command's output is dropped from then on, the
+ * command runs to its end. */
+#define RELAY_WINDOW (64 * 1024)
+#define RELAY_HOLD_MAX (64L * 1024 * 1024)
+
+struct relay_buf {
+    char *data;
+    size_t off, len, cap;       /* the bytes held are data[off .. off+len) */
+};
+
+struct local_relay {
+    int lout;                   /* the local command's output (we read) */
+    int to_session;             /* the session's input (we write) */
+    int from_session;           /* the session's output (we read) */
+    int lin;                    /* the local command's input (we write) */
+    struct relay_buf up, down;  /* toward the VM, toward the local command */
+};
+
+static void relay_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Reads at most a window from fd into b: 0 at its end, -1 with errno. */
+static ssize_t relay_read(int fd, struct relay_buf *b)
+{
+    if (b->len == 0)
+        b->off = 0;
+    if (b->cap - b->off - b->len < RELAY_WINDOW && b->off) {
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+    }
+    if (b->cap - b->len < RELAY_WINDOW) {
+        size_t cap = b->cap ? b->cap * 2 : 2 * RELAY_WINDOW;
+        char *p = realloc(b->data, cap);
+        if (!p)
+            return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    ssize_t r = read(fd, b->data + b->off + b->len, RELAY_WINDOW);
+    if (r > 0)
+        b->len += (size_t)r;
+    return r;
+}
+
+static ssize_t relay_write(int fd, struct relay_buf *b)
+{
+    ssize_t w = write(fd, b->data + b->off, b->len);
+    if (w > 0) {
+        b->off += (size_t)w;
+        b->len -= (size_t)w;
+    }
+    return w;
+}
+
+static bool relay_failed(ssize_t r)
+{
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR);
+}
+
+/* One turn: what each end may do now, then poll. false when all is closed. */
+static bool relay_turn(struct local_relay *r)
+{
+    /* An input whose source has ended and whose bytes went gets its end;
+     * a local command whose reader (the session) is gone gets SIGPIPE. */
+    if (r->lout < 0 && r->up.len == 0)
+        relay_close(&r->to_session);
+    if (r->to_session < 0) {
+        relay_close(&r->lout);
+        r->up.len = 0;
+    }
+    if (r->from_session < 0 && r->down.len == 0)
+        relay_close(&r->lin);
+    if (r->lout < 0 && r->to_session < 0 && r->from_session < 0 && r->lin < 0)
+        return false;
+    bool pump_waits = r->down.len >= RELAY_WINDOW;
+    struct pollfd p[4];
+    int n = 0, i_lout = -1, i_to = -1, i_from = -1, i_lin = -1;
+    if (r->lout >= 0 &&
+        (r->up.len < RELAY_WINDOW || (pump_waits && r->up.len < (size_t)RELAY_HOLD_MAX))) {
+        i_lout = n;
+        p[n++] = (struct pollfd){ r->lout, POLLIN, 0 };
+    }
+    if (r->to_session >= 0) {   /* no event asked: POLLERR once the session is over */
+        i_to = n;
+        p[n++] = (struct pollfd){ r->to_session, r->up.len ? POLLOUT : 0, 0 };
+    }
+    if (r->from_session >= 0 && (r->down.len < RELAY_WINDOW || r->lin < 0)) {
+        i_from = n;
+        p[n++] = (struct pollfd){ r->from_session, POLLIN, 0 };
+    }
+    if (r->lin >= 0 && r->down.len) {
+        i_lin = n;
+        p[n++] = (struct pollfd){ r->lin, POLLOUT, 0 };
+    }
+    if (poll(p, (nfds_t)n, -1) < 0)
+        return errno == EINTR;
+    if (i_lout >= 0 && p[i_lout].revents && relay_failed(relay_read(r->lout, &r->up)))
+        relay_close(&r->lout);
+    if (i_to >= 0 && (p[i_to].revents & POLLOUT)) {
+        if (relay_failed(relay_write(r->to_session, &r->up)))
+            relay_close(&r->to_session);
+    } else if (i_to >= 0 && p[i_to].revents) {
+        relay_close(&r->to_session);
+    }
+    if (i_from >= 0 && p[i_from].revents) {
+        if (relay_failed(relay_read(r->from_session, &r->down)))
+            relay_close(&r->from_session);
+        if (r->lin < 0)
+            r->down.len = 0;    /* nobody reads it any more */
+    }
+    if (i_lin >= 0 && p[i_lin].revents && relay_failed(relay_write(r->lin, &r->down))) {
+        relay_close(&r->lin);
+        r->down.len = 0;
+    }
+    return true;
+}
+
+static void *relay_main(void *arg)
+{
+    struct local_relay *r = arg;
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);    /* a reader gone is EPIPE here */
+    while (relay_turn(r))
+        ;
+    relay_close(&r->lout);
+    relay_close(&r->to_session);
+    relay_close(&r->from_session);
+    relay_close(&r->lin);
+    return NULL;
+}
+
+/* The local command, by /bin/sh -c, with `in` and `out` as its input and
+ * output, SIGPIPE as a shell would give it (we may ignore it). */
+static int spawn_local(const char *cmd, int in, int out, pid_t *pid, struct qerr *err)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t dflt, none;
+    char *argv[] = { "sh", "-c", (char *)cmd, NULL };
+    sigemptyset(&dflt);
+    sigaddset(&dflt, SIGPIPE);
+    sigemptyset(&none);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    posix_spawn_file_actions_adddup2(&fa, in, 0);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+    posix_spawnattr_setsigdefault(&at, &dflt);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    int r = posix_spawn(pid, "/bin/sh", &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return r ? qerr_errno(err, r, "cannot run the local command") : 0;
+}
+
+static void close_pair(int p[2])
+{
+    relay_close(&p[0]);
+    relay_close(&p[1]);
+}
+
+/* Says how a local command that failed ended (one that a closed input
+ * ended with SIGPIPE did not fail). */
+static void report_local(FILE *progress, int ws)
+{
+    if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0)
+        qsay(progress, "warning: the local command exited with status %d", WEXITSTATUS(ws));
+    else if (WIFSIGNALED(ws) && WTERMSIG(ws) != SIGPIPE)
+        qsay(progress, "warning: the local command was killed by signal %d", WTERMSIG(ws));
+}
+
+/* The session with the local command at the other end of its input and
+ * output (its error output is ours). Closes c. */
+static int session_with_local(struct agent_conn *c, const char *user,
+                              const struct qvm_run_opts *o, int *status, struct qerr *err)
+{
+    int lo[2] = { -1, -1 }, li[2] = { -1, -1 }, up[2] = { -1, -1 }, down[2] = { -1, -1 };
+    pid_t pid;
+    pthread_t t;
+    if (pipe2(lo, O_CLOEXEC) < 0 || pipe2(li, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0 ||
+        pipe2(down, O_CLOEXEC) < 0) {
+        qerr_errno(err, errno, "pipe");
+        goto fail;
+    }
+    if (spawn_local(o->local_command, li[0], lo[1], &pid, err) < 0)
+        goto fail;
+    relay_close(&li[0]);
+    relay_close(&lo[1]);
+    struct local_relay r = { .lout = lo[0], .to_session = up[1], .from_session = down[0],
+                             .lin = li[1] };
+    int fds[4] = { lo[0], up[1], down[0], li[1] };
+    for (int i = 0; i < 4; i++)
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    int rc = pthread_create(&t, NULL, relay_main, &r);
+    bool relaying = rc == 0;
+    if (relaying) {
+        rc = session_with(c, user, o, up[0], down[1], 2, status, err);
+    } else {
+        rc = qerr_errno(err, rc, "cannot relay the local command's streams");
+        close_pair(lo);
+        close_pair(li);
+    }
+    agent_close(c);
+    /* The session is over: the relay hands the local command what it
+     * holds, then its input's end; it gives up the local command's output
+     * (SIGPIPE if it writes on). */
+    relay_close(&up[0]);
+    relay_close(&down[1]);
+    if (rc < 0)
+        kill(pid, SIGTERM);
+    if (relaying) {
+        pthread_join(t, NULL);
+    } else {
+        close_pair(up);
+        close_pair(down);
+    }
+    free(r.up.data);
+    free(r.down.data);
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    if (rc == 0)
+        report_local(o->progress, ws);
+    return rc;
+fail:
+    close_pair(lo);
+    close_pair(li);
+    close_pair(up);
+    close_pair(down);
+    agent_close(c);
+    return -1;
 }
 
 int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err)
@@ -639,16 +1192,21 @@ static void drop_stale_pause(struct qubes *q, const char *name, enum qvm_power s
 }
 
 /* The slow path: the hypervisor's state decides (the transition table); a
- * halted VM starts, and its agent is waited for. *vm is found again. */
+ * halted VM starts (unless no_start), and its agent is waited for. *vm is
+ * found again. */
 static int reach_by_hypervisor(struct qubes *q, const char *name, struct qvm **vm,
-                               FILE *progress, struct agent_conn *c, struct qerr *err)
+                               const struct qvm_run_opts *o, struct agent_conn *c,
+                               struct qerr *err)
 {
     enum qvm_power st;
     if (load_and_check(q, name, QOP_RUN, vm, &st, err) < 0)
         return -1;
     drop_stale_pause(q, name, st);
+    if ((st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) && o->no_start)
+        return qerr_set(err, "'%s' is not running (%s): start it first, or leave out --no-auto",
+                        name, qvm_power_name(st));
     if (st == QVM_POWER_HALTED || st == QVM_POWER_CRASHED) {
-        struct qvm_start_opts so = { .wait = true, .progress = progress };
+        struct qvm_start_opts so = { .wait = true, .progress = o->progress };
         qvm_collection_free(q->coll);
         q->coll = NULL;
         if (qubes_vm_start(q, name, &so, err) < 0 || !(*vm = qubes_find_vm(q, name, err)))
@@ -668,9 +1226,14 @@ static int run_session(const struct qvm *vm, struct agent_conn *c, const struct 
     int in = o->pass_io ? 0 : -1, out = o->pass_io ? 1 : -1, errfd = o->pass_io ? 2 : -1;
     if (!user)
         user = "user";
-    int rc = o->service ? agent_service(c, user, o->service, o->source ? o->source : "dom0", in,
-                                        out, errfd, status, err)
-                        : agent_exec(c, user, o->command, in, out, errfd, status, err);
+    if (o->local_command)
+        return session_with_local(c, user, o, status, err);
+    if (o->pass_io && o->fds) {
+        in = o->fds[0];
+        out = o->fds[1];
+        errfd = o->fds[2];
+    }
+    int rc = session_with(c, user, o, in, out, errfd, status, err);
     agent_close(c);
     return rc;
 }
@@ -687,7 +1250,7 @@ int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o
         return qerr_prefix(err, "cannot run anything in '%s'", name);
     int rc = dial_running(q, vm, &c, err);
     if (rc == 0)
-        rc = reach_by_hypervisor(q, name, &vm, o->progress, &c, err);
+        rc = reach_by_hypervisor(q, name, &vm, o, &c, err);
     return rc < 0 ? -1 : run_session(vm, &c, o, status, err);
 }
 

@@ -26,6 +26,8 @@ struct qvm_start_opts {
                                    shared (a shared-memory DispVM template) */
     bool gui;                   /* its GUI starts: send the monitor layout
                                    (with wait) */
+    bool debug;                 /* debug mode for this start (as the VM's
+                                   `debug` property: a child keeps its layer) */
 };
 
 /* Each loads what it needs; `q` is open, nothing locked. */
@@ -39,6 +41,21 @@ int qubes_netvm_up(struct qubes *q, int netvm_qid, const char *for_whom, FILE *p
 /* A NetVM or ProxyVM with running VMs behind it is refused unless `force`. */
 int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, bool force,
                       struct qerr *err);
+/* qvm-shutdown --all: every VM that runs but dom0 and those named in
+ * `exclude` (each must exist), VMs before the netvms they use: a VM is
+ * asked to power off once no VM of the set that has not gone uses it as
+ * its netvm, and the asked ones are waited for together, each for at most
+ * `timeout_ms` from its request. A VM that is refused or does not stop in
+ * time stays, and its netvm with it (unless `force`); the others go on.
+ * -1 when any stayed: the message names each with the reason. Paused and
+ * suspended VMs are refused, as qubes_vm_shutdown refuses them. */
+int qubes_vm_shutdown_all(struct qubes *q, const char *const *exclude, size_t nexclude,
+                          long timeout_ms, bool force, FILE *progress, struct qerr *err);
+/* The names (malloc'ed, in name order, NULL-terminated) of the VMs a
+ * command can run in now: Running or Transient, dom0, preloaded DispVMs
+ * and those named in `exclude` (each must exist) left out; qvm-run --all. */
+int qubes_running_vms(struct qubes *q, const char *const *exclude, size_t nexclude,
+                      char ***names, size_t *n, struct qerr *err);
 int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err);
 /* The pause is marked in the VM's run directory (power.h) before the
  * domain is paused; the unpause clears it, and so does a refusal because
@@ -51,15 +68,34 @@ struct qvm_run_opts {
     const char *service;        /* a service of /etc/qubes-rpc in the VM */
     const char *source;         /* who asks for the service ("dom0" by default) */
     bool pass_io;               /* our input and output are the command's */
+    const int *fds;             /* with pass_io: its input, output and error
+                                   instead of ours (-1: none) */
+    const char *local_command;  /* its input and output are the output and
+                                   the input of this command of ours, run by
+                                   /bin/sh -c (qvm-run --localcmd); its
+                                   error output is ours */
+    bool no_start;              /* a halted VM is an error: nothing starts */
     FILE *progress;             /* when the VM must start first */
     long timeout_ms;            /* the command must end within it; 0: no limit */
 };
 
-/* Runs a command or service in the VM (starting it when halted); *status
- * gets its exit status. A VM whose qrexec-daemon answers runs, and gets the
- * command without the hypervisor being asked (or its backend loaded); one
- * paused by qubes_vm_pause, or whose daemon does not answer, is asked of
- * the hypervisor first, as the transition table says. Refused offline. */
+/* Runs a command or service in the VM (starting it when halted, unless
+ * no_start); *status gets its exit status. A VM whose qrexec-daemon
+ * answers runs, and gets the command without the hypervisor being asked
+ * (or its backend loaded); one paused by qubes_vm_pause, or whose daemon
+ * does not answer, is asked of the hypervisor first, as the transition
+ * table says. Refused offline.
+ *
+ * With a local command, its output is the command's input and the
+ * command's output its input, both ways at once: what one side writes
+ * while the other does not read is held (the local command's output, up
+ * to 64 MiB, while the command's output waits for it to read) so that
+ * neither waits on the other where two pipes would not. A local command
+ * that ends first, or closes its input, does not end the VM's: that one
+ * still gets all the local command wrote, its further output is dropped,
+ * and *status is still its status. Once the VM's command has ended, the
+ * local command gets the end of its input (and SIGPIPE if it writes on)
+ * and is waited for; one that fails is named on `progress`. */
 int qubes_vm_run(struct qubes *q, const char *name, const struct qvm_run_opts *o, int *status,
                  struct qerr *err);
 

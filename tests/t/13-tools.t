@@ -79,9 +79,9 @@ is "$(qvm-prefs -g refill qid)" "$q_solo" "a freed qid is reused, lowest first"
 run qvm-prefs -s work memory lots
 like "$out" "'lots' is not a number" "memory must be a number"
 run qvm-prefs -s work vcpus 0
-like "$out" "vcpus: '0' is not a number in 1..4096" "vcpus must be positive"
+like "$out" "vcpus: must be positive" "vcpus must be positive"
 run qvm-prefs -s work maxmem 10
-like "$out" "below memory" "maxmem below memory is refused"
+is "$rc/$(qvm-prefs -g work maxmem)" "0/10" "maxmem below memory is taken, as the original took it"
 run qvm-prefs -s work label pink
 like "$out" "unknown label" "labels are checked"
 run qvm-prefs -s work netvm tpl
@@ -207,6 +207,109 @@ qvm-prefs -s sys-fw memory "$(qvm-prefs -g sys-fw memory)"
 "$HELPERS/xmldump" "$db" > "$SCRATCH/built2"
 cmp -s "$SCRATCH/built1" "$SCRATCH/built2"
 ok $? "a database the tools built survives a load/save round trip unchanged"
+
+# qvm-ls's columns offline (no hypervisor is asked): -i, -n, -d, -k.
+# lscol OUTPUT VM HEADER: the cell of VM's row under HEADER.
+lscol() {
+    printf '%s\n' "$1" | awk -F'|' -v vm="$2" -v h="$3" '
+        { for (i = 1; i <= NF; i++) { f[i] = $i; gsub(/^ +| +$/, "", f[i]) } }
+        f[1] == "name" { for (i = 1; i <= NF; i++) if (f[i] == h) c = i; next }
+        { n = f[1]; gsub(/[][{}]/, "", n) } n == vm && c { print f[c] }'
+}
+# What qvm-ls -k shows of a property: qvm-prefs's value, * for the default.
+kcell() {
+    v=$(qvm-prefs -g "$1" "$2" 2>/dev/null) || { echo n/a; return; }
+    case $v in *" (default)") echo "*${v% (default)}" ;; *) echo "$v" ;; esac
+}
+mib() { echo "$(($1 / 1048576)) MiB"; }
+truncate -s 32M "$SCRATCH/ls.img"
+qvm-create -q -l black --hvm-template -r "$SCRATCH/ls.img" lstpl
+qvm-create -q -l blue -H -t lstpl lskid
+qvm-prefs -s lskid netvm sys-fw
+qvm-prefs -s sys-net kernelopts "nopat loglevel=3"
+head -c 3145728 /dev/urandom | dd of="$B/appvms/lskid/private.img" conv=notrunc status=none
+run qvm-ls -i -n -d -k
+is "$rc" 0 "qvm-ls -i -n -d -k lists offline"
+is "$(printf '%s\n' "$out" | awk -F'|' '{ h = ""; for (i = 1; i < NF; i++) { x = $i; gsub(/^ +| +$/, "", x); h = h (i > 1 ? "," : "") x } } h ~ /^name,/ { print h }')" \
+   "name,on,state,updbl,type,label,mem MiB,cpu s,qid,xid,ip,ip back,gateway/DNS,priv-curr,priv-max,root-curr,root-max,vol-curr,disk,kernel,kernelopts" \
+   "the columns of each option in the original's order; -n and -d leave out template, -d netvm"
+qid=$(qvm-prefs -g lskid qid) fwnet=$(qvm-prefs -g sys-fw netid)
+is "$(lscol "$out" lskid qid)/$(lscol "$out" lskid xid)" "$qid/-" "-i: the qid, and no xid for a VM that does not run"
+is "$(lscol "$out" lskid ip)/$(lscol "$out" lskid 'gateway/DNS')/$(lscol "$out" lskid 'ip back')" \
+   "10.137.$fwnet.$((qid + 2))/10.137.$fwnet.1/n/a" "-n: a VM's address and its netvm's gateway"
+is "$(lscol "$out" sys-fw 'ip back')/$(lscol "$out" sys-net ip)" "10.137.$fwnet.1/-" \
+   "-n: the gateway a ProxyVM holds for the VMs behind it; a NetVM has no address of its own"
+priv=$B/appvms/lskid/private.img
+is "$(lscol "$out" lskid priv-curr)/$(lscol "$out" lskid priv-max)" \
+   "$(mib $(($(stat -c '%b * %B' "$priv"))))/$(mib "$(stat -c %s "$priv")")" \
+   "-d: the private image's allocation and size (3 MiB written of 2 GiB)"
+is "$(lscol "$out" lskid root-max)/$(lscol "$out" lskid vol-curr)" "32 MiB/-" \
+   "-d: a child's root is its template's; no root layer before its first start"
+is "$(lscol "$out" lskid disk)" "$(mib "$(du -s -B1 "$B/appvms/lskid" | cut -f1)")" \
+   "-d: the whole directory, as du -s counts it"
+is "$(lscol "$out" sys-net kernel)|$(lscol "$out" sys-net kernelopts)|$(lscol "$out" sys-fw kernelopts)" \
+   "$(kcell sys-net kernel)|$(kcell sys-net kernelopts)|$(kcell sys-fw kernelopts)" \
+   "-k: kernel and kernelopts as qvm-prefs has them, * for the default"
+is "$(lscol "$out" lskid kernel)/$(lscol "$out" dom0 disk)" "$(kcell lskid kernel)/n/a" \
+   "-k: n/a where the property does not apply (an HVM); -d: n/a for dom0"
+run qvm-ls -n
+like "$(printf '%s\n' "$out" | sed -n 2p)" "netvm" "-n alone keeps the netvm column"
+run qvm-ls --mem
+is "$rc/$(printf '%s\n' "$out" | wc -l)" "0/1" "qvm-ls --mem (the original's name of -m) offline: the table, no running VM"
+like "$out" "guest" "with the guest's memory column"
+run qvm-ls -m -d
+like "$rc/$out" "2/qvm-ls: --memory is a table of its own: no columns to add" "-m with -d is a usage error"
+run qvm-ls --raw-list -i
+like "$rc/$out" "2/qvm-ls: --raw-list prints names only" "--raw-list with -i is a usage error"
+
+# qvm-run's, qvm-start's and qvm-shutdown's new options, offline.
+cp "$db" "$SCRATCH/db.before"
+run qvm-run --no-auto -p lskid true
+is "$rc" 1 "qvm-run --no-auto offline is an error (status 1)"
+like "$out" "cannot run anything in 'lskid': VMM operations disabled in offline mode" \
+     "naming the VM and offline mode"
+test ! -e "$QUBES_RUN_DIR/vms/lskid"
+ok $? "nothing of the VM was started (no run directory)"
+run qvm-run --nogui -a --no-auto ghost true
+like "$out" "'ghost' does not exist" "qvm-run --no-auto of an unknown VM names it (--nogui accepted)"
+run qvm-run --localcmd "touch $SCRATCH/local-ran" lskid true
+like "$out" "VMM operations disabled in offline mode" "qvm-run --localcmd offline is refused"
+test ! -e "$SCRATCH/local-ran"
+ok $? "before the local command runs"
+run qvm-run --exclude sys-net true
+like "$rc/$out" "2/qvm-run: --exclude goes with --all" "--exclude without --all is a usage error"
+run qvm-run --all
+like "$rc/$out" "2/qvm-run: --all wants a command" "--all without a command is a usage error"
+run qvm-run --dispvm --localcmd cat true
+like "$rc/$out" "2/qvm-run: --dispvm runs in a new DispVM: not with --all, --localcmd" \
+     "--dispvm with --localcmd is a usage error"
+run qvm-run --all true
+like "$rc/$out" "1/qvm-run: error: cannot run anything: VMM operations disabled in offline mode" \
+     "qvm-run --all offline is refused: no VM is known to run"
+run qvm-run --all --offline-mode --exclude sys-net --exclude sys-fw true
+like "$rc/$out" "1/qvm-run: error: cannot run anything: VMM operations disabled" "with --exclude too"
+run qvm-run --help
+like "$out" "--nogui         accepted and ignored" "qvm-run --help says --nogui is ignored"
+run qvm-start --debug lskid
+like "$rc/$out" "1/qvm-start: error: cannot start 'lskid': VMM operations disabled in offline mode" \
+     "qvm-start --debug offline is refused"
+run qvm-start --dvm lskid
+like "$rc/$out" "2/qvm-start: --dvm takes the name of a DispVM template: TEMPLATE-dvm" \
+     "qvm-start --dvm wants TEMPLATE-dvm (usage error)"
+run qvm-start --dvm --debug lstpl-dvm
+like "$rc/$out" "2/qvm-start: --dvm prepares a savefile: not with --debug" "--dvm with --debug is a usage error"
+run qvm-start --dvm lstpl-dvm
+like "$rc/$out" "1/qvm-start: error: cannot prepare the savefile of 'lstpl': VMM operations disabled in offline mode" \
+     "qvm-start --dvm TEMPLATE-dvm prepares TEMPLATE's savefile: refused offline"
+run qvm-shutdown --all lskid
+like "$rc/$out" "2/qvm-shutdown: --all takes no VM name" "qvm-shutdown --all with a VM name is a usage error"
+run qvm-shutdown --exclude lskid lskid
+like "$rc/$out" "2/qvm-shutdown: --exclude goes with --all" "qvm-shutdown --exclude without --all is a usage error"
+run qvm-shutdown --all --wait --exclude lskid
+like "$rc/$out" "1/qvm-shutdown: error: cannot shut anything down: VMM operations disabled in offline mode" \
+     "qvm-shutdown --all --wait offline is refused"
+cmp -s "$db" "$SCRATCH/db.before"
+ok $? "none of them changed qubes.xml (no lstpl-dvm, debug as it was)"
 
 run qvm-create --help
 like "$out" "Usage: qvm-create" "--help works"
