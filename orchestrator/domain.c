@@ -34,6 +34,20 @@ const char *domain_type(void)
     return ok ? "kvm" : "qemu";
 }
 
+/* After QEMU starts, libvirt reads the guest CPU's features back to
+ * check them against the XML. With QEMU's generic interface that is one
+ * qom-get per CPU property, about 400 QMP round trips, 450-650 ms of a
+ * start here under TCG (a DispVM's restore is otherwise 250 ms). Taking
+ * that capability away makes libvirt use the x86 interface it used before,
+ * two qom-gets of the CPUID words, which checks the same features. The
+ * cost: libvirt logs the domain as tainted (custom-hypervisor-feature).
+ * QUBES_VMM_CPU_READBACK=full keeps libvirt's default. */
+static int cpu_readback_trimmed(void)
+{
+    const char *v = getenv("QUBES_VMM_CPU_READBACK");
+    return !(v && strcmp(v, "full") == 0);
+}
+
 #define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
 
 #define W(call)                                                                               \
@@ -63,7 +77,8 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
     xmlTextWriterSetIndent(w, 1);
     W(EL(w, "domain"));
     W(ATTR(w, "type", s->type));
-    if (s->mem_file)
+    int readback = cpu_readback_trimmed();
+    if (s->mem_file || readback)
         W(ATTR(w, "xmlns:qemu", QEMU_NS));
     W(TEXT(w, "name", s->name));
     if (s->uuid)
@@ -214,6 +229,13 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
             W(ATTR(w, "value", args[i]));
             W(END(w));
         }
+        W(END(w));
+    }
+    if (readback) {
+        W(EL(w, "qemu:capabilities"));
+        W(EL(w, "qemu:del"));
+        W(ATTR(w, "capability", "cpu-unavailable-features"));
+        W(END(w));
         W(END(w));
     }
     W(END(w));          /* domain */
