@@ -9,7 +9,10 @@
 #                   DispVMs against them (bench/bench_dispvm.c), qrexec
 #   make fuzz       the loader, the savefile reader and the agent relay under
 #                   libFuzzer, FUZZ_SECONDS each (default 60)
-#   make install    PREFIX (default /usr/local) and DESTDIR
+#   make install    PREFIX (default /usr/local) and DESTDIR: what the Debian
+#                   package holds (debian/); make uninstall removes it
+#   make man        the manual pages in build/man/ (help2man over --help)
+#   make package    the Debian packages, in build/package/
 #   make vmm-up     a libvirt daemon at QUBES_VMM_URI, started if none answers
 #   make guest      the test guest in build/guest/
 
@@ -73,11 +76,11 @@ $(1)/libqubes.a: $$(addprefix $(1)/obj/,$$(LIB_SRCS:.c=.o))
 
 $(1)/$(PLUGIN): $(PLUGIN_SRCS) $$(HDRS) | deps
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(VIRT_CFLAGS) $(PLUGIN_SRCS) $$(VIRT_LIBS) -o $$@
+	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(VIRT_CFLAGS) $(PLUGIN_SRCS) $$(VIRT_LIBS) $$(LDFLAGS) -o $$@
 
 $(1)/$(XL_PLUGIN): $(XL_PLUGIN_SRCS) $$(HDRS) | deps
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(XL_CFLAGS) $(XL_PLUGIN_SRCS) $$(XL_LIBS) -o $$@
+	$$(CC) $$(BASE_CFLAGS) $(2) -fPIC -shared $$(XL_CFLAGS) $(XL_PLUGIN_SRCS) $$(XL_LIBS) $$(LDFLAGS) -o $$@
 
 $(1)/tests/test_libxl_config: $(XL_TEST_SRCS) $$(HDRS) $(1)/libqubes.a | deps
 	@mkdir -p $$(dir $$@)
@@ -86,7 +89,7 @@ $(1)/tests/test_libxl_config: $(XL_TEST_SRCS) $$(HDRS) $(1)/libqubes.a | deps
 
 $(1)/bin/%: $(1)/obj/orchestrator/tools/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
+	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) $$(LDFLAGS) -o $$@
 
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
@@ -133,7 +136,7 @@ OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
 drop-stale-libxl:
 	@rm -f $(STALE_XL)
 
-.PHONY: all tools deps san check demo bench fuzz install clean vmm-up guest
+.PHONY: all tools deps san check demo bench fuzz install uninstall man package clean vmm-up guest
 .SECONDARY:
 
 # After deps, in a new make: what deps installs (libxen-dev) decides what
@@ -180,6 +183,7 @@ san: $(SAN_BINS)
 
 # The tests run the sanitizer build; QUBES_TEST_BIN and friends tell them where.
 check: deps
+	@mk/deps.sh package
 	$(MAKE) san guest
 	@if [ "$$(id -u)" = 0 ]; then mk/vmm-up.sh; \
 	 else echo "not root: no libvirt daemon, the end-to-end tests will be skipped"; fi
@@ -215,11 +219,68 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(HDRS)
 	clang $(BASE_CFLAGS) -Wno-unknown-warning-option -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
 	    $< $(LIB_SRCS) $(PKG_LIBS) -o $@
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/$(dir $(PLUGIN))
-	install -m 0755 $(addprefix build/bin/,$(TOOLS)) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 build/$(PLUGIN) $(DESTDIR)$(PREFIX)/$(PLUGIN)
-	$(if $(HAVE_XL),install -m 0644 build/$(XL_PLUGIN) $(DESTDIR)$(PREFIX)/$(XL_PLUGIN))
+# What `make install` puts where; the Debian package holds the same files
+# (debian/rules runs it). The tools find their backends in
+# PREFIX/lib/qubes-orchestrator and each other in PREFIX/bin, so both move
+# with PREFIX together.
+VERSION := $(shell sed -n 's/^\#define QUBES_VERSION "\(.*\)"/\1/p' orchestrator/tools/tool.h)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+QDIR := $(DESTDIR)$(PREFIX)
+GUEST_BINS := qubes-agent qrexec-client-vm qubes-dnsd
+GUEST_FILES := build-image.sh initramfs/init rootfs/init $(patsubst guest/%,%,$(wildcard \
+               guest/rootfs/bin/* guest/rootfs/qubes-rpc/*))
+UNITS := $(notdir $(basename $(wildcard dist/systemd/*.service.in)))
+
+# The manual pages: help2man over each tool's --help, with the sections of
+# dist/man/ (files, environment).
+man: build/man/.done
+build/man/.done: $(addprefix build/bin/,$(TOOLS)) $(wildcard dist/man/*.h2m) dist/man/mkman.sh
+	@rm -rf build/man
+	dist/man/mkman.sh build/bin build/man $(VERSION)
+	@touch $@
+
+install: all man $(addprefix build/guest/,$(GUEST_BINS))
+	install -d $(QDIR)/bin $(QDIR)/lib/qubes-orchestrator/guest \
+	    $(QDIR)/share/qubes-orchestrator/guest/initramfs \
+	    $(QDIR)/share/qubes-orchestrator/guest/rootfs/bin \
+	    $(QDIR)/share/qubes-orchestrator/guest/rootfs/qubes-rpc \
+	    $(QDIR)/share/man/man1 $(QDIR)/share/bash-completion/completions \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR)
+	install -m 0755 $(addprefix build/bin/,$(TOOLS)) $(QDIR)/bin/
+	install -m 0644 build/$(PLUGIN) $(QDIR)/$(PLUGIN)
+	$(if $(HAVE_XL),install -m 0644 build/$(XL_PLUGIN) $(QDIR)/$(XL_PLUGIN))
+	install -m 0755 $(addprefix build/guest/,$(GUEST_BINS)) $(QDIR)/lib/qubes-orchestrator/guest/
+	for f in $(GUEST_FILES); do \
+	    install -m 0755 guest/$$f $(QDIR)/share/qubes-orchestrator/guest/$$f || exit 1; done
+	for t in $(TOOLS); do \
+	    gzip -9n < build/man/$$t.1 > $(QDIR)/share/man/man1/$$t.1.gz && \
+	    chmod 0644 $(QDIR)/share/man/man1/$$t.1.gz || exit 1; done
+	install -m 0644 dist/bash-completion/qvm $(QDIR)/share/bash-completion/completions/qvm
+	for t in $(TOOLS); do ln -sf qvm $(QDIR)/share/bash-completion/completions/$$t || exit 1; done
+	for u in $(UNITS); do \
+	    sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@BASEDIR@|/var/lib/qubes|g' \
+	        dist/systemd/$$u.in > $(DESTDIR)$(UNITDIR)/$$u && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	install -m 0644 dist/tmpfiles.d/qubes-orchestrator.conf $(DESTDIR)$(TMPFILESDIR)/
+	@[ -n "$(DESTDIR)" ] || echo "installed; then: systemd-tmpfiles --create qubes-orchestrator.conf;" \
+	    "systemctl daemon-reload; systemctl enable $(UNITS)"
+
+uninstall:
+	rm -f $(addprefix $(QDIR)/bin/,$(TOOLS)) \
+	    $(addprefix $(QDIR)/share/man/man1/,$(addsuffix .1.gz,$(TOOLS))) \
+	    $(addprefix $(QDIR)/share/bash-completion/completions/,qvm $(TOOLS)) \
+	    $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) $(DESTDIR)$(TMPFILESDIR)/qubes-orchestrator.conf
+	rm -rf $(QDIR)/lib/qubes-orchestrator $(QDIR)/share/qubes-orchestrator
+
+# The Debian packages (debian/), built from a copy of the tree in
+# build/package/ (dpkg-buildpackage writes beside its source directory).
+package:
+	@mk/deps.sh package
+	rm -rf build/package && mkdir -p build/package/src
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t build/package/src
+	cd build/package/src && dpkg-buildpackage -us -uc -b
+	@ls build/package/*.deb
 
 clean:
 	rm -rf build

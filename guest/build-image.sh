@@ -3,15 +3,23 @@
 # and the agent: OUT/kernel/{vmlinuz,initramfs} and OUT/root.img (ext4, made
 # by mke2fs -d: no root or loop device needed). Cached: does nothing when the
 # outputs are newer than their inputs. CLIENT-BINARY is the guest's static
-# qrexec-client-vm, DNSD-BINARY its static qubes-dnsd.
-# Usage: guest/build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY DNSD-BINARY
+# qrexec-client-vm, DNSD-BINARY its static qubes-dnsd; installed (in
+# PREFIX/share/qubes-orchestrator/guest), OUT-DIR alone takes those of
+# PREFIX/lib/qubes-orchestrator/guest.
+# Usage: guest/build-image.sh OUT-DIR [AGENT-BINARY CLIENT-BINARY DNSD-BINARY]
 set -eu
-usage="usage: build-image.sh OUT-DIR AGENT-BINARY CLIENT-BINARY DNSD-BINARY"
-out=${1:?$usage}
-agent=${2:?$usage}
-client=${3:?$usage}
-dnsd=${4:?$usage}
+usage="usage: build-image.sh OUT-DIR [AGENT-BINARY CLIENT-BINARY DNSD-BINARY]"
 here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?$usage}
+if [ $# = 1 ]; then
+    bins=$here/../../../lib/qubes-orchestrator/guest
+    set -- "$1" "$bins/qubes-agent" "$bins/qrexec-client-vm" "$bins/qubes-dnsd"
+fi
+[ $# = 4 ] || { echo "$usage" >&2; exit 2; }
+agent=$2 client=$3 dnsd=$4
+for f in "$agent" "$client" "$dnsd"; do
+    [ -x "$f" ] || { echo "build-image: $f: no such program" >&2; exit 1; }
+done
 mkdir -p "$out/kernel" "$out/debs"
 out=$(cd "$out" && pwd)
 agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")

@@ -1,13 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages the build and the tests need, when missing.
-# Usage: mk/deps.sh [build|fuzz]. Idempotent; does nothing when all is there.
+# Usage: mk/deps.sh [build|fuzz|package]. Idempotent; does nothing when all is there.
 set -eu
 
-want="pkg-config libvirt-dev libxml2-dev uthash-dev gcc make perl"
+# help2man: the manual pages, which `make install` installs.
+want="pkg-config libvirt-dev libxml2-dev uthash-dev gcc make perl help2man"
 # The libxl backend and its tests; `make LIBXL=no` builds without them.
 [ "${LIBXL:-}" = no ] || want="$want libxen-dev"
 case "${1:-build}" in
     fuzz) want="$want clang libclang-rt-dev" ;;
+    # The Debian package and its checks (tests/t/72-package.t): its build
+    # dependencies, lintian, systemd-analyze, man.
+    package) want="$want debhelper dpkg-dev fakeroot lintian systemd man-db bash" ;;
 esac
 
 missing=""

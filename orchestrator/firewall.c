@@ -315,6 +315,10 @@ int qfw_parse_rule(int argc, char *const argv[], struct qfw_rule *r, struct qerr
     if (slash && qparse_int(slash + 1, 0, 32, &mask) < 0)
         return qerr_set(err, "netmask \"%s\": not a number in 0..32", slash + 1);
     r->netmask = (int)mask;
+    struct in_addr in;
+    if (valid_host(r->address) && inet_pton(AF_INET, r->address, &in) != 1)
+        return qerr_set(err, "address \"%s\": a host name; a rule takes an IPv4 address (names "
+                        "are not resolved: the rules would follow DNS answers)", r->address);
     if (argc >= 2) {
         if (strcmp(argv[1], "tcp") != 0 && strcmp(argv[1], "udp") != 0 &&
             strcmp(argv[1], "any") != 0)

@@ -771,6 +771,71 @@ static int check_asked(struct qubes *q, struct halting *h, long timeout_ms, FILE
     return 0;
 }
 
+static bool autostarts(const struct qvm *vm, enum qvm_power st)
+{
+    return st == QVM_POWER_HALTED && vm->cls != QVM_DISP && qvm_get_bool(vm, "autostart", false);
+}
+
+/* Hops from `vm` to the end of its netvm chain (a loop counts as long). */
+static int chain_depth(const struct qubes *q, const struct qvm *vm)
+{
+    int d = 0;
+    for (const struct qvm *v = vm; v && v->netvm_qid >= 0 && d <= QUBES_MAX_NETID; d++)
+        v = qvm_collection_by_qid(q->coll, v->netvm_qid);
+    return d;
+}
+
+int qubes_vm_start_autostart(struct qubes *q, const struct qvm_start_opts *o, int *started,
+                             struct qerr *err)
+{
+    struct qvm **vms;
+    size_t n;
+    *started = 0;
+    if (qubes_load_for_reading(q, err) < 0 || select_vms(q, NULL, 0, autostarts, &vms, &n, err) < 0)
+        return -1;
+    /* Names, not records: each start reloads the collection. */
+    struct { char name[QUBES_NAME_MAX + 1]; int depth; } *list = calloc(n + 1, sizeof *list);
+    if (!list) {
+        free(vms);
+        return qerr_errno(err, ENOMEM, "autostart");
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(list[i].name, sizeof list[i].name, "%s", vms[i]->name);
+        list[i].depth = chain_depth(q, vms[i]);
+    }
+    free(vms);
+    /* Stable by depth: netvms first, then in qvm_collection_sorted's order. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t k = i; k > 0 && list[k - 1].depth > list[k].depth; k--) {
+            typeof(*list) t = list[k];
+            list[k] = list[k - 1];
+            list[k - 1] = t;
+        }
+    if (n == 0)
+        qsay(o->progress, "--> No VM is marked autostart, or all of them run");
+    struct stayed s = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        struct qerr e;
+        enum qvm_power st;
+        struct halting h = { 0 };
+        /* Started meanwhile as another's netvm: done. */
+        struct qvm *vm = qubes_find_vm(q, list[i].name, &e);
+        if (vm && qubes_vm_state(q, vm, &st, &e) == 0 && st != QVM_POWER_HALTED)
+            continue;
+        if (qubes_vm_start(q, list[i].name, o, &e) < 0) {
+            char why[QERR_MSG_MAX + QUBES_NAME_MAX + 8];
+            snprintf(why, sizeof why, "'%s': %s", list[i].name, e.msg);
+            stays(&h, &s, why);
+        }
+        else
+            (*started)++;
+    }
+    free(list);
+    if (s.n)
+        return qerr_set(err, "%d of %zu autostart VMs did not start: %s", s.n, n, s.text);
+    return 0;
+}
+
 int qubes_vm_shutdown_all(struct qubes *q, const char *const *exclude, size_t nexclude,
                           long timeout_ms, bool force, FILE *progress, struct qerr *err)
 {

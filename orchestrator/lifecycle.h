@@ -33,6 +33,13 @@ struct qvm_start_opts {
 /* Each loads what it needs; `q` is open, nothing locked. */
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
                    struct qerr *err);
+/* The host's boot (qvm-start --autostart): every halted VM whose
+ * `autostart` is True, but DispVMs, started with `o`, those another one's
+ * netvm chain holds first (a VM's start starts its chain anyway). A VM that
+ * fails does not stop the others: -1 when any failed, the message naming
+ * each with its reason. `*started` counts the VMs started. */
+int qubes_vm_start_autostart(struct qubes *q, const struct qvm_start_opts *o, int *started,
+                             struct qerr *err);
 /* Starts the netvm `netvm_qid` (-1: none) of `for_whom` when it is halted,
  * its own netvm first, and waits for its agent: a VM's gateway is a guest.
  * qubes_vm_start does it for the VM it starts. */

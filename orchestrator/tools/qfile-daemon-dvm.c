@@ -20,11 +20,13 @@ static void usage(FILE *f)
 "the service's status meanwhile. SIGTERM, SIGINT and SIGHUP stop the\n"
 "service; the DispVM still goes. A stale savefile is made again first.\n"
 "\n"
+"Options:\n"
 "  -t, --template T     use T's savefile instead of the default template's\n"
 "      --no-regenerate  refuse a stale savefile instead of making it again\n"
 "  -w, --wait-teardown  exit only once the DispVM is gone\n"
 "  -q, --quiet          no progress messages\n"
 "      --timings        each step's wall and CPU time on standard error\n"
+"      --version        show the version and the hypervisor backends\n"
 "  -h, --help           show this help\n", prog);
 }
 

@@ -21,12 +21,14 @@ static void usage(FILE *f)
 "messages go to $QUBES_RUN_DIR/vms/NAME/%s; while it runs it holds\n"
 "$QUBES_RUN_DIR/vms/NAME/%s (flock), which holds its pid.\n"
 "\n"
-"  --foreground   stay attached, messages on standard error\n"
-"  -h, --help     show this help\n"
-"\n"
 "Environment: QUBES_RPC_POLICY_DIR; QUBES_RPC_ASSUME_YES=1 turns `ask` into\n"
 "allow (there is no dialog); QUBES_RPC_DIR, dom0's services (default\n"
-"/etc/qubes-rpc).\n", prog, QRT_AGENT_SOCK, QRT_QREXEC_SOCK, QPOL_DEFAULT_DIR, QRT_POLICY_LOG,
+"/etc/qubes-rpc).\n"
+"\n"
+"Options:\n"
+"      --foreground  stay attached, messages on standard error\n"
+"      --version     show the version and the hypervisor backends\n"
+"  -h, --help        show this help\n", prog, QRT_AGENT_SOCK, QRT_QREXEC_SOCK, QPOL_DEFAULT_DIR, QRT_POLICY_LOG,
             QRT_QREXEC_LOG, QRT_QREXEC_LOCK);
 }
 

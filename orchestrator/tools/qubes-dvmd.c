@@ -20,8 +20,10 @@ static void usage(FILE *f)
 "requests it ends after a minute. Messages go to $QUBES_RUN_DIR/dvmd.log;\n"
 "it holds $QUBES_RUN_DIR/dvmd.lock (flock), which holds its pid.\n"
 "\n"
+"Options:\n"
 "      --foreground   stay attached, messages on standard error\n"
 "      --stop         stop the running service (its DispVMs go first)\n"
+"      --version      show the version and the hypervisor backends\n"
 "  -h, --help         show this help\n", prog);
 }
 

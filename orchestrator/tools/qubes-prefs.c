@@ -9,17 +9,20 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [-l]\n"
-"       %s [-g] PROPERTY\n"
-"       %s -s PROPERTY VALUE\n"
+"  or:  %s [-g] PROPERTY\n"
+"  or:  %s -s PROPERTY VALUE\n"
 "List, get or set the global defaults: default-template, default-netvm,\n"
 "default-fw-netvm, updatevm, clockvm (a VM name or none) and default-kernel\n"
 "(an installed kernel version or none), dispvm-preload (how many DispVMs to\n"
-"keep restored and paused, 0..16).\n"
+"keep restored and paused, 0..16), dispvm-memory (how a DispVM's RAM is\n"
+"restored: auto, shared or full).\n"
 "\n"
+"Options:\n"
 "  -l, --list          list every property\n"
 "  -g, --get           print one property\n"
 "  -s, --set           change one property\n"
 "      --offline-mode  do not contact the hypervisor\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog, prog, prog);
 }
 

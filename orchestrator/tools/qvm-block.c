@@ -10,8 +10,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [-l]\n"
-"       %s -a [--ro] [--frontend DEV] VM SOURCE\n"
-"       %s -d [--timeout S] VM [DEV]\n"
+"  or:  %s -a [--ro] [--frontend DEV] VM SOURCE\n"
+"  or:  %s -d [--timeout S] VM [DEV]\n"
 "List, attach and detach block devices of running VMs, through the hypervisor.\n"
 "A SOURCE is a host block device or an image file (raw), by its path (or\n"
 "dom0:NAME for /dev/NAME, or dom0:PATH, as the original wrote them). It must\n"
@@ -21,6 +21,7 @@ static void usage(FILE *f)
 "/dev/shm/qubes) and not in use on the host (mounted, swap, held by another\n"
 "device, behind a loop device).\n"
 "\n"
+"Options:\n"
 "  -l, --list           the devices attached to running VMs (VM, frontend, mode,\n"
 "                       source), then the host block devices and the image files\n"
 "                       of $QUBES_BASE_DIR/images that can be attached (default)\n"
@@ -35,6 +36,7 @@ static void usage(FILE *f)
 "      --timeout S      how long -d waits for the guest to let it go (default %d)\n"
 "      --offline-mode   do not contact the hypervisor: -l lists the host's devices\n"
 "                       and image files only, -a and -d are refused\n"
+"      --version        show the version and the hypervisor backends\n"
 "  -h, --help           show this help\n",
             prog, prog, prog, QBLOCK_DETACH_TIMEOUT_MS / 1000);
 }

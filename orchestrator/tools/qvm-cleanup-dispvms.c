@@ -11,7 +11,9 @@ static void usage(FILE *f)
 "At host start or after a crash: drop the records of DispVMs that do not run,\n"
 "destroy DispVM domains that have no record, and remove their files.\n"
 "\n"
+"Options:\n"
 "  -q, --quiet  say nothing\n"
+"      --version show the version and the hypervisor backends\n"
 "  -h, --help   show this help\n", prog);
 }
 

@@ -41,11 +41,13 @@ static void usage(FILE *f)
 "running VMs cannot be cloned. Copies are reflinks where the file system\n"
 "has them; a long copy shows its progress every few seconds.\n"
 "\n"
+"Options:\n"
 "  -p, --path DIR      where NEW's files go: only its usual directory,\n"
 "                      $QUBES_BASE_DIR/<class dir>/NEW, is accepted (a VM's\n"
 "                      files are never anywhere else)\n"
 "      --offline-mode  do not contact the hypervisor (SRC is taken as halted)\n"
 "  -q, --quiet         no progress and nothing on success\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog);
 }
 

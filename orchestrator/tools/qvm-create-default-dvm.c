@@ -15,8 +15,10 @@ static void usage(FILE *f)
 "savefile and its disk snapshots in $QUBES_BASE_DIR/dvmdata (atomically: a\n"
 "failed save leaves the old savefile usable).\n"
 "\n"
+"Options:\n"
 "      --default-template  use the default template\n"
 "  -q, --quiet             say nothing on success\n"
+"      --version           show the version and the hypervisor backends\n"
 "  -h, --help              show this help\n", prog);
 }
 

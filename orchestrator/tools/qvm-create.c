@@ -13,6 +13,7 @@ static void usage(FILE *f)
 "Create a new VM: its record in qubes.xml and its directory with a sparse\n"
 "private.img (and root.img for templates and standalone VMs).\n"
 "\n"
+"Options:\n"
 "  -l, --label LABEL        colour label (required): red, orange, yellow, green,\n"
 "                           gray, blue, purple, black\n"
 "  -t, --template NAME      template to base the VM on (default: default-template;\n"
@@ -32,6 +33,7 @@ static void usage(FILE *f)
 "                           based on a template use the template's\n"
 "      --offline-mode       do not contact the hypervisor\n"
 "  -q, --quiet              say nothing on success\n"
+"      --version            show the version and the hypervisor backends\n"
 "  -h, --help               show this help\n", prog);
 }
 

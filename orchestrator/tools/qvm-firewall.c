@@ -15,9 +15,12 @@ static void usage(FILE *f)
 "Show (the default) or change the firewall rules of the VM NAME. The policy\n"
 "applies to traffic no rule matches; each rule is an exception to it.\n"
 "A RULE is: ADDRESS[/NETMASK] [any | tcp|udp PORT[-TOPORT]], where ADDRESS\n"
-"is an IPv4 address or a host name. Changes are made under the qubes.xml\n"
+"is an IPv4 address (a host name is refused: it would have to be resolved;\n"
+"one in a file of the original's is listed, but its VM does not start with a\n"
+"netvm until it is removed). Changes are made under the qubes.xml\n"
 "write lock and written atomically.\n"
 "\n"
+"Options:\n"
 "  -l, --list             list the settings and rules (default)\n"
 "  -a, --add              add RULE\n"
 "  -e, --expire WHEN      the added rule expires at WHEN: +SECONDS from now, or\n"
@@ -27,6 +30,7 @@ static void usage(FILE *f)
 "  -D, --dns P            allow or deny DNS\n"
 "  -i, --icmp P           allow or deny ICMP\n"
 "  -Y, --yum-proxy P      allow or deny the update proxy\n"
+"      --version          show the version and the hypervisor backends\n"
 "  -h, --help             show this help\n", prog);
 }
 

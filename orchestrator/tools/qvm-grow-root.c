@@ -14,7 +14,9 @@ static const char help[] =
 "system. Refused for a VM based on a template (resize the template), for a\n"
 "running VM, for a template while a VM based on it runs, and for a shrink.\n"
 "\n"
+"Options:\n"
 "      --offline-mode  do not contact the hypervisor (VMs taken as halted)\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n";
 
 static int parse_size(const char *s, unsigned long long *out)

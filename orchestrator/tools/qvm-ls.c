@@ -23,6 +23,7 @@ static void usage(FILE *f)
 "CPU time they used. Templates show as [name], NetVMs and ProxyVMs as {name}.\n"
 "A first line gives the host's free memory (not in offline mode).\n"
 "\n"
+"Options:\n"
 "      --raw-list       print only the names, one per line (no hypervisor access)\n"
 "  -c, --cpu-interval MS  add each running VM's CPU use over MS milliseconds\n"
 "                       (100 = one CPU busy all along; from two samples)\n"
@@ -45,6 +46,7 @@ static void usage(FILE *f)
 "                       never written), and the guest's memory (the\n"
 "                       hypervisor's, its memory property)\n"
 "      --offline-mode   do not contact the hypervisor (every VM shows Halted)\n"
+"      --version        show the version and the hypervisor backends\n"
 "  -h, --help           show this help\n", prog);
 }
 

@@ -9,12 +9,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [-l] NAME\n"
-"       %s -g NAME PROPERTY\n"
-"       %s -s NAME PROPERTY VALUE\n"
+"  or:  %s -g NAME PROPERTY\n"
+"  or:  %s -s NAME PROPERTY VALUE\n"
 "List, get or set a VM's properties. Without -l/-g/-s the number of\n"
 "arguments chooses: NAME lists, NAME PROPERTY gets, NAME PROPERTY VALUE sets.\n"
 "\n"
-"Settable: name label template netvm (NAME, none, default) memory maxmem (MiB,\n"
+"Settable: name label template netvm dispvm_netvm (NAME, none, default; the\n"
+"latter: the netvm of the VM's DispVMs) memory maxmem (MiB,\n"
 "at most the host's memory) vcpus (at most the host's CPUs) kernel (VERSION,\n"
 "none, default) kernelopts (TEXT, default: nopat) pcidevs ('BB:DD.F ...' or a\n"
 "list) mac (xx:xx:xx:xx:xx:xx or auto) debug autostart internal\n"
@@ -24,10 +25,12 @@ static void usage(FILE *f)
 "seconds) qrexec_installed guiagent_installed seamless_gui_mode (needs\n"
 "guiagent_installed). A rename moves the VM's files and a template's T-dvm.\n"
 "\n"
+"Options:\n"
 "  -l, --list          list every property\n"
 "  -g, --get           print one property\n"
 "  -s, --set           change one property\n"
 "      --offline-mode  do not contact the hypervisor\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog, prog, prog);
 }
 

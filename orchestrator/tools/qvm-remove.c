@@ -14,9 +14,11 @@ static void usage(FILE *f)
 "A running VM, a template that VMs are based on, and a netvm in use are\n"
 "refused.\n"
 "\n"
+"Options:\n"
 "      --just-db       remove only the record, keep the files\n"
 "      --offline-mode  do not contact the hypervisor (the VM is taken as halted)\n"
 "  -q, --quiet         say nothing on success\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog);
 }
 

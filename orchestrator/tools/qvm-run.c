@@ -17,15 +17,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [options] NAME COMMAND...\n"
-"       %s [options] --all [--exclude VM]... COMMAND...\n"
-"       %s [options] --service SERVICE NAME | --all --service SERVICE\n"
-"       %s [options] --dispvm[=TEMPLATE] COMMAND...\n"
+"  or:  %s [options] --all [--exclude VM]... COMMAND...\n"
+"  or:  %s [options] --service SERVICE NAME | --all --service SERVICE\n"
+"  or:  %s [options] --dispvm[=TEMPLATE] COMMAND...\n"
 "Run COMMAND (by /bin/sh -c inside the VM), or the VM's service SERVICE\n"
 "(/etc/qubes-rpc/SERVICE, e.g. qubes.VMShell), and return its exit status.\n"
 "A halted VM is started first (unless --no-auto). With --dispvm the command\n"
 "runs in a fresh DispVM of TEMPLATE (default: the default template),\n"
 "destroyed afterwards.\n"
 "\n"
+"Options:\n"
 "  -p, --pass-io       the command's input and output are ours\n"
 "      --localcmd CMD  the command's input is the output of the local command\n"
 "                      CMD (by /bin/sh -c, as us) and its output is CMD's input,\n"
@@ -50,6 +51,7 @@ static void usage(FILE *f)
 "      --nogui         accepted and ignored: there is no GUI daemon here\n"
 "      --offline-mode  refused: this needs the hypervisor\n"
 "  -q, --quiet         no progress messages when the VM must start\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog, prog, prog, prog);
 }
 

@@ -11,7 +11,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [-l] NAME\n"
-"       %s -e|-d|-D NAME SERVICE\n"
+"  or:  %s -e|-d|-D NAME SERVICE\n"
 "List (the default) or change the services of the VM NAME: the guest services\n"
 "dom0 turns on or off for it. A VM learns them when it starts (a running VM at\n"
 "its next start; a DispVM has those its DispVM template booted with); a service\n"
@@ -19,11 +19,13 @@ static void usage(FILE *f)
 "changed under its write lock and saved atomically; no hypervisor is needed.\n"
 "A SERVICE name is 1 to %d of [A-Za-z0-9_.-], not starting with '.' or '-'.\n"
 "\n"
+"Options:\n"
 "  -l, --list          list the services and whether each is on or off\n"
 "  -e, --enable        turn SERVICE on\n"
 "  -d, --disable       turn SERVICE off\n"
 "  -D, --default       forget SERVICE: the VM decides (also --delete, --unset)\n"
 "      --offline-mode  do not contact the hypervisor (this tool never does)\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog, prog, QSERVICE_NAME_MAX);
 }
 

@@ -11,10 +11,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: %s [options] NAME\n"
-"       %s [options] --all [--exclude VM]...\n"
+"  or:  %s [options] --all [--exclude VM]...\n"
 "Shut a VM down gracefully: its agent powers the guest off; wait until the\n"
 "domain is gone.\n"
 "\n"
+"Options:\n"
 "      --all           every VM that runs but dom0. DispVMs go first, with the\n"
 "                      DispVM service (as qubes-dvmd --stop: no preload takes\n"
 "                      their place); then each VM before the netvm it uses, as\n"
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 "                      run (they lose their network)\n"
 "      --offline-mode  refused: stopping needs the hypervisor\n"
 "  -q, --quiet         say nothing on success\n"
+"      --version       show the version and the hypervisor backends\n"
 "  -h, --help          show this help\n", prog, prog);
 }
 

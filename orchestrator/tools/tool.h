@@ -106,8 +106,9 @@ static inline int tool_vm_op_main(int argc, char **argv, const char *prog, const
 {
     char help[512];
     snprintf(help, sizeof help,
-             "Usage: %s [options] NAME\n%s\n\n"
+             "Usage: %s [options] NAME\n%s\n\nOptions:\n"
              "      --offline-mode  refused: this needs the hypervisor\n"
+             "      --version       show the version and the hypervisor backends\n"
              "  -h, --help          show this help\n", prog, what);
     bool offline = tool_simple_options(argc, argv, prog, help, 1, "expected exactly one VM name");
     struct qubes q;

@@ -13,11 +13,11 @@ f=$QUBES_BASE_DIR/appvms/work/firewall.xml
 run qvm-firewall work
 like "$out" "policy: allow; DNS: allow; ICMP: allow; update proxy: deny" "qvm-firewall lists the defaults"
 like "$out" "no rules" "and no rules"
-qvm-firewall -a work 10.0.0.0/8 tcp 443 && qvm-firewall -a work example.org any && qvm-firewall -P deny work
+qvm-firewall -a work 10.0.0.0/8 tcp 443 && qvm-firewall -a work 192.0.2.7 any && qvm-firewall -P deny work
 run qvm-firewall -l work
 like "$out" "policy: deny" "--policy deny"
 like "$out" "  1  10.0.0.0/8 tcp 443" "--add lists rule 1"
-like "$out" "  2  example.org any" "and rule 2"
+like "$out" "  2  192.0.2.7 any" "and rule 2"
 grep -q '<rule address="10.0.0.0" proto="tcp" netmask="8" port="443"/>' "$f"
 ok $? "firewall.xml in the VM's directory, in the original's format"
 is "$(stat -c %a "$f")" 640 "mode 640: nobody but root changes a VM's rules"
@@ -26,6 +26,9 @@ is "$(grep -c '<rule ' "$f")" 1 "--del 1 removes the first rule"
 before=$(cat "$f")
 run qvm-firewall -a work '10.0.0.1;id' any
 like "$out" "not an IPv4 address or host name" "a bad address is refused"
+run qvm-firewall -a work example.org any
+like "$rc/$out" "1/qvm-firewall: error: address \"example.org\": a host name; a rule takes an IPv4 address" \
+     "a host name is refused (the rules could not be applied)"
 run qvm-firewall -d 9 work
 like "$out" "'work' has no rule 9 (it has 1)" "so is a rule number that does not exist"
 run qvm-firewall -P sometimes work

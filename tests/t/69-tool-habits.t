@@ -6,7 +6,8 @@
 # -d, -k and -m on running VMs, against qvm-prefs, the files and the guest;
 # qvm-shutdown --all --wait takes a VM down before its NetVM; qvm-start
 # --debug keeps a child's root layer for one start; qvm-start --dvm
-# prepares a savefile. Three guests: a template HVM, a NetVM and a child.
+# prepares a savefile; qvm-start --autostart starts the VMs marked so,
+# netvms first, and one refused does not keep the others back. Three guests: a template HVM, a NetVM and a child.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../e2e.sh"
 T=hb-tpl-$$ N=hb-net-$$ C=hb-kid-$$
@@ -158,5 +159,40 @@ ok $? "TEMPLATE's savefile is in dvmdata"
 run qvm-shutdown --all -q
 is "$rc/$(ours_running)" "0/" "qvm-shutdown --all leaves nothing running"
 [ "$rc" = 0 ] || diag "$(printf '%s\n' "$out" | tail -n 5)"
+
+# qvm-start --autostart, as the host's boot runs it: the marked VMs, the
+# NetVM before the VM behind it although the name sorts it later.
+qvm-prefs -s $C autostart True && qvm-prefs -s $N autostart True
+run qvm-start --autostart
+is "$rc" 0 "qvm-start --autostart succeeds"
+[ "$rc" = 0 ] || diag "$(printf '%s\n' "$out" | tail -n 5)"
+first=$(printf '%s\n' "$out" | grep -n "Starting domain $N " | cut -d: -f1)
+second=$(printf '%s\n' "$out" | grep -n "Starting domain $C " | cut -d: -f1)
+ok "$([ -n "$first" ] && [ -n "$second" ] && [ "$first" -lt "$second" ]; echo $?)" \
+   "the NetVM starts before the VM behind it"
+like "$out" "--> 2 VMs started" "and it counts them"
+is "$(state $C)/$(state $N)/$(state $T)" "Running/Running/Halted" "the marked VMs run, the unmarked template does not"
+run qvm-start --autostart
+is "$rc" 0 "again, with all of them running: nothing to do, status 0"
+like "$out" "--> 0 VMs started" "and it says so"
+
+# A template marked too cannot run beside its child: that one fails, named,
+# status 1; the others start all the same.
+qvm-shutdown --all --wait -q
+qvm-prefs -s $T autostart True
+run qvm-start --autostart
+is "$rc" 1 "a marked VM that cannot start makes the status 1"
+case $(state $T)/$(state $C) in
+    Running/Halted) failed=$C ;;
+    Halted/Running) failed=$T ;;
+    *) failed="T: $(state $T), C: $(state $C)" ;;
+esac
+is "$(state $N)/$failed" "Running/$([ "$failed" = $T ] && echo $T || echo $C)" \
+   "the NetVM runs, and of the template and its child the one started first"
+like "$out" "1 of 3 autostart VMs did not start: '$failed': " "the other is named, with the reason"
+run qvm-start --autostart web
+is "$rc" 2 "--autostart takes no VM name"
+run qvm-shutdown --all -q
+is "$rc/$(ours_running)" "0/" "nothing of ours runs at the end"
 
 done_testing

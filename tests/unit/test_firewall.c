@@ -47,7 +47,7 @@ int main(void)
     ok(qfw_load(path, &fw, &err) == 0 && fw.allow && fw.dns && fw.icmp && !fw.yum_proxy &&
            fw.n == 0, "no file: the defaults (allow; DNS, ICMP allowed; update proxy denied)");
 
-    char *words[][3] = { { "10.1.0.0/16", "tcp", "80-90" }, { "example.org", "udp", "53" },
+    char *words[][3] = { { "10.1.0.0/16", "tcp", "80-90" }, { "192.0.2.53", "udp", "53" },
                          { "192.168.1.1", "any", NULL } };
     int nwords[] = { 3, 3, 2 };
     struct qfw_rule r;
@@ -69,7 +69,7 @@ int main(void)
                             "yumProxy=\"allow\">") &&
            strstr(text, "<rule address=\"10.1.0.0\" proto=\"tcp\" netmask=\"16\" port=\"80\" "
                         "toport=\"90\"/>") &&
-           strstr(text, "<rule address=\"example.org\" proto=\"udp\" port=\"53\"/>") &&
+           strstr(text, "<rule address=\"192.0.2.53\" proto=\"udp\" port=\"53\"/>") &&
            strstr(text, "<rule address=\"192.168.1.1\" proto=\"any\"/>"),
        "in the original's format (netmask only when not 32, ports only when set)");
     free(text);
@@ -77,7 +77,7 @@ int main(void)
     struct qfw back;
     ok(qfw_load(path, &back, &err) == 0 && back.n == 3 && !back.allow && back.yum_proxy &&
            back.rules[0].netmask == 16 && back.rules[0].port == 80 && back.rules[0].toport == 90 &&
-           strcmp(back.rules[1].address, "example.org") == 0 && back.rules[2].netmask == 32,
+           strcmp(back.rules[1].address, "192.0.2.53") == 0 && back.rules[2].netmask == 32,
        "and reads back the same");
     qfw_free(&back);
     qfw_free(&fw);
@@ -123,6 +123,7 @@ int main(void)
 
     const struct { int n; char *w[3]; const char *expect; } badr[] = {
         { 1, { "1.2.3.4;reboot" }, "not an IPv4 address or host name" },
+        { 2, { "example.org", "any" }, "a host name; a rule takes an IPv4 address" },
         { 1, { "1.2.3.4/33" }, "netmask \"33\"" },
         { 2, { "1.2.3.4", "tcp" }, "needs a port" },
         { 3, { "1.2.3.4", "tcp", "0" }, "not PORT or PORT-PORT" },
