@@ -14,6 +14,7 @@
 #   make man        the manual pages in build/man/ (help2man over --help)
 #   make package    the Debian packages, in build/package/
 #   make vmm-up     a libvirt daemon at QUBES_VMM_URI, started if none answers
+#   make host2-up   a second one, another host for the tests (mk/host2-up.sh)
 #   make guest      the test guest in build/guest/
 
 PREFIX ?= /usr/local
@@ -136,7 +137,7 @@ OPT_TEST_BINS := $(addprefix build/helpers/,$(notdir $(HELPER_SRCS:.c=))) \
 drop-stale-libxl:
 	@rm -f $(STALE_XL)
 
-.PHONY: all tools deps san check demo bench fuzz install uninstall man package clean vmm-up guest
+.PHONY: all tools deps san check demo bench fuzz install uninstall man package clean vmm-up host2-up guest
 .SECONDARY:
 
 # After deps, in a new make: what deps installs (libxen-dev) decides what
@@ -178,6 +179,11 @@ build/guest/root.img: build/guest/qubes-agent build/guest/qrexec-client-vm build
 # A libvirt daemon at QUBES_VMM_URI (started when none answers).
 vmm-up:
 	@mk/vmm-up.sh
+
+# A second libvirt daemon standing for another host (mk/host2-up.sh): its
+# own mount namespace, qemu+tcp://127.0.0.2:16510/system, no authentication.
+host2-up:
+	@mk/host2-up.sh
 
 san: $(SAN_BINS)
 

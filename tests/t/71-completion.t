@@ -46,8 +46,9 @@ for t in "$BIN"/*; do
     bash -c '. "$1" && complete -p "$2" >/dev/null 2>&1' sh "$COMP" "$n" || missing="$missing $n"
 done
 is "$missing" "" "every tool in the build has a completion registered"
-is "$(bash -c '. "$1"; complete -p' sh "$COMP" | grep -c '^complete -F _qvm_complete ')" 21 \
-   "the file registers one function for the 21 tools"
+ntools=$(ls "$top/orchestrator/tools" | grep -c '\.c$')
+is "$(bash -c '. "$1"; complete -p' sh "$COMP" | grep -c '^complete -F _qvm_complete ')" "$ntools" \
+   "the file registers one function for the $ntools tools"
 
 qvm-create --offline-mode -q -l red -H work
 qvm-create --offline-mode -q -l blue -H web
@@ -126,6 +127,15 @@ comp qvm-create -k "$SCRATCH/imgs/"
 is "$out" "$SCRATCH/imgs/dir-a" "qvm-create -k: directories"
 comp qvm-create --label=re
 is "$out" "--label=red" "--label=VALUE as one word"
+
+# qvm-host: its commands, then the registered hosts' names (offline).
+comp qvm-host ''
+is "$out" "add list remove" "qvm-host: its commands"
+qvm-host -q add h2 qemu+tcp://127.0.0.2:16510/system && qvm-host -q add h3 qemu+tls://h3.example/system
+comp qvm-host remove h
+is "$out" "h2 h3" "qvm-host remove h: the registered hosts, not 'local'"
+comp qvm-host add h
+is "$out" "" "qvm-host add NAME: a new name, nothing offered"
 
 # A corrupt database: nothing offered, nothing said.
 mkdir -p "$SCRATCH/bad"

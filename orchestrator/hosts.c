@@ -1,0 +1,345 @@
+#include "hosts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlwriter.h>
+
+#include "qubes.h"
+#include "collection.h"
+#include "power.h"
+#include "util.h"
+#include "vm.h"
+#include "vmm.h"
+
+/* The registry of 64 hosts is a few KB; anything much larger is not ours. */
+#define QHOSTS_MAX_SIZE (256 * 1024)
+
+int qhost_check_name(const char *name, struct qerr *err)
+{
+    struct qerr e;
+    if (strcmp(name, QHOST_LOCAL) == 0)
+        return qerr_set(err, "host name '%s': the local host's, which is never registered",
+                        QHOST_LOCAL);
+    if (qvm_check_name(name, &e) < 0) {
+        /* "invalid VM name 'x': why" -> "invalid host name 'x': why" */
+        const char *why = strstr(e.msg, "name ");
+        return qerr_set(err, "invalid host %s", why ? why : e.msg);
+    }
+    return 0;
+}
+
+int qhost_check_uri(const char *uri, struct qerr *err)
+{
+    size_t n = strlen(uri);
+    if (n == 0)
+        return qerr_set(err, "a host's URI cannot be empty");
+    if (n >= QHOST_URI_MAX)
+        return qerr_set(err, "URI '%.40s...': longer than %d characters", uri, QHOST_URI_MAX - 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '\\' || c == '<' || c == '>')
+            return qerr_set(err, "URI '%s': character %zu is not allowed (printable ASCII "
+                            "without spaces, quotes, '\\', '<' or '>')", uri, i + 1);
+    }
+    const char *sep = strstr(uri, "://");
+    if (!sep || sep == uri)
+        return qerr_set(err, "URI '%s': not SCHEME://HOST/PATH (e.g. qemu+tls://host.example/system)",
+                        uri);
+    for (const char *p = uri; p < sep; p++)
+        if (!(((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '+' || *p == '-' || *p == '.'))
+            return qerr_set(err, "URI '%s': the scheme '%.*s' is not a URI scheme", uri,
+                            (int)(sep - uri), uri);
+    if (strncasecmp(uri, "libxl:", 6) == 0 || strncasecmp(uri, "test:", 5) == 0)
+        return qerr_set(err, "URI '%s': a local driver; a host is a libvirt daemon reached "
+                        "over the network", uri);
+    const char *host = sep + 3;
+    /* A user part (user@host) is the URI's business; the host follows it. */
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+    if (at && (!slash || at < slash))
+        host = at + 1;
+    if (*host == '/' || *host == ':' || *host == '\0' || *host == '?')
+        return qerr_set(err, "URI '%s': it names no host (qemu:///system is this machine's "
+                        "daemon, the local host)", uri);
+    return 0;
+}
+
+int qhosts_path(const struct qubes_config *cfg, char *out, size_t len, struct qerr *err)
+{
+    if ((size_t)snprintf(out, len, "%s/%s", cfg->base_dir, QHOSTS_FILE) >= len)
+        return qerr_set(err, "%s/%s: path too long", cfg->base_dir, QHOSTS_FILE);
+    return 0;
+}
+
+const struct qhost *qhosts_find(const struct qhosts *h, const char *name)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->host[i].name, name) == 0)
+            return &h->host[i];
+    return NULL;
+}
+
+int qhosts_add(struct qhosts *h, const char *name, const char *uri, struct qerr *err)
+{
+    if (qhost_check_name(name, err) < 0 || qhost_check_uri(uri, err) < 0)
+        return -1;
+    if (qhosts_find(h, name))
+        return qerr_set(err, "a host named '%s' is registered already", name);
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->host[i].uri, uri) == 0)
+            return qerr_set(err, "URI %s is host '%s' already", uri, h->host[i].name);
+    if (h->n >= QHOSTS_MAX)
+        return qerr_set(err, "%d hosts are registered: no more", QHOSTS_MAX);
+    snprintf(h->host[h->n].name, sizeof h->host[h->n].name, "%s", name);
+    snprintf(h->host[h->n].uri, sizeof h->host[h->n].uri, "%s", uri);
+    h->n++;
+    return 0;
+}
+
+int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->host[i].name, name) == 0) {
+            memmove(&h->host[i], &h->host[i + 1], (h->n - i - 1) * sizeof *h->host);
+            h->n--;
+            return 0;
+        }
+    return qerr_set(err, "no host named '%s'", name);
+}
+
+int qhosts_load(const char *path, struct qhosts *out, struct qerr *err)
+{
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : qerr_errno(err, errno, "cannot read %s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > QHOSTS_MAX_SIZE) {
+        close(fd);
+        return qerr_set(err, "%s: not a regular file of at most %d bytes", path, QHOSTS_MAX_SIZE);
+    }
+    size_t len;
+    char *text = qread_fd(fd, &len);
+    close(fd);
+    if (!text)
+        return qerr_errno(err, errno, "cannot read %s", path);
+    if (strstr(text, "<!DOCTYPE")) {
+        free(text);
+        return qerr_set(err, "%s: a DOCTYPE is not allowed", path);
+    }
+    xmlDocPtr doc = xmlReadMemory(text, (int)len, path, NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    free(text);
+    if (!doc) {
+        const xmlError *x = xmlGetLastError();
+        return qerr_set(err, "%s:%d: not well-formed XML: %s", path, x ? x->line : 0,
+                        x && x->message ? x->message : "?");
+    }
+    xmlNode *root = xmlDocGetRootElement(doc);
+    int rc = 0;
+    if (!root || strcmp((const char *)root->name, "QubesHosts") != 0)
+        rc = qerr_set(err, "%s: the root element is not QubesHosts", path);
+    for (xmlNode *e = root && rc == 0 ? root->children : NULL; rc == 0 && e; e = e->next) {
+        if (e->type != XML_ELEMENT_NODE)
+            continue;
+        if (strcmp((const char *)e->name, "host") != 0) {
+            rc = qerr_set(err, "%s:%d: unknown element <%s>", path, (int)e->line,
+                          (const char *)e->name);
+            break;
+        }
+        xmlChar *name = xmlGetProp(e, (const xmlChar *)"name");
+        xmlChar *uri = xmlGetProp(e, (const xmlChar *)"uri");
+        if (!name || !uri)
+            rc = qerr_set(err, "%s:%d: a host without a %s", path, (int)e->line,
+                          name ? "uri" : "name");
+        else if (qhosts_add(out, (const char *)name, (const char *)uri, err) < 0)
+            rc = qerr_prefix(err, "%s:%d", path, (int)e->line);
+        xmlFree(name);
+        xmlFree(uri);
+    }
+    xmlFreeDoc(doc);
+    if (rc < 0)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+#define W(call)                                                                               \
+    do {                                                                                      \
+        if ((call) < 0)                                                                       \
+            goto fail;                                                                        \
+    } while (0)
+
+static char *format(const struct qhosts *h, size_t *len)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+    char *out = NULL;
+    if (!w)
+        goto fail;
+    xmlTextWriterSetIndent(w, 1);
+    W(xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL));
+    W(xmlTextWriterStartElement(w, (const xmlChar *)"QubesHosts"));
+    for (size_t i = 0; i < h->n; i++) {
+        W(xmlTextWriterStartElement(w, (const xmlChar *)"host"));
+        W(xmlTextWriterWriteAttribute(w, (const xmlChar *)"name", (const xmlChar *)h->host[i].name));
+        W(xmlTextWriterWriteAttribute(w, (const xmlChar *)"uri", (const xmlChar *)h->host[i].uri));
+        W(xmlTextWriterEndElement(w));
+    }
+    W(xmlTextWriterEndElement(w));
+    W(xmlTextWriterEndDocument(w));
+    out = strdup((const char *)xmlBufferContent(buf));
+    if (out)
+        *len = strlen(out);
+fail:
+    if (w)
+        xmlFreeTextWriter(w);
+    if (buf)
+        xmlBufferFree(buf);
+    return out;
+}
+
+int qhosts_write(const struct qubes *q, const char *path, const struct qhosts *h,
+                 struct qerr *err)
+{
+    if (q->db.lock != QDB_WRITE)
+        return qerr_set(err, "%s: the host registry is written under the qubes.xml write lock, "
+                        "and it is not held", path);
+    size_t len;
+    char *text = format(h, &len);
+    if (!text)
+        return qerr_errno(err, ENOMEM, "formatting %s", path);
+    int rc = qwrite_file_atomic(path, text, len, 0640, err);
+    free(text);
+    return rc;
+}
+
+/* The child's side of a probe: one line on `fd`, "ok FREE TOTAL RUNNING"
+ * or "err WHY". */
+static void probe_one(const struct qubes *q, const char *uri, int fd)
+{
+    struct qubes_config cfg = q->cfg;
+    snprintf(cfg.vmm_uri, sizeof cfg.vmm_uri, "%s", uri);
+    cfg.offline = false;
+    struct vmm vmm;
+    vmm_init(&vmm, &cfg);
+    struct vmm_host h;
+    struct vmm_domain *d = NULL;
+    size_t nd = 0;
+    struct qerr e;
+    char line[512];
+    if (vmm_host_info(&vmm, &h, &e) < 0 || vmm_list_domains(&vmm, &d, &nd, &e) < 0) {
+        snprintf(line, sizeof line, "err %s\n", e.msg);
+    } else {
+        unsigned running = 0;
+        for (size_t i = 0; i < nd; i++)
+            if (qvm_power_is_running(d[i].state) &&
+                (qvm_collection_by_name(q->coll, d[i].name) || qvm_is_dispvm_name(d[i].name)))
+                running++;
+        snprintf(line, sizeof line, "ok %llu %llu %u\n", h.free_kib, h.total_kib, running);
+    }
+    vmm_domains_free(d, nd);
+    if (write(fd, line, strlen(line)) < 0)
+        _exit(1);
+    _exit(0);
+}
+
+void qhosts_probe(const struct qubes *q, const char *const *uris, size_t n, long timeout_ms,
+                  struct qhost_state *out)
+{
+    pid_t *pid = calloc(n + 1, sizeof *pid);
+    struct pollfd *pfd = calloc(n + 1, sizeof *pfd);
+    char (*buf)[512] = calloc(n + 1, sizeof *buf);
+    size_t *used = calloc(n + 1, sizeof *used);
+    memset(out, 0, n * sizeof *out);
+    if (!pid || !pfd || !buf || !used) {
+        for (size_t i = 0; i < n; i++)
+            snprintf(out[i].why, sizeof out[i].why, "out of memory");
+        goto done;
+    }
+    fflush(NULL);
+    for (size_t i = 0; i < n; i++) {
+        int p[2];
+        pfd[i].fd = -1;
+        pid[i] = -1;
+        if (pipe2(p, O_CLOEXEC) < 0) {
+            snprintf(out[i].why, sizeof out[i].why, "pipe: %s", strerror(errno));
+            continue;
+        }
+        pid[i] = fork();
+        if (pid[i] == 0) {
+            close(p[0]);
+            probe_one(q, uris[i], p[1]);
+        }
+        close(p[1]);
+        if (pid[i] < 0) {
+            snprintf(out[i].why, sizeof out[i].why, "fork: %s", strerror(errno));
+            close(p[0]);
+            continue;
+        }
+        pfd[i].fd = p[0];
+        pfd[i].events = POLLIN;
+    }
+    long deadline = qnow_ms() + timeout_ms;
+    for (;;) {
+        bool open_left = false;
+        for (size_t i = 0; i < n; i++)
+            open_left |= pfd[i].fd >= 0;
+        long left = deadline - qnow_ms();
+        if (!open_left || left <= 0)
+            break;
+        if (poll(pfd, n, (int)left) < 0 && errno != EINTR)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (pfd[i].fd < 0 || !pfd[i].revents)
+                continue;
+            ssize_t r = read(pfd[i].fd, buf[i] + used[i], sizeof buf[i] - 1 - used[i]);
+            if (r > 0 && used[i] + (size_t)r < sizeof buf[i] - 1) {
+                used[i] += (size_t)r;
+                continue;
+            }
+            close(pfd[i].fd);   /* the end (or more than a line: cut) */
+            pfd[i].fd = -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (pfd[i].fd >= 0) {
+            close(pfd[i].fd);
+            if (!out[i].why[0])
+                snprintf(out[i].why, sizeof out[i].why, "no answer within %ld s", timeout_ms / 1000);
+            if (pid[i] > 0)
+                kill(pid[i], SIGKILL);
+            used[i] = 0;
+        }
+        if (pid[i] > 0)
+            waitpid(pid[i], NULL, 0);
+        buf[i][used[i]] = '\0';
+        char *nl = strchr(buf[i], '\n');
+        if (nl)
+            *nl = '\0';
+        if (strncmp(buf[i], "ok ", 3) == 0 &&
+            sscanf(buf[i] + 3, "%llu %llu %u", &out[i].free_kib, &out[i].total_kib,
+                   &out[i].running) == 3)
+            out[i].reachable = 1;
+        else if (strncmp(buf[i], "err ", 4) == 0)
+            snprintf(out[i].why, sizeof out[i].why, "%s", buf[i] + 4);
+        else if (!out[i].why[0])
+            snprintf(out[i].why, sizeof out[i].why, "the probe ended without an answer");
+    }
+done:
+    free(pid);
+    free(pfd);
+    free(buf);
+    free(used);
+}

@@ -1,0 +1,79 @@
+/* The hosts VMs may live on besides this one, by name: the registry in
+ * $QUBES_BASE_DIR/qubes-hosts.xml
+ *
+ *   <QubesHosts>
+ *     <host name="NAME" uri="URI"/>
+ *   </QubesHosts>
+ *
+ * No file: the local host alone. The local host is implicit, named
+ * "local", and never in the file. Each URI is a libvirt remote URI
+ * (qemu+tcp://, qemu+tls://, qemu+ssh://, ...) of that host's daemon.
+ *
+ * Writes are atomic and need the caller to hold the qubes.xml write lock
+ * (as firewall files do), so a change of the registry and of the VMs that
+ * live on its hosts is one critical section; a reader sees one whole file
+ * or the other. Nothing here contacts a host. */
+#ifndef QUBES_HOSTS_H
+#define QUBES_HOSTS_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+struct qubes;
+struct qubes_config;
+
+#define QHOST_LOCAL "local"
+#define QHOSTS_FILE "qubes-hosts.xml"
+#define QHOST_NAME_MAX 31
+#define QHOST_URI_MAX 512
+#define QHOSTS_MAX 64
+
+struct qhost {
+    char name[QHOST_NAME_MAX + 1];
+    char uri[QHOST_URI_MAX];
+};
+
+struct qhosts {
+    struct qhost host[QHOSTS_MAX];
+    size_t n;
+};
+
+/* A host's name: the rules of a VM name (letters, digits, '_', '-', a
+ * letter first, at most 31), and not "local". */
+int qhost_check_name(const char *name, struct qerr *err);
+/* A remote URI: SCHEME://HOST[:PORT]/PATH[?QUERY] of printable ASCII
+ * without spaces or quotes, with a host part; not a local one (qemu:///,
+ * test:///, libxl://). */
+int qhost_check_uri(const char *uri, struct qerr *err);
+
+/* $QUBES_BASE_DIR/qubes-hosts.xml. */
+int qhosts_path(const struct qubes_config *cfg, char *out, size_t len, struct qerr *err);
+/* Reads the registry (none: no hosts). Every entry is checked; the error
+ * names the file, the line and the problem. */
+int qhosts_load(const char *path, struct qhosts *out, struct qerr *err);
+/* Writes it atomically, mode 0640; refused unless `q` holds the write lock. */
+int qhosts_write(const struct qubes *q, const char *path, const struct qhosts *h,
+                 struct qerr *err);
+/* The entry named `name`, or NULL. */
+const struct qhost *qhosts_find(const struct qhosts *h, const char *name);
+/* Adds one (name and URI checked, neither taken); removes one by name. */
+int qhosts_add(struct qhosts *h, const char *name, const char *uri, struct qerr *err);
+int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err);
+
+/* What qhosts_probe learns of a host. */
+struct qhost_state {
+    int reachable;              /* 1 answered, 0 did not (see why) */
+    unsigned long long free_kib, total_kib;
+    unsigned running;           /* its running domains that are VMs of `q` */
+    char why[256];
+};
+
+/* Asks each URI's daemon (in a child process each, all at once) for its
+ * free memory and its running domains, waiting at most `timeout_ms` in
+ * all: a host that does not answer by then is killed off as unreachable,
+ * named with the deadline. `q` is loaded (the VM names to count). */
+void qhosts_probe(const struct qubes *q, const char *const *uris, size_t n, long timeout_ms,
+                  struct qhost_state *out);
+
+#endif
