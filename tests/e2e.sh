@@ -15,11 +15,17 @@ B=$QUBES_BASE_DIR R=$QUBES_RUN_DIR
 
 # Stops this test's DispVM service (its workers tear their DispVMs down),
 # then destroys the domains of this test's run directory (domain names are
-# host-wide: those of other databases are left alone).
+# host-wide: those of other databases are left alone), and removes its
+# DispVM templates' files in /dev/shm/qubes.
 destroy_ours() {
     qubes-dvmd --stop >/dev/null 2>&1
     for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
         [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" destroy "$d" >/dev/null 2>&1
+    done
+    # The shared-memory files of this database's DispVM templates (their
+    # RAM and savefile copies live in /dev/shm/qubes, outside SCRATCH).
+    for v in $(QUBES_OFFLINE=1 qvm-ls --raw-list 2>/dev/null); do
+        case $v in *-dvm) rm -f "/dev/shm/qubes/$v".* ;; esac
     done
 }
 
