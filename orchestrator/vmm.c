@@ -242,6 +242,33 @@ int vmm_network_ensure(struct vmm *vmm, const char *name, struct qerr *err)
     VMM_CALL(network_ensure, name);
 }
 
+/* Storage ops are optional in a backend. */
+#define VMM_STORAGE_CALL(op, ...)                                                             \
+    do {                                                                                      \
+        if (vmm_require(vmm, err) < 0)                                                        \
+            return -1;                                                                        \
+        if (!vmm->backend->op)                                                                \
+            return qerr_set(err, "the %s backend has no storage pools (%s)",                  \
+                            vmm->backend->name, vmm->uri);                                    \
+        return vmm->backend->op(vmm, __VA_ARGS__, err);                                       \
+    } while (0)
+
+int vmm_pool_ensure(struct vmm *vmm, const char *pool, const char *path, struct qerr *err)
+{
+    VMM_STORAGE_CALL(pool_ensure, pool, path);
+}
+
+int vmm_volume_upload(struct vmm *vmm, const char *pool, const char *name, const char *src,
+                      unsigned long long size, unsigned long long *sent, struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_upload, pool, name, src, size, sent);
+}
+
+int vmm_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_delete, pool, name);
+}
+
 void vmm_domains_free(struct vmm_domain *d, size_t n)
 {
     for (size_t i = 0; i < n; i++)

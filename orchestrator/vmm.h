@@ -126,6 +126,20 @@ struct vmm_backend {
     int (*live_xml)(struct vmm *vmm, const char *name, char **xml, struct qerr *err);
     int (*attach_device)(struct vmm *vmm, const char *name, const char *xml, struct qerr *err);
     int (*detach_device)(struct vmm *vmm, const char *name, const char *xml, struct qerr *err);
+    /* Storage on the hypervisor's host, reached through the connection only
+     * (optional: NULL where the backend has none). pool_ensure: the
+     * directory pool `pool` at `path` on that host, defined, built, started
+     * and marked autostart when missing or inactive. volume_upload: a new
+     * raw volume `name` in `pool` of `size` bytes holding the local file
+     * `src` (NULL: all zeros, nothing sent), sent as a sparse stream: holes
+     * travel as lengths and stay holes where the host's file system can; an
+     * existing volume of that name is an error; a failure midway removes
+     * the volume. *sent counts the bytes of data sent. volume_delete:
+     * removes it; 0 when there is none. */
+    int (*pool_ensure)(struct vmm *vmm, const char *pool, const char *path, struct qerr *err);
+    int (*volume_upload)(struct vmm *vmm, const char *pool, const char *name, const char *src,
+                         unsigned long long size, unsigned long long *sent, struct qerr *err);
+    int (*volume_delete)(struct vmm *vmm, const char *pool, const char *name, struct qerr *err);
 };
 
 struct vmm {
@@ -170,6 +184,12 @@ int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path,
 int vmm_domain_pid(struct vmm *vmm, const char *name);
 /* See struct vmm_backend; fails in offline mode. */
 int vmm_network_ensure(struct vmm *vmm, const char *name, struct qerr *err);
+/* See struct vmm_backend: storage pools and volumes on the connection's
+ * host; an error naming the backend where it has none. */
+int vmm_pool_ensure(struct vmm *vmm, const char *pool, const char *path, struct qerr *err);
+int vmm_volume_upload(struct vmm *vmm, const char *pool, const char *name, const char *src,
+                      unsigned long long size, unsigned long long *sent, struct qerr *err);
+int vmm_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err);
 /* Block devices of a running domain (see struct vmm_backend), in libvirt's
  * domain XML: every disk of the domain `name` with its backing chain
  * (none, and 0, when the domain does not run); free with vmm_disks_free.

@@ -8,6 +8,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -557,6 +559,184 @@ static int lv_detach_device(struct vmm *vmm, const char *name, const char *xml,
     return rc;
 }
 
+/* ---- storage pools and volumes ---- */
+
+/* Pool and volume names and a pool's path go into XML: only what our own
+ * names are made of. */
+static int storage_name_ok(const char *s, bool path)
+{
+    if (!*s || strlen(s) > 200 || (path && s[0] != '/'))
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-' || *p == '.' || (path && *p == '/')))
+            return 0;
+    return path || (strcmp(s, ".") != 0 && strcmp(s, "..") != 0);
+}
+
+static int lv_pool_ensure(struct vmm *vmm, const char *pool, const char *path, struct qerr *err)
+{
+    if (!storage_name_ok(pool, false) || !storage_name_ok(path, true))
+        return qerr_set(err, "storage pool '%s' at '%s': not a name or an absolute path of "
+                        "letters, digits, '_', '-', '.'", pool, path);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
+        if (!p) {
+            char xml[1024];
+            snprintf(xml, sizeof xml,
+                     "<pool type='dir'><name>%s</name><target><path>%s</path>"
+                     "<permissions><mode>0711</mode></permissions></target></pool>", pool, path);
+            if (!(p = virStoragePoolDefineXML(vmm->priv, xml, 0))) {
+                if (attempt == 0)
+                    continue;   /* defined meanwhile by another process */
+                return lv_error(err, "cannot define the storage pool", vmm->uri);
+            }
+            if (virStoragePoolBuild(p, 0) < 0) {
+                lv_error(err, "cannot build the storage pool", vmm->uri);
+                virStoragePoolFree(p);
+                return qerr_prefix(err, "pool %s at %s", pool, path);
+            }
+        }
+        int rc = 0;
+        if (virStoragePoolIsActive(p) != 1 && virStoragePoolCreate(p, 0) < 0 &&
+            virStoragePoolIsActive(p) != 1)
+            rc = lv_error(err, "cannot start the storage pool", vmm->uri);
+        if (rc == 0)
+            virStoragePoolSetAutostart(p, 1);
+        virStoragePoolFree(p);
+        return rc < 0 ? qerr_prefix(err, "pool %s", pool) : 0;
+    }
+    return qerr_set(err, "storage pool %s: cannot be defined", pool);
+}
+
+/* A sparse upload's reader: data, holes (SEEK_DATA/SEEK_HOLE), skips. */
+struct upload {
+    int fd;
+    unsigned long long sent;
+};
+
+static int up_data(virStreamPtr st, char *data, size_t nbytes, void *opaque)
+{
+    (void)st;
+    struct upload *u = opaque;
+    ssize_t r = read(u->fd, data, nbytes);
+    if (r > 0)
+        u->sent += (unsigned long long)r;
+    return (int)r;
+}
+
+static int up_hole(virStreamPtr st, int *in_data, long long *length, void *opaque)
+{
+    (void)st;
+    struct upload *u = opaque;
+    off_t cur = lseek(u->fd, 0, SEEK_CUR), data = lseek(u->fd, cur, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {            /* a hole to the end */
+        off_t end = lseek(u->fd, 0, SEEK_END);
+        *in_data = 0;
+        *length = end - cur;
+    } else if (data < 0) {
+        return -1;
+    } else if (data > cur) {
+        *in_data = 0;
+        *length = data - cur;
+    } else {
+        *in_data = 1;
+        *length = lseek(u->fd, cur, SEEK_HOLE) - cur;
+    }
+    return lseek(u->fd, cur, SEEK_SET) == cur ? 0 : -1;
+}
+
+static int up_skip(virStreamPtr st, long long length, void *opaque)
+{
+    (void)st;
+    struct upload *u = opaque;
+    return lseek(u->fd, (off_t)length, SEEK_CUR) < 0 ? -1 : 0;
+}
+
+static int lv_volume_upload(struct vmm *vmm, const char *pool, const char *name, const char *src,
+                            unsigned long long size, unsigned long long *sent, struct qerr *err)
+{
+    *sent = 0;
+    if (!storage_name_ok(pool, false) || !storage_name_ok(name, false))
+        return qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
+                        name, pool);
+    struct upload u = { .fd = -1 };
+    if (src) {
+        struct stat st;
+        if ((u.fd = open(src, O_RDONLY | O_CLOEXEC)) < 0)
+            return qerr_errno(err, errno, "cannot read %s", src);
+        if (fstat(u.fd, &st) < 0 || !S_ISREG(st.st_mode) || (unsigned long long)st.st_size != size) {
+            close(u.fd);
+            return qerr_set(err, "%s: not a regular file of %llu bytes", src, size);
+        }
+    }
+    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
+    if (!p) {
+        if (u.fd >= 0)
+            close(u.fd);
+        lv_error(err, "no storage pool", vmm->uri);
+        return qerr_prefix(err, "pool %s", pool);
+    }
+    char xml[512];
+    snprintf(xml, sizeof xml,
+             "<volume type='file'><name>%s</name><capacity unit='bytes'>%llu</capacity>"
+             "<allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>",
+             name, size);
+    virStorageVolPtr v = virStorageVolCreateXML(p, xml, 0);
+    int rc = 0;
+    if (!v) {
+        rc = lv_error(err, "cannot create the volume", vmm->uri);
+        qerr_prefix(err, "volume %s in pool %s", name, pool);
+    } else if (src && size) {
+        virStreamPtr st = virStreamNew(vmm->priv, 0);
+        if (!st || virStorageVolUpload(v, st, 0, size, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) < 0 ||
+            virStreamSparseSendAll(st, up_data, up_hole, up_skip, &u) < 0 || virStreamFinish(st) < 0) {
+            rc = lv_error(err, "cannot upload", vmm->uri);
+            qerr_prefix(err, "%s to volume %s in pool %s", src, name, pool);
+            if (st)
+                virStreamAbort(st);
+        }
+        if (st)
+            virStreamFree(st);
+        if (rc < 0)
+            virStorageVolDelete(v, 0);      /* nothing half-made stays */
+    }
+    *sent = u.sent;
+    if (v)
+        virStorageVolFree(v);
+    virStoragePoolFree(p);
+    if (u.fd >= 0)
+        close(u.fd);
+    return rc;
+}
+
+static int lv_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err)
+{
+    if (!storage_name_ok(pool, false) || !storage_name_ok(name, false))
+        return qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
+                        name, pool);
+    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
+    if (!p) {
+        virErrorPtr e = virGetLastError();
+        if (e && e->code == VIR_ERR_NO_STORAGE_POOL)
+            return 0;
+        return lv_error(err, "cannot look up the storage pool", vmm->uri);
+    }
+    int rc = 0;
+    virStorageVolPtr v = virStorageVolLookupByName(p, name);
+    if (!v) {
+        virErrorPtr e = virGetLastError();
+        if (!e || e->code != VIR_ERR_NO_STORAGE_VOL)
+            rc = lv_error(err, "cannot look up the volume", vmm->uri);
+    } else {
+        if (virStorageVolDelete(v, 0) < 0)
+            rc = lv_error(err, "cannot delete the volume", vmm->uri);
+        virStorageVolFree(v);
+    }
+    virStoragePoolFree(p);
+    return rc < 0 ? qerr_prefix(err, "volume %s in pool %s", name, pool) : 0;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -581,4 +761,7 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .live_xml = lv_live_xml,
     .attach_device = lv_attach_device,
     .detach_device = lv_detach_device,
+    .pool_ensure = lv_pool_ensure,
+    .volume_upload = lv_volume_upload,
+    .volume_delete = lv_volume_delete,
 };

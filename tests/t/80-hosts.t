@@ -4,7 +4,8 @@
 # registry (qvm-host): the daemon answers, a second host2-up leaves it
 # alone, it sees none of this host's /tmp; qvm-host add/list/remove, list
 # asking every host at once within its deadline; only root reaches host2 (a refused connection, a
-# daemon that never answers), --offline-mode asking none.
+# daemon that never answers), --offline-mode asking none; storage on host2
+# through libvirt only (a pool, a sparse upload by stream, deletion).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../e2e.sh"
 H2=qemu+tcp://127.0.0.2:16510/system
@@ -71,10 +72,48 @@ like "$(printf '%s\n' "$out" | awk '$1 == "h2"')" "yes" "and h2 is listed as ans
 diag "qvm-host list with a silent host and --timeout 2: $(((t1 - t0) / 1000000)) ms"
 ok "$([ $(((t1 - t0) / 1000000)) -lt 10000 ]; echo $?)" "it returned (within the 30 s guard: not hung)"
 
+# Storage on host2 through its daemon alone: a pool there, a sparse file
+# uploaded as a volume (its holes travel as lengths), read back equal.
+V="$HELPERS/vol-upload"
+img=$SCRATCH/sparse.img
+truncate -s 64M "$img"
+head -c 1048576 /dev/urandom | dd of="$img" conv=notrunc status=none
+head -c 1048576 /dev/urandom | dd of="$img" bs=1M seek=40 conv=notrunc status=none
+run "$V" $H2 qubes /var/lib/qubes/pool vol-$$ "$img"
+is "$rc" 0 "a 64 MiB image with 2 MiB of data uploaded to host2's pool"
+is "$(echo "$out" | awk '{print $2}')" 2097152 "only its data travelled (2 MiB), the holes as lengths"
+info=$(virsh -c $H2 vol-info --bytes --pool qubes vol-$$ 2>&1)
+cap=$(echo "$info" | awk '/^Capacity/ {print $2}') alloc=$(echo "$info" | awk '/^Allocation/ {print $2}')
+ok "$([ "$cap" = 67108864 ] && [ "$alloc" -le 4194304 ]; echo $?)" \
+   "on host2 it is 64 MiB, sparse: $alloc bytes allocated"
+ok "$([ -f "$HOST2_DIR/qubes/pool/vol-$$" ] && [ ! -e "/var/lib/qubes/pool/vol-$$" ]; echo $?)" \
+   "it lives in host2's /var/lib/qubes/pool, not in this host's"
+virsh -c $H2 vol-download --sparse --pool qubes vol-$$ "$SCRATCH/back.img" >/dev/null 2>&1
+is "$(md5sum < "$SCRATCH/back.img")" "$(md5sum < "$img")" "downloaded again, it is the same bytes"
+run "$V" $H2 qubes /var/lib/qubes/pool vol-$$ "$img"
+like "$rc/$out" "1/vol-upload: volume vol-$$ in pool qubes: cannot create the volume" \
+     "a second upload of the same name is refused, named"
+run "$V" $H2 qubes /var/lib/qubes/pool ../x "$img"
+like "$rc/$out" "1/vol-upload: volume '../x' in pool 'qubes': not a name" "a name that is a path is refused"
+run "$V" $H2 qubes /var/lib/qubes/pool empty-$$ --empty 1073741824
+is "$rc/$(echo "$out" | awk '{print $2}')" "0/0" "an empty 1 GiB volume: nothing travels"
+"$V" $H2 qubes /var/lib/qubes/pool empty-$$ --delete >/dev/null
+run "$V" $H2 qubes /var/lib/qubes/pool vol-$$ --delete
+is "$rc/$(virsh -c $H2 vol-list qubes | grep -c -e "vol-$$" -e "empty-$$")" "0/0" "deleted, they are gone"
+run "$V" $H2 qubes /var/lib/qubes/pool vol-$$ --delete
+is "$rc" 0 "deleting what is gone is no error"
+head -c 16777216 /dev/urandom > "$SCRATCH/full.img"
+run "$V" $H2 qubes /var/lib/qubes/pool full-$$ "$SCRATCH/full.img"
+ms=$(echo "$out" | awk '{print $3}')
+diag "upload of 16 MiB of data to host2: ${ms} ms, $((16 * 1000 / (ms > 0 ? ms : 1))) MB/s"
+"$V" $H2 qubes /var/lib/qubes/pool full-$$ --delete >/dev/null
+
 # h2 stopped: refused at once, named; back again.
 "$top/mk/host2-up.sh" stop >/dev/null 2>&1
 run qvm-host list --timeout 5
 like "$(printf '%s\n' "$out" | awk '$1 == "h2"')" "Connection refused" "a stopped h2: the refusal, named"
+run "$V" $H2 qubes /var/lib/qubes/pool vol-$$ "$img"
+like "$rc/$out" "1/vol-upload: cannot connect to the hypervisor ($H2)" "an upload to a stopped host: named"
 run "$top/mk/host2-up.sh"
 is "$rc" 0 "host2-up starts it again"
 like "$(qvm-host list | awk '$1 == "h2"')" "yes" "and h2 answers again"
