@@ -18,6 +18,10 @@
 #include "qubes.h"
 #include "runtime.h"
 #include "util.h"
+#include "xmlfile.h"
+
+/* A file of thousands of rules is some 100 KB: anything near this is not ours. */
+#define QFW_MAX_SIZE (1 << 20)
 
 void qfw_defaults(struct qfw *fw)
 {
@@ -172,39 +176,20 @@ static int read_rule(xmlNode *e, struct qfw_rule *r, struct qerr *err)
 int qfw_load(const char *path, struct qfw *fw, struct qerr *err)
 {
     qfw_defaults(fw);
-    size_t len;
-    char *text = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : qerr_errno(err, errno, "cannot read %s", path);
-    text = qread_fd(fd, &len);
-    close(fd);
-    if (!text)
-        return qerr_errno(err, errno, "cannot read %s", path);
-    if (strstr(text, "<!DOCTYPE")) {
-        free(text);
-        return qerr_set(err, "%s: a DOCTYPE is not allowed in a firewall file", path);
-    }
-    xmlDocPtr doc = xmlReadMemory(text, (int)len, path, NULL,
-                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    free(text);
-    if (!doc) {
-        const xmlError *x = xmlGetLastError();
-        return qerr_set(err, "%s:%d: not well-formed XML: %s", path, x ? x->line : 0,
-                        x && x->message ? x->message : "?");
-    }
+    xmlDocPtr doc;
+    if (qxml_read_file(path, QFW_MAX_SIZE, "QubesFirewallRules", &doc, err) < 0)
+        return -1;
+    if (!doc)
+        return 0;       /* no file: the defaults */
     xmlNode *root = xmlDocGetRootElement(doc);
     int rc = 0;
-    if (!root || strcmp((const char *)root->name, "QubesFirewallRules") != 0) {
-        rc = qerr_set(err, "%s: the root element is not QubesFirewallRules", path);
-    } else if (allow_attr(root, "policy", true, &fw->allow, err) < 0 ||
-               allow_attr(root, "dns", true, &fw->dns, err) < 0 ||
-               allow_attr(root, "icmp", true, &fw->icmp, err) < 0 ||
-               allow_attr(root, "yumProxy", false, &fw->yum_proxy, err) < 0) {
+    if (allow_attr(root, "policy", true, &fw->allow, err) < 0 ||
+        allow_attr(root, "dns", true, &fw->dns, err) < 0 ||
+        allow_attr(root, "icmp", true, &fw->icmp, err) < 0 ||
+        allow_attr(root, "yumProxy", false, &fw->yum_proxy, err) < 0)
         rc = qerr_prefix(err, "%s:%d", path, (int)root->line);
-    }
     long long now = (long long)time(NULL);
-    for (xmlNode *e = root ? root->children : NULL; rc == 0 && e; e = e->next) {
+    for (xmlNode *e = root->children; rc == 0 && e; e = e->next) {
         if (e->type != XML_ELEMENT_NODE)
             continue;
         struct qfw_rule r;
@@ -225,20 +210,14 @@ int qfw_load(const char *path, struct qfw *fw, struct qerr *err)
 #define W(call)                                                                               \
     do {                                                                                      \
         if ((call) < 0)                                                                       \
-            goto fail;                                                                        \
+            return -1;                                                                        \
     } while (0)
 #define ATTR(w, k, v) xmlTextWriterWriteAttribute(w, (const xmlChar *)(k), (const xmlChar *)(v))
 
-static char *format(const struct qfw *fw, size_t *len)
+static int body(xmlTextWriterPtr w, const void *ctx)
 {
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-    char *out = NULL, num[32];
-    if (!w)
-        goto fail;
-    xmlTextWriterSetIndent(w, 1);
-    xmlTextWriterSetIndentString(w, (const xmlChar *)"  ");
-    W(xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL));
+    const struct qfw *fw = ctx;
+    char num[32];
     W(xmlTextWriterStartElement(w, (const xmlChar *)"QubesFirewallRules"));
     W(ATTR(w, "policy", fw->allow ? "allow" : "deny"));
     W(ATTR(w, "dns", fw->dns ? "allow" : "deny"));
@@ -267,17 +246,7 @@ static char *format(const struct qfw *fw, size_t *len)
         }
         W(xmlTextWriterEndElement(w));
     }
-    W(xmlTextWriterEndElement(w));
-    W(xmlTextWriterEndDocument(w));
-    out = strdup((const char *)xmlBufferContent(buf));
-    if (out)
-        *len = strlen(out);
-fail:
-    if (w)
-        xmlFreeTextWriter(w);
-    if (buf)
-        xmlBufferFree(buf);
-    return out;
+    return xmlTextWriterEndElement(w);
 }
 
 int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, struct qerr *err)
@@ -289,13 +258,7 @@ int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, str
     for (size_t i = 0; i < fw->n; i++)
         if (check_rule(&fw->rules[i], err) < 0)
             return qerr_prefix(err, "%s: rule %zu", path, i + 1);
-    size_t len;
-    char *text = format(fw, &len);
-    if (!text)
-        return qerr_errno(err, ENOMEM, "formatting %s", path);
-    int rc = qwrite_file_atomic(path, text, len, 0640, err);
-    free(text);
-    return rc;
+    return qxml_write_file(path, 0640, body, fw, err);
 }
 
 int qfw_parse_rule(int argc, char *const argv[], struct qfw_rule *r, struct qerr *err)

@@ -22,6 +22,7 @@
 #include "util.h"
 #include "vm.h"
 #include "vmm.h"
+#include "xmlfile.h"
 
 /* The registry of 64 hosts is a few KB; anything much larger is not ours. */
 #define QHOSTS_MAX_SIZE (256 * 1024)
@@ -122,36 +123,14 @@ int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err)
 int qhosts_load(const char *path, struct qhosts *out, struct qerr *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : qerr_errno(err, errno, "cannot read %s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > QHOSTS_MAX_SIZE) {
-        close(fd);
-        return qerr_set(err, "%s: not a regular file of at most %d bytes", path, QHOSTS_MAX_SIZE);
-    }
-    size_t len;
-    char *text = qread_fd(fd, &len);
-    close(fd);
-    if (!text)
-        return qerr_errno(err, errno, "cannot read %s", path);
-    if (strstr(text, "<!DOCTYPE")) {
-        free(text);
-        return qerr_set(err, "%s: a DOCTYPE is not allowed", path);
-    }
-    xmlDocPtr doc = xmlReadMemory(text, (int)len, path, NULL,
-                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    free(text);
-    if (!doc) {
-        const xmlError *x = xmlGetLastError();
-        return qerr_set(err, "%s:%d: not well-formed XML: %s", path, x ? x->line : 0,
-                        x && x->message ? x->message : "?");
-    }
+    xmlDocPtr doc;
+    if (qxml_read_file(path, QHOSTS_MAX_SIZE, "QubesHosts", &doc, err) < 0)
+        return -1;
+    if (!doc)
+        return 0;       /* no registry: no hosts */
     xmlNode *root = xmlDocGetRootElement(doc);
     int rc = 0;
-    if (!root || strcmp((const char *)root->name, "QubesHosts") != 0)
-        rc = qerr_set(err, "%s: the root element is not QubesHosts", path);
-    for (xmlNode *e = root && rc == 0 ? root->children : NULL; rc == 0 && e; e = e->next) {
+    for (xmlNode *e = root->children; rc == 0 && e; e = e->next) {
         if (e->type != XML_ELEMENT_NODE)
             continue;
         if (strcmp((const char *)e->name, "host") != 0) {
@@ -175,39 +154,18 @@ int qhosts_load(const char *path, struct qhosts *out, struct qerr *err)
     return rc;
 }
 
-#define W(call)                                                                               \
-    do {                                                                                      \
-        if ((call) < 0)                                                                       \
-            goto fail;                                                                        \
-    } while (0)
-
-static char *format(const struct qhosts *h, size_t *len)
+static int body(xmlTextWriterPtr w, const void *ctx)
 {
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-    char *out = NULL;
-    if (!w)
-        goto fail;
-    xmlTextWriterSetIndent(w, 1);
-    W(xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL));
-    W(xmlTextWriterStartElement(w, (const xmlChar *)"QubesHosts"));
-    for (size_t i = 0; i < h->n; i++) {
-        W(xmlTextWriterStartElement(w, (const xmlChar *)"host"));
-        W(xmlTextWriterWriteAttribute(w, (const xmlChar *)"name", (const xmlChar *)h->host[i].name));
-        W(xmlTextWriterWriteAttribute(w, (const xmlChar *)"uri", (const xmlChar *)h->host[i].uri));
-        W(xmlTextWriterEndElement(w));
-    }
-    W(xmlTextWriterEndElement(w));
-    W(xmlTextWriterEndDocument(w));
-    out = strdup((const char *)xmlBufferContent(buf));
-    if (out)
-        *len = strlen(out);
-fail:
-    if (w)
-        xmlFreeTextWriter(w);
-    if (buf)
-        xmlBufferFree(buf);
-    return out;
+    const struct qhosts *h = ctx;
+    if (xmlTextWriterStartElement(w, (const xmlChar *)"QubesHosts") < 0)
+        return -1;
+    for (size_t i = 0; i < h->n; i++)
+        if (xmlTextWriterStartElement(w, (const xmlChar *)"host") < 0 ||
+            xmlTextWriterWriteAttribute(w, (const xmlChar *)"name", (const xmlChar *)h->host[i].name) < 0 ||
+            xmlTextWriterWriteAttribute(w, (const xmlChar *)"uri", (const xmlChar *)h->host[i].uri) < 0 ||
+            xmlTextWriterEndElement(w) < 0)
+            return -1;
+    return xmlTextWriterEndElement(w);
 }
 
 int qhosts_write(const struct qubes *q, const char *path, const struct qhosts *h,
@@ -216,13 +174,7 @@ int qhosts_write(const struct qubes *q, const char *path, const struct qhosts *h
     if (q->db.lock != QDB_WRITE)
         return qerr_set(err, "%s: the host registry is written under the qubes.xml write lock, "
                         "and it is not held", path);
-    size_t len;
-    char *text = format(h, &len);
-    if (!text)
-        return qerr_errno(err, ENOMEM, "formatting %s", path);
-    int rc = qwrite_file_atomic(path, text, len, 0640, err);
-    free(text);
-    return rc;
+    return qxml_write_file(path, 0640, body, h, err);
 }
 
 /* The child's side of a probe: one line on `fd`, "ok FREE TOTAL RUNNING"

@@ -34,6 +34,13 @@ kcell() {
 alloc_mib() { echo $(($(du -s -B1 "$1" | cut -f1) / 1048576)); }
 # near "N MiB" M: within 1 MiB (a running guest's files may grow meanwhile).
 near() { n=${1% MiB}; [ "$n" -ge $(($2 - 1)) ] && [ "$n" -le $(($2 + 1)) ]; }
+# in_order RE1 RE2: 0 when $out has a line matching RE1 before one matching RE2.
+in_order() {
+    first=$(printf '%s\n' "$out" | grep -n "$1" | head -n 1 | cut -d: -f1)
+    second=$(printf '%s\n' "$out" | grep -n "$2" | head -n 1 | cut -d: -f1)
+    [ -n "$first" ] && [ -n "$second" ] && [ "$first" -lt "$second" ]
+    echo $?
+}
 # Domains of this run that exist.
 ours_running() {
     for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
@@ -134,10 +141,7 @@ qvm-run -p $C 'echo kept > /etc/debug-mark; sync' >/dev/null
 run qvm-shutdown --all --wait
 is "$rc" 0 "qvm-shutdown --all --wait succeeds"
 [ "$rc" = 0 ] || diag "$(printf '%s\n' "$out" | tail -n 5)"
-first=$(printf '%s\n' "$out" | grep -n "Shutting down $C\$" | cut -d: -f1)
-second=$(printf '%s\n' "$out" | grep -n "Shutting down $N\$" | cut -d: -f1)
-ok "$([ -n "$first" ] && [ -n "$second" ] && [ "$first" -lt "$second" ]; echo $?)" \
-   "the VM goes before the NetVM it uses"
+ok "$(in_order "Shutting down $C\$" "Shutting down $N\$")" "the VM goes before the NetVM it uses"
 is "$(state $C)/$(state $N)/$(ours_running)" "Halted/Halted/" "and nothing runs any more"
 
 # qvm-start --debug: this start keeps the child's root layer; qubes.xml
@@ -166,10 +170,7 @@ qvm-prefs -s $C autostart True && qvm-prefs -s $N autostart True
 run qvm-start --autostart
 is "$rc" 0 "qvm-start --autostart succeeds"
 [ "$rc" = 0 ] || diag "$(printf '%s\n' "$out" | tail -n 5)"
-first=$(printf '%s\n' "$out" | grep -n "Starting domain $N " | cut -d: -f1)
-second=$(printf '%s\n' "$out" | grep -n "Starting domain $C " | cut -d: -f1)
-ok "$([ -n "$first" ] && [ -n "$second" ] && [ "$first" -lt "$second" ]; echo $?)" \
-   "the NetVM starts before the VM behind it"
+ok "$(in_order "Starting domain $N " "Starting domain $C ")" "the NetVM starts before the VM behind it"
 like "$out" "--> 2 VMs started" "and it counts them"
 is "$(state $C)/$(state $N)/$(state $T)" "Running/Running/Halted" "the marked VMs run, the unmarked template does not"
 run qvm-start --autostart

@@ -5,6 +5,8 @@
  * get errors naming the problem. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../orchestrator/firewall.h"
 #include "../../orchestrator/qubes.h"
@@ -120,6 +122,14 @@ int main(void)
            "bad file %zu refused, naming the file and the problem (%s)", i + 1,
            rc < 0 ? err.msg : "accepted");
     }
+    /* Not a file of ours: refused before anything reads it. */
+    unlink(old);
+    ok(mkfifo(old, 0600) == 0 && qfw_load(old, &fw, &err) < 0 && strstr(err.msg, "not a regular file"),
+       "a FIFO in place of the rules is refused at once (%s)", err.msg);
+    unlink(old);
+    ok(symlink("/etc/passwd", old) == 0 && qfw_load(old, &fw, &err) < 0 && strstr(err.msg, old),
+       "a symbolic link is not followed (%s)", err.msg);
+    unlink(old);
 
     const struct { int n; char *w[3]; const char *expect; } badr[] = {
         { 1, { "1.2.3.4;reboot" }, "not an IPv4 address or host name" },

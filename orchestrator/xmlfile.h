@@ -1,0 +1,28 @@
+/* Small XML files of ours beside qubes.xml (a VM's firewall rules, the host
+ * registry), read as untrusted input: a regular file (a symbolic link is not
+ * followed, a FIFO or a device is refused before anything reads it) of at
+ * most `max` bytes, without a DOCTYPE (no entities), parsed without the
+ * network, whose root element is `root`. */
+#ifndef QUBES_XMLFILE_H
+#define QUBES_XMLFILE_H
+
+#include <stddef.h>
+
+#include <libxml/tree.h>
+#include <libxml/xmlwriter.h>
+
+#include "error.h"
+
+/* *doc is the parsed document (xmlFreeDoc it), or NULL with 0 when there is
+ * no file at `path`. Errors name the file (and the line, when the XML is
+ * not well-formed). */
+int qxml_read_file(const char *path, size_t max, const char *root, xmlDocPtr *doc,
+                   struct qerr *err);
+
+/* Writes `path` atomically (util.h: qwrite_file_atomic) with `mode`: an
+ * XML declaration, then what `body` writes with `w` (indented by two
+ * spaces); body returns < 0 when a writer call failed. */
+int qxml_write_file(const char *path, unsigned mode, int (*body)(xmlTextWriterPtr w, const void *ctx),
+                    const void *ctx, struct qerr *err);
+
+#endif
