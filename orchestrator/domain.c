@@ -12,6 +12,8 @@
 
 #include <libxml/xmlwriter.h>
 
+#include "xmlfile.h"
+
 const char *domain_type(void)
 {
     const char *t = getenv("QUBES_VMM_DOMAIN_TYPE");
@@ -53,28 +55,45 @@ static int cpu_readback_trimmed(void)
 #define W(call)                                                                               \
     do {                                                                                      \
         if ((call) < 0)                                                                       \
-            goto fail;                                                                        \
+            return -1;                                                                        \
     } while (0)
 #define EL(w, name) xmlTextWriterStartElement(w, (const xmlChar *)(name))
 #define END(w) xmlTextWriterEndElement(w)
 #define ATTR(w, k, v) xmlTextWriterWriteAttribute(w, (const xmlChar *)(k), (const xmlChar *)(v))
 #define TEXT(w, name, v) xmlTextWriterWriteElement(w, (const xmlChar *)(name), (const xmlChar *)(v))
 
-char *domain_xml(const struct domain_spec *s, struct qerr *err)
+int domain_write_disk(xmlTextWriterPtr w, const struct domain_disk_el *d)
 {
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-    char num[32], *out = NULL;
-    if (!w) {
-        qerr_errno(err, ENOMEM, "domain XML of %s", s->name);
-        goto done;
+    W(EL(w, "disk"));
+    W(ATTR(w, "type", d->block ? "block" : "file"));
+    W(ATTR(w, "device", "disk"));
+    W(EL(w, "driver"));
+    W(ATTR(w, "name", "qemu"));
+    W(ATTR(w, "type", d->format));
+    W(END(w));
+    W(EL(w, "source"));
+    W(ATTR(w, d->block ? "dev" : "file", d->source));
+    W(END(w));
+    W(EL(w, "target"));
+    W(ATTR(w, "dev", d->target));
+    W(ATTR(w, "bus", "virtio"));
+    W(END(w));
+    if (d->readonly) {
+        W(EL(w, "readonly"));
+        W(END(w));
     }
-    /* QEMU's option syntax: a comma would end the path. */
-    if (s->mem_file && strchr(s->mem_file, ',')) {
-        qerr_set(err, "memory file %s: a path with a comma cannot be given to QEMU", s->mem_file);
-        goto done;
+    if (d->alias) {
+        W(EL(w, "alias"));
+        W(ATTR(w, "name", d->alias));
+        W(END(w));
     }
-    xmlTextWriterSetIndent(w, 1);
+    return END(w);
+}
+
+static int domain_body(xmlTextWriterPtr w, const void *ctx)
+{
+    const struct domain_spec *s = ctx;
+    char num[32];
     W(EL(w, "domain"));
     W(ATTR(w, "type", s->type));
     int readback = cpu_readback_trimmed();
@@ -129,25 +148,9 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
     for (int i = 0; i < s->ndisks; i++) {
         char dev[8];
         snprintf(dev, sizeof dev, "vd%c", 'a' + i);
-        W(EL(w, "disk"));
-        W(ATTR(w, "type", "file"));
-        W(ATTR(w, "device", "disk"));
-        W(EL(w, "driver"));
-        W(ATTR(w, "name", "qemu"));
-        W(ATTR(w, "type", s->disks[i].format));
-        W(END(w));
-        W(EL(w, "source"));
-        W(ATTR(w, "file", s->disks[i].path));
-        W(END(w));
-        W(EL(w, "target"));
-        W(ATTR(w, "dev", dev));
-        W(ATTR(w, "bus", "virtio"));
-        W(END(w));
-        if (s->disks[i].readonly) {
-            W(EL(w, "readonly"));
-            W(END(w));
-        }
-        W(END(w));
+        struct domain_disk_el d = { .format = s->disks[i].format, .source = s->disks[i].path,
+                                    .target = dev, .readonly = s->disks[i].readonly };
+        W(domain_write_disk(w, &d));
     }
     if (s->serial_log) {
         W(EL(w, "serial"));
@@ -238,18 +241,19 @@ char *domain_xml(const struct domain_spec *s, struct qerr *err)
         W(END(w));
         W(END(w));
     }
-    W(END(w));          /* domain */
-    W(xmlTextWriterFlush(w));
-    out = strdup((const char *)xmlBufferContent(buf));
-    if (!out)
+    return END(w);      /* domain */
+}
+
+char *domain_xml(const struct domain_spec *s, struct qerr *err)
+{
+    /* QEMU's option syntax: a comma would end the path. */
+    if (s->mem_file && strchr(s->mem_file, ','))
+        return qerr_set(err, "memory file %s: a path with a comma cannot be given to QEMU",
+                        s->mem_file), NULL;
+    char *out = qxml_build(domain_body, s, " ", false);
+    if (!out && errno == EIO)
+        qerr_set(err, "domain XML of %s: libxml2 writer failed", s->name);
+    else if (!out)
         qerr_errno(err, ENOMEM, "domain XML of %s", s->name);
-    goto done;
-fail:
-    qerr_set(err, "domain XML of %s: libxml2 writer failed", s->name);
-done:
-    if (w)
-        xmlFreeTextWriter(w);
-    if (buf)
-        xmlBufferFree(buf);
     return out;
 }

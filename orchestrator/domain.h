@@ -53,6 +53,18 @@ struct domain_spec {
 #define DOMAIN_RAM_ID "qubes.ram"
 
 
+/* One <disk> element as the domain XML and hot-plugging write it: a file or
+ * a block device, virtio, the given format (raw or qcow2), optionally
+ * read-only and with a libvirt alias. */
+struct domain_disk_el {
+    bool block;
+    const char *format, *source, *target;
+    bool readonly;
+    const char *alias;          /* NULL: none */
+};
+struct _xmlTextWriter;          /* libxml2's xmlTextWriter */
+int domain_write_disk(struct _xmlTextWriter *w, const struct domain_disk_el *d);
+
 /* A malloc'ed <domain> document, or NULL with err. */
 char *domain_xml(const struct domain_spec *s, struct qerr *err);
 

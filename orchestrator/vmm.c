@@ -1,6 +1,7 @@
 #include "vmm.h"
 
 #include "domain.h"
+#include "xmlfile.h"
 #include "util.h"
 
 #include <errno.h>
@@ -349,14 +350,10 @@ static int check_tag(const char *tag, struct qerr *err)
     return 0;
 }
 
-#define W(call)                                                                               \
-    do {                                                                                      \
-        if ((call) < 0)                                                                       \
-            goto fail;                                                                        \
-    } while (0)
-#define EL(w, name) xmlTextWriterStartElement(w, (const xmlChar *)(name))
-#define END(w) xmlTextWriterEndElement(w)
-#define ATTR(w, k, v) xmlTextWriterWriteAttribute(w, (const xmlChar *)(k), (const xmlChar *)(v))
+static int disk_body(xmlTextWriterPtr w, const void *ctx)
+{
+    return domain_write_disk(w, ctx);
+}
 
 char *vmm_disk_xml(const struct vmm_disk_spec *d, struct qerr *err)
 {
@@ -364,60 +361,21 @@ char *vmm_disk_xml(const struct vmm_disk_spec *d, struct qerr *err)
         return qerr_set(err, "a disk needs a source and a target"), NULL;
     if (d->tag && check_tag(d->tag, err) < 0)
         return NULL;
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-    char *out = NULL;
-    if (!w) {
-        qerr_errno(err, ENOMEM, "disk XML of %s", d->source);
-        goto done;
-    }
-    W(EL(w, "disk"));
-    W(ATTR(w, "type", d->block ? "block" : "file"));
-    W(ATTR(w, "device", "disk"));
+    char alias[80];
+    if (d->tag)
+        snprintf(alias, sizeof alias, ALIAS_PREFIX "%s", d->tag);
     /* Raw, always: a format probed from the contents would let whoever
      * wrote them (a guest) name other files as backing files. */
-    W(EL(w, "driver"));
-    W(ATTR(w, "name", "qemu"));
-    W(ATTR(w, "type", "raw"));
-    W(END(w));
-    W(EL(w, "source"));
-    W(ATTR(w, d->block ? "dev" : "file", d->source));
-    W(END(w));
-    W(EL(w, "target"));
-    W(ATTR(w, "dev", d->target));
-    W(ATTR(w, "bus", "virtio"));
-    W(END(w));
-    if (d->readonly) {
-        W(EL(w, "readonly"));
-        W(END(w));
-    }
-    if (d->tag) {
-        char alias[80];
-        snprintf(alias, sizeof alias, ALIAS_PREFIX "%s", d->tag);
-        W(EL(w, "alias"));
-        W(ATTR(w, "name", alias));
-        W(END(w));
-    }
-    W(END(w));
-    W(xmlTextWriterFlush(w));
-    out = strdup((const char *)xmlBufferContent(buf));
-    if (!out)
+    struct domain_disk_el el = { .block = d->block, .format = "raw", .source = d->source,
+                                 .target = d->target, .readonly = d->readonly,
+                                 .alias = d->tag ? alias : NULL };
+    char *out = qxml_build(disk_body, &el, NULL, false);
+    if (!out && errno == EIO)
+        qerr_set(err, "disk XML of %s: libxml2 writer failed", d->source);
+    else if (!out)
         qerr_errno(err, ENOMEM, "disk XML of %s", d->source);
-    goto done;
-fail:
-    qerr_set(err, "disk XML of %s: libxml2 writer failed", d->source);
-done:
-    if (w)
-        xmlFreeTextWriter(w);
-    if (buf)
-        xmlBufferFree(buf);
     return out;
 }
-
-#undef W
-#undef EL
-#undef END
-#undef ATTR
 
 static xmlNode *child(xmlNode *n, const char *name)
 {

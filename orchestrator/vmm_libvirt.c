@@ -531,32 +531,34 @@ static int lv_hotplug_error(struct qerr *err, const char *what, const char *name
     return lv_error(err, msg, uri);
 }
 
-static int lv_attach_device(struct vmm *vmm, const char *name, const char *xml,
-                            struct qerr *err)
+/* Hot-plugs (attach) or unplugs the device `xml` on the running domain. For
+ * QEMU, an unplug waits up to 5 s inside libvirt for the guest to let the
+ * device go and returns either way: the caller watches the description. */
+static int hotplug(struct vmm *vmm, const char *name, const char *xml, bool attach,
+                   struct qerr *err)
 {
     virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
     if (!dom)
         return lv_error(err, "cannot look up a domain", vmm->uri);
     int rc = 0;
-    if (virDomainAttachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
-        rc = lv_hotplug_error(err, "cannot attach a device to", name, vmm->uri);
+    if ((attach ? virDomainAttachDeviceFlags : virDomainDetachDeviceFlags)(dom, xml,
+                                                                         VIR_DOMAIN_AFFECT_LIVE) < 0)
+        rc = lv_hotplug_error(err, attach ? "cannot attach a device to" : "cannot detach a device from",
+                              name, vmm->uri);
     virDomainFree(dom);
     return rc;
 }
 
-/* For QEMU, libvirt waits up to 5 s for the guest to let the device go and
- * returns either way: the caller watches the description. */
+static int lv_attach_device(struct vmm *vmm, const char *name, const char *xml,
+                            struct qerr *err)
+{
+    return hotplug(vmm, name, xml, true, err);
+}
+
 static int lv_detach_device(struct vmm *vmm, const char *name, const char *xml,
                             struct qerr *err)
 {
-    virDomainPtr dom = virDomainLookupByName(vmm->priv, name);
-    if (!dom)
-        return lv_error(err, "cannot look up a domain", vmm->uri);
-    int rc = 0;
-    if (virDomainDetachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) < 0)
-        rc = lv_hotplug_error(err, "cannot detach a device from", name, vmm->uri);
-    virDomainFree(dom);
-    return rc;
+    return hotplug(vmm, name, xml, false, err);
 }
 
 /* ---- storage pools and volumes ---- */

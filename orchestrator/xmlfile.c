@@ -49,28 +49,40 @@ int qxml_read_file(const char *path, size_t max, const char *root, xmlDocPtr *do
     return 0;
 }
 
-int qxml_write_file(const char *path, unsigned mode, int (*body)(xmlTextWriterPtr w, const void *ctx),
-                    const void *ctx, struct qerr *err)
+char *qxml_build(int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
+                 const char *indent, bool declaration)
 {
     xmlBufferPtr buf = xmlBufferCreate();
     xmlTextWriterPtr w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-    int rc = -1;
-    if (w) {
+    char *out = NULL;
+    int e = ENOMEM;
+    if (w && indent) {
         xmlTextWriterSetIndent(w, 1);
-        xmlTextWriterSetIndentString(w, (const xmlChar *)"  ");
+        xmlTextWriterSetIndentString(w, (const xmlChar *)indent);
     }
-    if (!w || xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL) < 0 || body(w, ctx) < 0 ||
-        xmlTextWriterEndDocument(w) < 0) {
-        qerr_errno(err, ENOMEM, "formatting %s", path);
-    } else {
-        xmlFreeTextWriter(w);   /* flushes into buf */
-        w = NULL;
-        const char *text = (const char *)xmlBufferContent(buf);
-        rc = qwrite_file_atomic(path, text, strlen(text), mode, err);
-    }
+    if (w && ((declaration && xmlTextWriterStartDocument(w, NULL, "UTF-8", NULL) < 0) ||
+              body(w, ctx) < 0 || (declaration && xmlTextWriterEndDocument(w) < 0) ||
+              xmlTextWriterFlush(w) < 0))
+        e = EIO;
+    else if (w)
+        out = strdup((const char *)xmlBufferContent(buf));
     if (w)
         xmlFreeTextWriter(w);
     if (buf)
         xmlBufferFree(buf);
+    if (!out)
+        errno = e;
+    return out;
+}
+
+int qxml_write_file(const char *path, unsigned mode, int (*body)(xmlTextWriterPtr w, const void *ctx),
+                    const void *ctx, struct qerr *err)
+{
+    char *text = qxml_build(body, ctx, "  ", true);
+    if (!text)
+        return errno == EIO ? qerr_set(err, "formatting %s: libxml2 writer failed", path)
+                            : qerr_errno(err, ENOMEM, "formatting %s", path);
+    int rc = qwrite_file_atomic(path, text, strlen(text), mode, err);
+    free(text);
     return rc;
 }

@@ -6,6 +6,7 @@
 #ifndef QUBES_XMLFILE_H
 #define QUBES_XMLFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libxml/tree.h>
@@ -18,6 +19,13 @@
  * not well-formed). */
 int qxml_read_file(const char *path, size_t max, const char *root, xmlDocPtr *doc,
                    struct qerr *err);
+
+/* What `body` writes with a fresh writer, as a malloc'ed string: indented
+ * with `indent` (NULL: not indented), after an XML declaration when
+ * `declaration`. NULL with errno ENOMEM when memory ran out, EIO when a
+ * writer call failed (body returns < 0 then). */
+char *qxml_build(int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
+                 const char *indent, bool declaration);
 
 /* Writes `path` atomically (util.h: qwrite_file_atomic) with `mode`: an
  * XML declaration, then what `body` writes with `w` (indented by two

@@ -29,6 +29,11 @@ destroy_ours() {
     done
 }
 
+# The state column of VM $1 in qvm-ls (Running, Halted, ...).
+state() {
+    qvm-ls 2>/dev/null | awk -F'|' -v n="$1" '{v = $1; gsub(/[][{} ]/, "", v); s = $3; gsub(/ /, "", s)} v == n {print s}'
+}
+
 # DispVM records, running DispVM domains of ours, DispVM run directories.
 disp_records() { qvm-ls --raw-list 2>/dev/null | grep -c '^disp[0-9]*$'; }
 disp_domains() {

@@ -65,6 +65,19 @@ done_testing() {
     [ "$_tap_failed" -eq 0 ]
 }
 
+# lscol OUTPUT VM HEADER: the cell of VM's row under HEADER.
+lscol() {
+    printf '%s\n' "$1" | awk -F'|' -v vm="$2" -v h="$3" '
+        { for (i = 1; i <= NF; i++) { f[i] = $i; gsub(/^ +| +$/, "", f[i]) } }
+        f[1] == "name" { for (i = 1; i <= NF; i++) if (f[i] == h) c = i; next }
+        { n = f[1]; gsub(/[][{}]/, "", n) } n == vm && c { print f[c] }'
+}
+# What qvm-ls -k shows of a property: qvm-prefs's value, * for the default.
+kcell() {
+    v=$(qvm-prefs -g "$1" "$2" 2>/dev/null) || { echo n/a; return; }
+    case $v in *" (default)") echo "*${v% (default)}" ;; *) echo "$v" ;; esac
+}
+
 # A fresh database holding the original's fixture.
 use_fixture() {
     cp "$FIXTURES/qubes-r2.xml" "$QUBES_BASE_DIR/qubes.xml"

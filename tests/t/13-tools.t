@@ -209,18 +209,6 @@ cmp -s "$SCRATCH/built1" "$SCRATCH/built2"
 ok $? "a database the tools built survives a load/save round trip unchanged"
 
 # qvm-ls's columns offline (no hypervisor is asked): -i, -n, -d, -k.
-# lscol OUTPUT VM HEADER: the cell of VM's row under HEADER.
-lscol() {
-    printf '%s\n' "$1" | awk -F'|' -v vm="$2" -v h="$3" '
-        { for (i = 1; i <= NF; i++) { f[i] = $i; gsub(/^ +| +$/, "", f[i]) } }
-        f[1] == "name" { for (i = 1; i <= NF; i++) if (f[i] == h) c = i; next }
-        { n = f[1]; gsub(/[][{}]/, "", n) } n == vm && c { print f[c] }'
-}
-# What qvm-ls -k shows of a property: qvm-prefs's value, * for the default.
-kcell() {
-    v=$(qvm-prefs -g "$1" "$2" 2>/dev/null) || { echo n/a; return; }
-    case $v in *" (default)") echo "*${v% (default)}" ;; *) echo "$v" ;; esac
-}
 mib() { echo "$(($1 / 1048576)) MiB"; }
 truncate -s 32M "$SCRATCH/ls.img"
 qvm-create -q -l black --hvm-template -r "$SCRATCH/ls.img" lstpl

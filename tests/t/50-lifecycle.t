@@ -11,9 +11,6 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-state() {
-    qvm-ls 2>/dev/null | awk -F'|' -v n="$1" '{v = $1; gsub(/[][{} ]/, "", v); s = $3; gsub(/ /, "", s)} v == n {print s}'
-}
 
 run qvm-create -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
 is "$rc" 0 "qvm-create makes a template HVM from the test guest"

@@ -13,9 +13,6 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-state() {
-    qvm-ls 2>/dev/null | awk -F'|' -v n="$1" '{v = $1; gsub(/[][{} ]/, "", v); s = $3; gsub(/ /, "", s)} v == n {print s}'
-}
 
 qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
 run qvm-create -l red --net -s -r "$GUEST/root.img" --kernel "$GUEST/kernel" $NET

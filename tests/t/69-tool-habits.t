@@ -16,20 +16,6 @@ cleanup() {
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
-state() {
-    qvm-ls 2>/dev/null | awk -F'|' -v n="$1" '{v = $1; gsub(/[][{} ]/, "", v); s = $3; gsub(/ /, "", s)} v == n {print s}'
-}
-# lscol OUTPUT VM HEADER: the cell of VM's row under HEADER.
-lscol() {
-    printf '%s\n' "$1" | awk -F'|' -v vm="$2" -v h="$3" '
-        { for (i = 1; i <= NF; i++) { f[i] = $i; gsub(/^ +| +$/, "", f[i]) } }
-        f[1] == "name" { for (i = 1; i <= NF; i++) if (f[i] == h) c = i; next }
-        { n = f[1]; gsub(/[][{}]/, "", n) } n == vm && c { print f[c] }'
-}
-kcell() {
-    v=$(qvm-prefs -g "$1" "$2" 2>/dev/null) || { echo n/a; return; }
-    case $v in *" (default)") echo "*${v% (default)}" ;; *) echo "$v" ;; esac
-}
 # Allocated MiB of a file or a directory (du -s), as qvm-ls -d counts.
 alloc_mib() { echo $(($(du -s -B1 "$1" | cut -f1) / 1048576)); }
 # near "N MiB" M: within 1 MiB (a running guest's files may grow meanwhile).
