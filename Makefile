@@ -88,9 +88,11 @@ $(1)/tests/test_libxl_config: $(XL_TEST_SRCS) $$(HDRS) $(1)/libqubes.a | deps
 	$$(CC) $$(BASE_CFLAGS) $(2) $$(XL_CFLAGS) $(XL_TEST_SRCS) $(1)/libqubes.a $$(PKG_LIBS) \
 	    $$(XL_LIBS) $(3) -o $$@
 
+# --as-needed: a tool that parses no XML (qfile-daemon-dvm) does not load
+# libxml2 and what it pulls in at every start.
 $(1)/bin/%: $(1)/obj/orchestrator/tools/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) $$(LDFLAGS) -o $$@
+	$$(CC) $(2) $$^ -Wl,--as-needed $$(PKG_LIBS) $(3) $$(LDFLAGS) -o $$@
 
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)

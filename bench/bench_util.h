@@ -78,10 +78,12 @@ struct bench_env {
     char tpl[32];           /* the test guest: a template HVM, 512 MiB */
     char net[32];           /* with BENCH_NETWORK=1: the NetVM, default netvm */
     bool network;
+    bool run_tmpfs;         /* the run directory is a tmpfs of its own */
     const char *extra[4];   /* other VMs to stop at the end */
 };
 
-/* A new base and run directory under /tmp (`tag` in the name), the NetVM
+/* A new base and run directory under /tmp (`tag` in the name; the run
+ * directory on a tmpfs, as /run is on a host, when it can be mounted), the NetVM
  * when BENCH_NETWORK=1 (default netvm, started) and the template of
  * GUEST-DIR/root.img and GUEST-DIR/kernel. */
 void bench_env_setup(struct bench_env *e, const char *tag, const char *guest_dir);

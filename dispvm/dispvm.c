@@ -47,28 +47,6 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
     return 0;
 }
 
-/* Waits for the next message on `sock`; a stop signal ends the wait. */
-static int answer(int sock, struct dvm_msg *m, struct qerr *err)
-{
-    struct pollfd p = { sock, POLLIN, 0 };
-    for (;;) {
-        if (dispvm_stopped())
-            return qerr_set(err, "stopped by signal %d", dispvm_stopped());
-        if (poll(&p, 1, -1) > 0)
-            break;
-    }
-    int rc = dvm_recv(sock, m, 0, err);
-    if (rc == 1)
-        return qerr_set(err, "the DispVM service ended the request without an answer (its "
-                        "log: $QUBES_RUN_DIR/%s)", QRT_DVMD_LOG);
-    if (rc == 0 && m->type == DVM_ERROR) {
-        qerr_set(err, "%s", dvm_field(m, 0));
-        dvm_msg_close_fds(m);
-        return -1;
-    }
-    return rc;
-}
-
 int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progress,
                         struct qerr *err)
 {
@@ -85,75 +63,10 @@ int dispvm_preload_fill(struct qubes *q, const char *template_name, FILE *progre
     int fds[] = { out >= 0 ? out : null };
     struct dvm_msg m;
     if (fds[0] < 0 || dvm_send(sock, DVM_FILL, fields, 1, fds, 1, err) < 0 ||
-        answer(sock, &m, err) < 0)
+        dispvm_answer(sock, &m, err) < 0)
         return -1;
     dvm_msg_close_fds(&m);
     return m.type == DVM_FILLED ? 0 : qerr_set(err, "the DispVM service answered %u", m.type);
-}
-
-/* The request, as the service takes it (proto.h, DVM_RQ_*). */
-static int send_request(int sock, const struct dispvm_request *r, struct qerr *err)
-{
-    char flags[8] = "";
-    const char *min_free = getenv("QUBES_DISPVM_MIN_FREE_MIB"),
-               *feed = getenv("QUBES_DISPVM_FEED");
-    if (r->regenerate)
-        strcat(flags, "r");
-    if (r->wait_teardown)
-        strcat(flags, "w");
-    if (r->progress)
-        strcat(flags, "p");
-    if (qtime_on())
-        strcat(flags, "t");
-    const char *fields[DVM_RQ_NFIELDS] = {
-        [DVM_RQ_TEMPLATE] = r->template_name ? r->template_name : "",
-        [DVM_RQ_SOURCE] = r->source,
-        [DVM_RQ_LABEL] = r->label ? r->label : "",
-        [DVM_RQ_FLAGS] = flags,
-        [DVM_RQ_MIN_FREE] = min_free ? min_free : "",
-        [DVM_RQ_FEED] = feed ? feed : "",
-    };
-    int out = qtime_on() ? qtime_fd() : r->progress ? fileno(r->progress) : 2;
-    return dvm_send(sock, DVM_REQUEST, fields, DVM_RQ_NFIELDS, &out, 1, err);
-}
-
-int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err)
-{
-    dispvm_session_signals();
-    int sock;
-    if (dispvm_service_connect(&q->cfg, true, &sock, err) < 0)
-        return -1;
-    cleanup_close int fd = sock;
-    qtime_mark("service connected");
-    struct dvm_msg m;
-    if (send_request(sock, r, err) < 0 || answer(sock, &m, err) < 0)
-        return -1;
-    dvm_msg_close_fds(&m);
-    if (m.type != DVM_READY)
-        return qerr_set(err, "the DispVM service answered %u instead of READY", m.type);
-    char name[QUBES_NAME_MAX + 1], qrexec[PATH_MAX];
-    snprintf(name, sizeof name, "%s", dvm_field(&m, 0));
-    if (qvm_check_name(name, err) < 0 ||
-        qrt_vm_path(&q->cfg, name, QRT_QREXEC_SOCK, qrexec, sizeof qrexec, err) < 0)
-        return -1;
-    qtime_mark("READY: the DispVM runs");
-
-    /* Its GUI starts with it: the monitor layout goes first. */
-    char layout[QMONITOR_MAX * 32] = "";
-    struct qerr e;
-    if (qmonitor_layout(&q->cfg, layout, sizeof layout, NULL, &e) < 0)
-        qsay(r->progress, "warning: %s", e.msg);
-    struct dispvm_job job = { r->service, r->source, r->command, r->user };
-    int rc = dispvm_session(name, qrexec, &job, layout, status, err);
-    qtime_mark("session (fork to exit)");
-    /* The end: the worker tears the DispVM down (a hang-up says it too). */
-    const char *done[] = { "" };
-    if (dvm_send(sock, DVM_DONE, done, 1, NULL, 0, &e) == 0 && r->wait_teardown) {
-        struct pollfd p = { sock, POLLIN, 0 };
-        while (poll(&p, 1, -1) < 0 && !dispvm_stopped())
-            ;
-    }
-    return rc;
 }
 
 int dispvm_service(bool foreground, struct qerr *err)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "../orchestrator/qubes.h"
+#include "client.h"
 
 /* qvm-create-default-dvm: creates `<template>-dvm` when missing, boots it,
  * waits for its agent, saves it, and replaces the savefile (and the disk
@@ -26,28 +27,7 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
 int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usable,
                           char *why, size_t whylen, struct qerr *err);
 
-struct dispvm_request {
-    const char *service;        /* e.g. qubes.VMShell, or */
-    const char *command;        /* a command by /bin/sh -c (qvm-run --dispvm) */
-    const char *source;         /* the VM that asks */
-    const char *user;           /* "DEFAULT": the DispVM's default user */
-    const char *label;          /* NULL: the source VM's label */
-    const char *template_name;  /* NULL: the default template */
-    bool regenerate;            /* a stale savefile is made again (else refused) */
-    bool wait_teardown;         /* return once the DispVM is gone (else as soon
-                                   as the service ended, while its worker tears
-                                   it down) */
-    FILE *progress;
-};
-
-/* qfile-daemon-dvm: a fresh DispVM (a preloaded one when one waits) runs
- * the service with our stdin, stdout and stderr, then is destroyed and its
- * record removed by its worker, once we said the service ended (or hung
- * up). *status gets the service's exit status. SIGTERM, SIGINT and SIGHUP
- * end the service; the DispVM still goes. The service is started when none
- * runs (it inherits our environment). Timings (timing.h), when started, go
- * to the same descriptor from every process on the way. */
-int dispvm_run(struct qubes *q, const struct dispvm_request *r, int *status, struct qerr *err);
+/* qfile-daemon-dvm's request (struct dispvm_request, dispvm_run): client.h. */
 
 #define DISPVM_PRELOAD_MAX QUBES_DISPVM_PRELOAD_MAX
 

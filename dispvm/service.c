@@ -615,11 +615,16 @@ static int take_lock(int *fd, struct qerr *err)
 }
 
 /* The libraries every worker needs, loaded here once: the hypervisor's
- * (no connection: each worker makes its own) and the firewall's. */
+ * (no connection: each worker makes its own) and the firewall's; and QEMU's
+ * user and groups, which every worker's files are given (a lookup through
+ * the name service costs a worker more than a millisecond). */
 static void load_libraries(void)
 {
     struct vmm v;
     struct qerr e;
+    uid_t u;
+    gid_t g;
+    qemulator_ids(&u, &g);
     vmm_init(&v, &S.cfg);
     if (!S.cfg.offline && vmm_load(&v, &e) < 0)
         say("%s (each DispVM will try again)", e.msg);
@@ -742,59 +747,4 @@ int dispvm_service_stop(const struct qubes_config *cfg, struct qerr *err)
     }
     close(fd);
     return 0;
-}
-
-static int dial(const char *path)
-{
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof addr.sun_path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    strcpy(addr.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-/* qubes-dvmd beside this program (QUBES_DVMD names another). */
-static int spawn_service(struct qerr *err)
-{
-    char prog[PATH_MAX];
-    if (qsibling_program("qubes-dvmd", "QUBES_DVMD", prog, sizeof prog, err) < 0)
-        return -1;
-    char *argv[] = { prog, NULL };
-    return qrun_program(argv, err) < 0 ? qerr_prefix(err, "cannot start the DispVM service") : 0;
-}
-
-int dispvm_service_connect(const struct qubes_config *cfg, bool start, int *sock,
-                           struct qerr *err)
-{
-    char path[PATH_MAX];
-    if (qrt_path(cfg, QRT_DVMD_SOCK, path, sizeof path, err) < 0)
-        return -1;
-    bool spawned = false;
-    for (long end = qnow_ms() + 10000;;) {
-        if ((*sock = dial(path)) >= 0)
-            return 0;
-        if (errno != ENOENT && errno != ECONNREFUSED)
-            return qerr_errno(err, errno, "cannot reach the DispVM service at %s", path);
-        if (!start)
-            return 1;
-        if (!spawned) {
-            if (spawn_service(err) < 0)
-                return -1;
-            spawned = true;
-            continue;
-        }
-        if (qnow_ms() > end)
-            return qerr_set(err, "the DispVM service does not answer at %s (see $QUBES_RUN_DIR/%s)",
-                            path, QRT_DVMD_LOG);
-        usleep(20000);
-    }
 }

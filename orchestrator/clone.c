@@ -14,6 +14,7 @@
 
 #include "../storage/storage.h"
 #include "firewall.h"
+#include "hosts.h"
 #include "qubes.h"
 #include "util.h"
 
@@ -219,6 +220,9 @@ static int check_and_list(struct qubes *q, struct clone *c, struct qerr *err)
     struct qvm *src = qubes_find_vm(q, o->src, err);
     if (!src || check_source(q, src, err) < 0)
         return -1;
+    if (qvm_host(src))
+        return qerr_set(err, "'%s' lives on host '%s': cloning a VM on another host is not "
+                        "supported yet", src->name, qvm_host(src));
     c->cls = src->cls;
     c->src_qid = src->qid;
     const char *uuid = qvm_get_attr(src, "uuid");

@@ -164,12 +164,13 @@ static int domain_body(xmlTextWriterPtr w, const void *ctx)
         W(END(w));
         W(END(w));
     }
-    if (s->agent_socket) {
+    if (s->agent_socket || s->agent_socket_auto) {
         W(EL(w, "channel"));
         W(ATTR(w, "type", "unix"));
         W(EL(w, "source"));
         W(ATTR(w, "mode", "bind"));
-        W(ATTR(w, "path", s->agent_socket));
+        if (s->agent_socket)
+            W(ATTR(w, "path", s->agent_socket));
         W(END(w));
         W(EL(w, "target"));
         W(ATTR(w, "type", "virtio"));

@@ -37,6 +37,9 @@ struct domain_spec {
     int ndisks;
     const char *serial_log;     /* the guest's console, appended to */
     const char *agent_socket;   /* the agent's virtio-serial port, a unix socket */
+    bool agent_socket_auto;     /* the port's socket where the hypervisor's host
+                                   puts channels (a VM on another host: reached
+                                   by channel streams, qubes-channel-relay) */
     struct domain_nic nics[DOMAIN_MAX_NICS];    /* in this order: eth0, eth1 */
     int nnics;
     /* Guest RAM in this file (on tmpfs) instead of anonymous memory, mapped

@@ -258,7 +258,10 @@ int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, str
     for (size_t i = 0; i < fw->n; i++)
         if (check_rule(&fw->rules[i], err) < 0)
             return qerr_prefix(err, "%s: rule %zu", path, i + 1);
-    return qxml_write_file(path, 0640, body, fw, err);
+    /* A DispVM's rules live in the run directory: no fsync there. */
+    size_t rl = strlen(q->cfg.run_dir);
+    bool runtime = strncmp(path, q->cfg.run_dir, rl) == 0 && path[rl] == '/';
+    return qxml_write_file(path, 0640, !runtime, body, fw, err);
 }
 
 int qfw_parse_rule(int argc, char *const argv[], struct qfw_rule *r, struct qerr *err)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -16,8 +17,8 @@
 #include <libxml/tree.h>
 #include <libxml/xmlwriter.h>
 
-#include "qubes.h"
 #include "collection.h"
+#include "db.h"
 #include "power.h"
 #include "util.h"
 #include "vm.h"
@@ -81,6 +82,52 @@ int qhosts_path(const struct qubes_config *cfg, char *out, size_t len, struct qe
 {
     if ((size_t)snprintf(out, len, "%s/%s", cfg->base_dir, QHOSTS_FILE) >= len)
         return qerr_set(err, "%s/%s: path too long", cfg->base_dir, QHOSTS_FILE);
+    return 0;
+}
+
+const char *const qhost_volume_kinds[] = { "root.img", "private.img", "vmlinuz", "initramfs",
+                                           NULL };
+
+const char *qvm_host(const struct qvm *vm)
+{
+    const char *h = qvm_get_attr(vm, "host");
+    return h && *h && strcmp(h, QHOST_LOCAL) != 0 ? h : NULL;
+}
+
+int qhosts_in_use(const struct qvm_collection *coll, const char *name, const char **who)
+{
+    for (struct qvm *vm = coll->by_qid; vm; vm = vm->hh_qid.next) {
+        const char *h = qvm_host(vm);
+        if (h && strcmp(h, name) == 0) {
+            *who = vm->name;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int qhosts_vmm(const struct qubes_config *cfg, const char *name, struct vmm *out,
+               struct qerr *err)
+{
+    char path[PATH_MAX];
+    struct qhosts h;
+    if (qhost_check_name(name, err) < 0 || qhosts_path(cfg, path, sizeof path, err) < 0 ||
+        qhosts_load(path, &h, err) < 0)
+        return -1;
+    const struct qhost *e = qhosts_find(&h, name);
+    if (!e)
+        return qerr_set(err, "no host '%s' in %s (qvm-host list shows them)", name, path);
+    struct qubes_config c = *cfg;
+    snprintf(c.vmm_uri, sizeof c.vmm_uri, "%s", e->uri);
+    vmm_init(out, &c);
+    return 0;
+}
+
+int qhost_volume_name(const char *vm_name, const char *kind, char *out, size_t len,
+                      struct qerr *err)
+{
+    if ((size_t)snprintf(out, len, "%s.%s", vm_name, kind) >= len)
+        return qerr_set(err, "the volume name of '%s' is too long", vm_name);
     return 0;
 }
 
@@ -168,20 +215,21 @@ static int body(xmlTextWriterPtr w, const void *ctx)
     return xmlTextWriterEndElement(w);
 }
 
-int qhosts_write(const struct qubes *q, const char *path, const struct qhosts *h,
+int qhosts_write(const struct qubes_db *db, const char *path, const struct qhosts *h,
                  struct qerr *err)
 {
-    if (q->db.lock != QDB_WRITE)
+    if (db->lock != QDB_WRITE)
         return qerr_set(err, "%s: the host registry is written under the qubes.xml write lock, "
                         "and it is not held", path);
-    return qxml_write_file(path, 0640, body, h, err);
+    return qxml_write_file(path, 0640, true, body, h, err);
 }
 
 /* The child's side of a probe: one line on `fd`, "ok FREE TOTAL RUNNING"
  * or "err WHY". */
-static void probe_one(const struct qubes *q, const char *uri, int fd)
+static void probe_one(const struct qubes_config *base, const struct qvm_collection *coll,
+                      const char *uri, int fd)
 {
-    struct qubes_config cfg = q->cfg;
+    struct qubes_config cfg = *base;
     snprintf(cfg.vmm_uri, sizeof cfg.vmm_uri, "%s", uri);
     cfg.offline = false;
     struct vmm vmm;
@@ -197,7 +245,7 @@ static void probe_one(const struct qubes *q, const char *uri, int fd)
         unsigned running = 0;
         for (size_t i = 0; i < nd; i++)
             if (qvm_power_is_running(d[i].state) &&
-                (qvm_collection_by_name(q->coll, d[i].name) || qvm_is_dispvm_name(d[i].name)))
+                (qvm_collection_by_name(coll, d[i].name) || qvm_is_dispvm_name(d[i].name)))
                 running++;
         snprintf(line, sizeof line, "ok %llu %llu %u\n", h.free_kib, h.total_kib, running);
     }
@@ -207,8 +255,8 @@ static void probe_one(const struct qubes *q, const char *uri, int fd)
     _exit(0);
 }
 
-void qhosts_probe(const struct qubes *q, const char *const *uris, size_t n, long timeout_ms,
-                  struct qhost_state *out)
+void qhosts_probe(const struct qubes_config *cfg, const struct qvm_collection *coll,
+                  const char *const *uris, size_t n, long timeout_ms, struct qhost_state *out)
 {
     pid_t *pid = calloc(n + 1, sizeof *pid);
     struct pollfd *pfd = calloc(n + 1, sizeof *pfd);
@@ -232,7 +280,7 @@ void qhosts_probe(const struct qubes *q, const char *const *uris, size_t n, long
         pid[i] = fork();
         if (pid[i] == 0) {
             close(p[0]);
-            probe_one(q, uris[i], p[1]);
+            probe_one(cfg, coll, uris[i], p[1]);
         }
         close(p[1]);
         if (pid[i] < 0) {

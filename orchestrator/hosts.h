@@ -20,8 +20,11 @@
 
 #include "error.h"
 
-struct qubes;
+struct qubes_db;
 struct qubes_config;
+struct qvm;
+struct qvm_collection;
+struct vmm;
 
 #define QHOST_LOCAL "local"
 #define QHOSTS_FILE "qubes-hosts.xml"
@@ -52,14 +55,40 @@ int qhosts_path(const struct qubes_config *cfg, char *out, size_t len, struct qe
 /* Reads the registry (none: no hosts). Every entry is checked; the error
  * names the file, the line and the problem. */
 int qhosts_load(const char *path, struct qhosts *out, struct qerr *err);
-/* Writes it atomically, mode 0640; refused unless `q` holds the write lock. */
-int qhosts_write(const struct qubes *q, const char *path, const struct qhosts *h,
+/* Writes it atomically, mode 0640; refused unless `db` (qubes.xml) holds
+ * the write lock. */
+int qhosts_write(const struct qubes_db *db, const char *path, const struct qhosts *h,
                  struct qerr *err);
 /* The entry named `name`, or NULL. */
 const struct qhost *qhosts_find(const struct qhosts *h, const char *name);
 /* Adds one (name and URI checked, neither taken); removes one by name. */
 int qhosts_add(struct qhosts *h, const char *name, const char *uri, struct qerr *err);
 int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err);
+
+/* ---- VMs on a host ----
+ * A VM lives on the host its `host` attribute names (qubes.xml; none, or
+ * "local": this one). On another host its images are volumes of the pool
+ * QHOST_POOL there (a directory pool at QHOST_POOL_DIR on that host,
+ * defined by the project), named NAME.KIND (root.img, private.img, vmlinuz,
+ * initramfs: '.' is in no VM name, so no two VMs' volumes meet); nothing of
+ * them is a file on this host. Its record, firewall rules and directory of
+ * settings stay here. */
+#define QHOST_POOL "qubes"
+#define QHOST_POOL_DIR "/var/lib/qubes/pool"
+
+/* The host `vm` lives on: NULL for this one. */
+const char *qvm_host(const struct qvm *vm);
+/* Whether any VM of `coll` lives on `name`; *who the first. */
+int qhosts_in_use(const struct qvm_collection *coll, const char *name, const char **who);
+/* `out` set up (not connected) for the registered host `name`: the
+ * registry is read; an unknown name is an error naming the registry. */
+int qhosts_vmm(const struct qubes_config *cfg, const char *name, struct vmm *out,
+               struct qerr *err);
+/* The volume of `vm_name`'s image `kind` (root.img, private.img, ...). */
+int qhost_volume_name(const char *vm_name, const char *kind, char *out, size_t len,
+                      struct qerr *err);
+/* The kinds of volume a VM may have there, NULL-terminated. */
+extern const char *const qhost_volume_kinds[];
 
 /* What qhosts_probe learns of a host. */
 struct qhost_state {
@@ -72,8 +101,9 @@ struct qhost_state {
 /* Asks each URI's daemon (in a child process each, all at once) for its
  * free memory and its running domains, waiting at most `timeout_ms` in
  * all: a host that does not answer by then is killed off as unreachable,
- * named with the deadline. `q` is loaded (the VM names to count). */
-void qhosts_probe(const struct qubes *q, const char *const *uris, size_t n, long timeout_ms,
-                  struct qhost_state *out);
+ * named with the deadline. `coll`: the VMs whose running domains count
+ * (the hypervisor's settings are `cfg`'s, its URI each one's). */
+void qhosts_probe(const struct qubes_config *cfg, const struct qvm_collection *coll,
+                  const char *const *uris, size_t n, long timeout_ms, struct qhost_state *out);
 
 #endif

@@ -17,6 +17,7 @@
 #include "../templates/templates.h"
 #include "agent_client.h"
 #include "domain.h"
+#include "hosts.h"
 #include "monitor.h"
 #include "net.h"
 #include "pyliteral.h"
@@ -194,12 +195,93 @@ static int services_arg(const struct qvm *vm, FILE *progress, char out[QSERVICES
     return rc < 0 ? qerr_prefix(err, "cannot start '%s'", vm->name) : 0;
 }
 
+/* The kernel command line of a direct boot: the VM's name, its network,
+ * its services and kernelopts. */
+static int kernel_cmdline(const struct qvm *vm, const struct qnet *net,
+                          const struct qnet_serving *serve, const char *services, char *out,
+                          size_t len, struct qerr *err)
+{
+    char netopts[256];
+    const char *opts = qvm_get_bool(vm, "uses_default_kernelopts", true)
+                           ? DEFAULT_KERNELOPTS : qvm_get_attr(vm, "kernelopts");
+    if (!opts)
+        opts = "";
+    qnet_cmdline(net, serve, netopts, sizeof netopts);
+    int n = snprintf(out, len, "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s%s%s%s%s%s%s",
+                     vm->name, *netopts ? " " : "", netopts, *services ? " " : "", services,
+                     *opts ? " " : "", opts);
+    if (n < 0 || n > KERNEL_CMDLINE_MAX || (size_t)n >= len)
+        return qerr_set(err, "cannot start '%s': its kernel command line would be longer "
+                        "than the kernel's %d bytes (kernelopts, services)", vm->name,
+                        KERNEL_CMDLINE_MAX);
+    return 0;
+}
+
+/* A VM on another host (hosts.h): its images are volumes there, named by
+ * their paths on that host; its agent's channel is where that host puts
+ * channels, served here by qubes-channel-relay; no network yet (networks
+ * are this host's), no console log. */
+static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct vmm *vmm,
+                                       FILE *progress, struct qerr *err)
+{
+    char root[PATH_MAX], priv[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], vol[64];
+    char rdir[PATH_MAX], cmdline[KERNEL_CMDLINE_MAX + 2], services[QSERVICES_ARG_MAX + 1];
+    struct domain_spec s = { .name = vm->name, .type = domain_type() };
+    struct qnet net = { 0 };
+    struct qnet_serving serve = { 0 };
+    char *paths[] = { root, priv, kernel, initrd };
+    for (size_t i = 0; i < 4; i++) {
+        int rc = qhost_volume_name(vm->name, qhost_volume_kinds[i], vol, sizeof vol, err);
+        if (rc == 0)
+            rc = vmm_volume_path(vmm, QHOST_POOL, vol, paths[i], PATH_MAX, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0 && i < 2)
+            return qerr_set(err, "'%s' has no %s on host '%s' (volume %s of pool %s)", vm->name,
+                            qhost_volume_kinds[i], qvm_host(vm), vol, QHOST_POOL);
+        if (rc == 0)
+            paths[i][0] = '\0';
+    }
+    s.disks[s.ndisks++] = (struct domain_disk){ root, "raw", false };
+    s.disks[s.ndisks++] = (struct domain_disk){ priv, "raw", false };
+    if (kernel[0]) {
+        if (services_arg(vm, progress, services, err) < 0 ||
+            kernel_cmdline(vm, &net, &serve, services, cmdline, sizeof cmdline, err) < 0)
+            return -1;
+        s.kernel = kernel;
+        s.initrd = initrd[0] ? initrd : NULL;
+        s.cmdline = cmdline;
+    }
+    if (qrt_vm_path(&q->cfg, vm->name, NULL, rdir, sizeof rdir, err) < 0 ||
+        qmkdirs(rdir, err) < 0)
+        return -1;
+    qvm_power_clear_ready(&q->cfg, vm->name);
+    s.agent_socket_auto = true;
+    s.uuid = qvm_get_attr(vm, "uuid");
+    s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
+    s.maxmem_mib = s.memory_mib;
+    s.vcpus = qvm_get_int(vm, "vcpus", 2);
+    qsay(progress, "--> Starting domain %s on host %s (%s, %ld MiB, %ld vCPU)", vm->name,
+         qvm_host(vm), s.type, s.memory_mib, s.vcpus);
+    if (vmm_create_spec(vmm, &s, err) < 0)
+        return -1;
+    char prog[PATH_MAX];
+    char *argv[] = { prog, vm->name, NULL };
+    if (qsibling_program("qubes-channel-relay", "QUBES_CHANNEL_RELAY", prog, sizeof prog, err) < 0 ||
+        qrun_program(argv, err) < 0) {
+        struct qerr e;
+        vmm_destroy(vmm, vm->name, &e);
+        return qerr_prefix(err, "cannot serve the agent channel of '%s' here", vm->name);
+    }
+    return 0;
+}
+
 static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
                                 const char *mem_file, bool debug, struct qerr *err)
 {
     char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
     char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
-    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[KERNEL_CMDLINE_MAX + 2], netopts[256];
+    char sock[PATH_MAX], rdir[PATH_MAX], cmdline[KERNEL_CMDLINE_MAX + 2];
     char services[QSERVICES_ARG_MAX + 1];
     struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
     struct domain_spec s = { .name = vm->name, .type = domain_type() };
@@ -242,19 +324,8 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     snprintf(kernel, sizeof kernel, "%s/kernel/vmlinuz", kdir);
     snprintf(initrd, sizeof initrd, "%s/kernel/initramfs", kdir);
     if (file_exists(kernel)) {
-        const char *opts = qvm_get_bool(vm, "uses_default_kernelopts", true)
-                               ? DEFAULT_KERNELOPTS : qvm_get_attr(vm, "kernelopts");
-        if (!opts)
-            opts = "";
-        qnet_cmdline(&net, &serve, netopts, sizeof netopts);
-        int n = snprintf(cmdline, sizeof cmdline,
-                         "console=ttyS0 root=/dev/vda rw quiet qubes.name=%s%s%s%s%s%s%s", vm->name,
-                         *netopts ? " " : "", netopts, *services ? " " : "", services,
-                         *opts ? " " : "", opts);
-        if (n < 0 || n > KERNEL_CMDLINE_MAX)
-            return qerr_set(err, "cannot start '%s': its kernel command line would be longer "
-                            "than the kernel's %d bytes (kernelopts, services)", vm->name,
-                            KERNEL_CMDLINE_MAX);
+        if (kernel_cmdline(vm, &net, &serve, services, cmdline, sizeof cmdline, err) < 0)
+            return -1;
         s.kernel = kernel;
         s.initrd = file_exists(initrd) ? initrd : NULL;
         s.cmdline = cmdline;
@@ -335,7 +406,8 @@ static int wait_agent(struct qubes *q, const struct qvm *vm, FILE *progress, str
     if (agent_connect(sock, timeout, &c, err) < 0)
         return qerr_prefix(err, "'%s' did not become ready", vm->name);
     agent_close(&c);
-    if (vmm_domain_info(&q->vmm, vm->name, &d, err) < 0)
+    struct vmm *vmm = qubes_vmm_of(q, vm, err);
+    if (!vmm || vmm_domain_info(vmm, vm->name, &d, err) < 0)
         return -1;
     qvm_power_mark_ready(&q->cfg, vm->name, d.id);
     free(d.name);
@@ -456,6 +528,13 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
         return -1;
     if (vm->cls == QVM_ADMIN)
         return qerr_set(err, "dom0 is always running");
+    struct vmm *vmm = qubes_vmm_of(q, vm, err);
+    if (!vmm)
+        return -1;
+    if (qvm_host(vm) && (vm->netvm_qid >= 0 || qvm_class_is_netvm(vm->cls)))
+        return qerr_set(err, "cannot start '%s' on host '%s': networks are this host's, and a "
+                        "VM on another host has none yet (qvm-prefs -s %s netvm none)", name,
+                        qvm_host(vm), name);
     if (netvm_up(q, vm->netvm_qid, vm->name, o->progress, depth, err) < 0)
         return -1;
     /* That start may have read qubes.xml again. */
@@ -469,18 +548,19 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
     if (rc == 0)
         rc = qvm_op_allowed(QOP_START, st, err);
     if (rc == 0 && st == QVM_POWER_CRASHED)
-        rc = vmm_destroy(&q->vmm, vm->name, err);
+        rc = vmm_destroy(vmm, vm->name, err);
     if (rc == 0)
         rc = qubes_template_exclusion(q, vm, err);
     if (rc == 0 && o->debug)
         qsay(o->progress, "--> Debug mode for this start: %s", vm->template_qid >= 0
              ? "the root layer is kept" : "no template, no root layer to keep");
     if (rc == 0)
-        rc = build_spec_and_start(q, vm, o->progress, o->mem_file, o->debug, err);
-    if (rc == 0 && !vmm_is_test_driver(&q->vmm) &&
+        rc = qvm_host(vm) ? build_remote_spec_and_start(q, vm, vmm, o->progress, err)
+                          : build_spec_and_start(q, vm, o->progress, o->mem_file, o->debug, err);
+    if (rc == 0 && !vmm_is_test_driver(vmm) &&
         (rc = qrexec_daemon_spawn(&q->cfg, vm->name, err)) < 0) {
         struct qerr e;
-        vmm_destroy(&q->vmm, vm->name, &e);  /* a VM nobody can talk to is no use */
+        vmm_destroy(vmm, vm->name, &e);  /* a VM nobody can talk to is no use */
     }
     qclose(&lock);      /* the domain exists: other starts see it running */
     if (rc < 0)
@@ -515,12 +595,14 @@ static int load_and_check(struct qubes *q, const char *name, enum qvm_op op, str
     return qvm_op_allowed(op, *st, err);
 }
 
-static int wait_halted(struct qubes *q, const char *name, long timeout_ms, struct qerr *err)
+static int wait_halted(struct qubes *q, const struct qvm *vm, long timeout_ms, struct qerr *err)
 {
+    const char *name = vm->name;
+    struct vmm *vmm = qubes_vmm_of(q, vm, err);
     long end = qnow_ms() + timeout_ms;
     for (;;) {
         struct vmm_domain d;
-        if (vmm_domain_info(&q->vmm, name, &d, err) < 0)
+        if (!vmm || vmm_domain_info(vmm, name, &d, err) < 0)
             return -1;
         free(d.name);
         if (d.state == QVM_POWER_HALTED)
@@ -570,7 +652,7 @@ int qubes_vm_shutdown(struct qubes *q, const char *name, long timeout_ms, bool f
     if (load_and_check(q, name, QOP_SHUTDOWN, &vm, &st, err) < 0 ||
         ask_poweroff(q, vm, timeout_ms, force, err) < 0)
         return -1;
-    int rc = wait_halted(q, name, timeout_ms, err);
+    int rc = wait_halted(q, vm, timeout_ms, err);
     if (rc == 0)
         forget_run(q, vm);
     return rc;
@@ -752,7 +834,8 @@ static int check_asked(struct qubes *q, struct halting *h, long timeout_ms, FILE
 {
     struct vmm_domain d;
     struct qerr e;
-    if (vmm_domain_info(&q->vmm, h->vm->name, &d, &e) < 0) {
+    struct vmm *vmm = qubes_vmm_of(q, h->vm, &e);
+    if (!vmm || vmm_domain_info(vmm, h->vm->name, &d, &e) < 0) {
         stays(h, s, e.msg);
         return 0;
     }
@@ -1155,7 +1238,8 @@ int qubes_vm_kill(struct qubes *q, const char *name, struct qerr *err)
     enum qvm_power st;
     if (load_and_check(q, name, QOP_KILL, &vm, &st, err) < 0)
         return -1;
-    if (vmm_destroy(&q->vmm, name, err) < 0)
+    struct vmm *vmm = qubes_vmm_of(q, vm, err);
+    if (!vmm || vmm_destroy(vmm, name, err) < 0)
         return -1;
     qvm_power_clear_ready(&q->cfg, name);
     struct qerr e;
@@ -1173,13 +1257,14 @@ int qubes_vm_pause(struct qubes *q, const char *name, struct qerr *err)
     struct qvm *vm;
     enum qvm_power st;
     struct vmm_domain d;
+    struct vmm *vmm = NULL;
     if (load_and_check(q, name, QOP_PAUSE, &vm, &st, err) < 0 ||
-        vmm_domain_info(&q->vmm, name, &d, err) < 0)
+        !(vmm = qubes_vmm_of(q, vm, err)) || vmm_domain_info(vmm, name, &d, err) < 0)
         return -1;
     free(d.name);
     if (qvm_power_mark_paused(&q->cfg, name, d.id, err) < 0)
         return -1;
-    if (vmm_suspend(&q->vmm, name, err) < 0) {
+    if (vmm_suspend(vmm, name, err) < 0) {
         qvm_power_clear_paused(&q->cfg, name);
         return -1;
     }
@@ -1191,8 +1276,9 @@ int qubes_vm_unpause(struct qubes *q, const char *name, struct qerr *err)
     struct qvm *vm;
     enum qvm_power st = QVM_POWER_NA;
     int rc = load_and_check(q, name, QOP_UNPAUSE, &vm, &st, err);
+    struct vmm *vmm = rc == 0 ? qubes_vmm_of(q, vm, err) : NULL;
     if (rc == 0)
-        rc = vmm_resume(&q->vmm, name, err);
+        rc = vmm ? vmm_resume(vmm, name, err) : -1;
     /* A VM that is not paused (resumed behind our back: virsh resume) has
      * no pause to mark either: the refusal clears it too. */
     if (rc == 0 || (st != QVM_POWER_PAUSED && st != QVM_POWER_NA))

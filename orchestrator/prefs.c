@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "pyliteral.h"
+#include "hosts.h"
 #include "qubes.h"
 #include "../templates/templates.h"
 
@@ -149,10 +150,18 @@ static char *get_img(struct qubes *q, const struct qvm *vm, const struct pref *p
     const char *img = qvm_get_attr(owner, p->attr);
     if (!img)
         return xstrdup("");
+    if (qvm_host(owner))    /* a volume there: HOST:POOL/VOLUME */
+        return xasprintf("%s:%s/%s.%s", qvm_host(owner), QHOST_POOL, owner->name, img);
     char dir[PATH_MAX];
     if (qubes_vm_dir(q, owner, dir, sizeof dir, NULL) < 0)
         return xstrdup(img);
     return xasprintf("%s/%s", dir, img);
+}
+
+static char *get_host(struct qubes *q, const struct qvm *vm, const struct pref *p)
+{
+    (void)q, (void)p;
+    return xstrdup(qvm_host(vm) ? qvm_host(vm) : QHOST_LOCAL);
 }
 
 static char *get_kernel(struct qubes *q, const struct qvm *vm, const struct pref *p)
@@ -597,6 +606,16 @@ static int set_seamless(struct qubes *q, struct qvm *vm, const struct pref *p, c
     return set_bool(q, vm, p, value, err);
 }
 
+/* Where a VM's images are is chosen when it is made (qvm-create --host). */
+static int set_host(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
+                    struct qerr *err)
+{
+    (void)q, (void)p, (void)value;
+    return qerr_set(err, "host: '%s' lives where its images are; the host is chosen by "
+                    "qvm-create --host, and moving a VM between hosts is not supported yet",
+                    vm->name);
+}
+
 /* A rename is a transaction of its own (qubes_vm_rename): never set here. */
 static int set_name(struct qubes *q, struct qvm *vm, const struct pref *p, const char *value,
                     struct qerr *err)
@@ -619,6 +638,7 @@ static const struct pref vm_prefs[] = {
     { "include_in_backups", "include_in_backups", C_NOTDISP, get_attr, set_bool },
     { "internal", "internal", C_NOTDISP, get_attr, set_bool },
     { "dir", NULL, C_ALL, get_dir, NULL },
+    { "host", NULL, C_NOTDISP, get_host, set_host },
     { "config", "conf_file", C_NOTDISP, get_attr, NULL },
     { "pcidevs", "pcidevs", C_NOTDISP, get_attr, set_pcidevs },
     { "root_img", "root_img", C_NOTDISP, get_img, NULL },

@@ -12,6 +12,7 @@
 #include "../dispvm/dvmdata.h"
 #include "../storage/storage.h"
 #include "../templates/templates.h"
+#include "hosts.h"
 #include "runtime.h"
 #include "util.h"
 
@@ -35,6 +36,9 @@ void qubes_close(struct qubes *q)
     if (q->db.path)
         qdb_close(&q->db);
     vmm_close(&q->vmm);
+    for (size_t i = 0; i < q->nremote; i++)
+        vmm_close(&q->remote[i].vmm);
+    q->nremote = 0;
     qvm_collection_free(q->coll);
     q->coll = NULL;
 }
@@ -94,16 +98,41 @@ struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err)
     return vm;
 }
 
+struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err)
+{
+    const char *host = qvm_host(vm);
+    if (!host)
+        return &q->vmm;
+    for (size_t i = 0; i < q->nremote; i++)
+        if (strcmp(q->remote[i].host, host) == 0)
+            return &q->remote[i].vmm;
+    if (q->nremote == QUBES_REMOTES_MAX) {
+        qerr_set(err, "'%s': more than %d other hosts in one command", vm->name,
+                 QUBES_REMOTES_MAX);
+        return NULL;
+    }
+    struct qubes_remote *r = &q->remote[q->nremote];
+    if (qhosts_vmm(&q->cfg, host, &r->vmm, err) < 0) {
+        qerr_prefix(err, "'%s' lives on host '%s'", vm->name, host);
+        return NULL;
+    }
+    snprintf(r->host, sizeof r->host, "%s", host);
+    q->nremote++;
+    return &r->vmm;
+}
+
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
                    struct qerr *err)
 {
-    return qvm_power_get(&q->vmm, &q->cfg, vm, NULL, out, err);
+    struct vmm *v = qubes_vmm_of(q, vm, err);
+    return v ? qvm_power_get(v, &q->cfg, vm, NULL, out, err) : -1;
 }
 
 int qubes_vm_power(struct qubes *q, const struct qvm *vm, struct vmm_domain *info,
                    enum qvm_power *out, struct qerr *err)
 {
-    return qvm_power_get(&q->vmm, &q->cfg, vm, info, out, err);
+    struct vmm *v = qubes_vmm_of(q, vm, err);
+    return v ? qvm_power_get(v, &q->cfg, vm, info, out, err) : -1;
 }
 
 enum qvm_power qubes_refine_power(const struct qubes *q, const struct qvm *vm,
@@ -371,6 +400,103 @@ static int make_disks(const struct qvm_create_opts *o, enum qvm_class cls,
     return storage_create_sparse(priv, STORAGE_PRIVATE_SIZE, err);
 }
 
+/* ---- a VM on another host: its images are volumes there ---- */
+
+struct remote_disks {
+    struct vmm vmm;
+    const char *vm_name;
+    const char *made[8];        /* the kinds uploaded, for undoing */
+    size_t n;
+    unsigned long long sent;
+};
+
+static int upload(struct remote_disks *r, const char *kind, const char *src,
+                  unsigned long long size, struct qerr *err)
+{
+    char vol[QUBES_NAME_MAX + 32];
+    struct stat st;
+    if (src && stat(src, &st) < 0)
+        return qerr_errno(err, errno, "cannot read %s", src);
+    if (src)
+        size = (unsigned long long)st.st_size;
+    unsigned long long sent = 0;
+    if (qhost_volume_name(r->vm_name, kind, vol, sizeof vol, err) < 0 ||
+        vmm_volume_upload(&r->vmm, QHOST_POOL, vol, src, size, &sent, err) < 0)
+        return -1;
+    r->made[r->n++] = kind;
+    r->sent += sent;
+    return 0;
+}
+
+static void undo_uploads(struct remote_disks *r)
+{
+    char vol[QUBES_NAME_MAX + 32];
+    for (size_t i = 0; i < r->n; i++)
+        if (qhost_volume_name(r->vm_name, r->made[i], vol, sizeof vol, NULL) == 0)
+            vmm_volume_delete(&r->vmm, QHOST_POOL, vol, NULL);
+    r->n = 0;
+}
+
+/* The images make_disks makes, as volumes of the host's pool: the root
+ * image (-r's file, or the template's for a standalone copy, or an empty
+ * one), the private image (the template's, or an empty one), the kernel
+ * of --kernel. Sparse: holes travel as lengths. */
+static int make_remote_disks(const struct qvm_create_opts *o, enum qvm_class cls,
+                             const struct qvm *tpl, const char *tpl_dir,
+                             struct remote_disks *r, struct qerr *err)
+{
+    char src[PATH_MAX + 16];
+    if (vmm_pool_ensure(&r->vmm, QHOST_POOL, QHOST_POOL_DIR, err) < 0)
+        return -1;
+    const char *root = o->root_copy_from;
+    if (!root && tpl) {
+        snprintf(src, sizeof src, "%s/root.img", tpl_dir);
+        root = src;
+    }
+    if (upload(r, "root.img", root,
+               qvm_class_is_hvm(cls) ? STORAGE_HVM_ROOT_SIZE : STORAGE_PV_ROOT_SIZE, err) < 0)
+        return -1;
+    const char *priv = NULL;
+    if (tpl) {
+        snprintf(src, sizeof src, "%s/private.img", tpl_dir);
+        priv = access(src, F_OK) == 0 ? src : NULL;
+    }
+    if (upload(r, "private.img", priv, STORAGE_PRIVATE_SIZE, err) < 0)
+        return -1;
+    if (o->kernel_dir) {
+        snprintf(src, sizeof src, "%s/vmlinuz", o->kernel_dir);
+        if (upload(r, "vmlinuz", src, 0, err) < 0)
+            return qerr_prefix(err, "--kernel");
+        snprintf(src, sizeof src, "%s/initramfs", o->kernel_dir);
+        if (access(src, F_OK) == 0 && upload(r, "initramfs", src, 0, err) < 0)
+            return qerr_prefix(err, "--kernel");
+    }
+    return 0;
+}
+
+/* What a VM on another host can be today, and the host it names. */
+static int check_remote(struct qubes *q, const struct qvm_create_opts *o, enum qvm_class cls,
+                        const struct qvm *tpl, struct remote_disks *r, struct qerr *err)
+{
+    bool own_root = qvm_class_is_template(cls) || o->standalone || (cls == QVM_HVM && !tpl);
+    if (!own_root)
+        return qerr_set(err, "--host %s: a VM based on a template lives on its template's host, "
+                        "and VMs based on templates on other hosts are not supported yet: "
+                        "create '%s' as a template or standalone VM there", o->host, o->name);
+    if (tpl && qvm_host(tpl))
+        return qerr_set(err, "--host %s: the template '%s' lives on host '%s': copying a "
+                        "standalone VM from a template on another host is not supported yet",
+                        o->host, tpl->name, qvm_host(tpl));
+    if (o->root_move_from)
+        return qerr_set(err, "--host %s: -R moves a file into the VM's directory, and a VM on "
+                        "another host has no image here: give it with -r", o->host);
+    if (q->cfg.offline)
+        return qerr_set(err, "--host %s: creating a VM on another host talks to that host, "
+                        "which offline mode does not", o->host);
+    r->vm_name = o->name;
+    return qhosts_vmm(&q->cfg, o->host, &r->vmm, err);
+}
+
 /* A kernel for direct boot: DIR/vmlinuz (and DIR/initramfs) into VMDIR/kernel/. */
 static int copy_kernel(const char *from, const char *vmdir, struct qerr *err)
 {
@@ -432,6 +558,14 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
         return -1;
     if (tpl && qubes_vm_dir(q, tpl, tpl_dir, sizeof tpl_dir, err) < 0)
         return -1;
+    const char *host = o->host && strcmp(o->host, QHOST_LOCAL) != 0 ? o->host : NULL;
+    if (tpl && qvm_host(tpl) && !host)
+        return qerr_set(err, "the template '%s' lives on host '%s', and its images are there: "
+                        "VMs based on it or copied from it are not supported yet", tpl->name,
+                        qvm_host(tpl));
+    struct remote_disks remote = { 0 };
+    if (host && check_remote(q, o, cls, tpl, &remote, err) < 0)
+        return -1;
 
     struct qvm *vm = qvm_new(cls);
     if (!vm)
@@ -443,7 +577,8 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
     if (qvm_class_is_netvm(cls) && (vm->netid = qvm_collection_alloc_netid(q->coll, err)) < 0)
         goto fail_free;
     if (qubes_config_vm_dir(&q->cfg, qvm_class_subdir(cls), o->name, dir, sizeof dir, err) < 0 ||
-        fill_record(q, vm, o, tpl, dir, err) < 0)
+        fill_record(q, vm, o, tpl, dir, err) < 0 ||
+        (host && qvm_set_attr(vm, "host", host, err) < 0))
         goto fail_free;
 
     char parent[PATH_MAX];
@@ -452,8 +587,9 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
         goto fail_free;
     if (qmkdir(dir, err) < 0)
         goto fail_free;
-    if (make_disks(o, cls, tpl, tpl_dir, dir, err) < 0 ||
-        (o->kernel_dir && copy_kernel(o->kernel_dir, dir, err) < 0))
+    if (host ? make_remote_disks(o, cls, tpl, tpl_dir, &remote, err) < 0
+             : make_disks(o, cls, tpl, tpl_dir, dir, err) < 0 ||
+                   (o->kernel_dir && copy_kernel(o->kernel_dir, dir, err) < 0))
         goto fail_dir;
     if (qvm_collection_add(q->coll, vm, err) < 0)
         goto fail_dir;
@@ -462,10 +598,12 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
         qvm_collection_remove(q->coll, vm);
         goto fail_dir;
     }
+    vmm_close(&remote.vmm);
     *out = vm;
     return 0;
 
 fail_dir:
+    undo_uploads(&remote);
     /* -R moved the caller's image in: give it back before removing the rest. */
     if (o->root_move_from) {
         char root[PATH_MAX + 16];
@@ -475,6 +613,7 @@ fail_dir:
     }
     storage_remove_tree(dir, NULL);
 fail_free:
+    vmm_close(&remote.vmm);
     qvm_free(vm);
     return -1;
 }
@@ -525,12 +664,28 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
                         "DispVMs)", name, names);
     }
 
+    /* A VM on another host: that host answers before anything changes,
+     * or its volumes would be left there unknown (--just-db forgets the VM
+     * and leaves them). */
+    const char *host = qvm_host(vm);
+    struct vmm remote __attribute__((cleanup(vmm_close))) = { 0 };
     enum qvm_power state;
-    if (qubes_vm_state(q, vm, &state, err) < 0)
+    if (host && !just_db) {
+        if (qhosts_vmm(&q->cfg, host, &remote, err) < 0 ||
+            vmm_domain_state(&remote, name, &state, err) < 0)
+            return qerr_prefix(err, "Cannot remove '%s': its host '%s' (which holds its volumes)",
+                               name, host);
+    } else if (!host && qubes_vm_state(q, vm, &state, err) < 0) {
         return qerr_prefix(err, "cannot tell whether '%s' is running", name);
+    } else if (host) {
+        state = QVM_POWER_HALTED;   /* --just-db: not asked */
+    }
     if (qvm_power_is_running(state))
-        return qerr_set(err, "Cannot remove '%s': the VM is %s; shut it down first", name,
-                        qvm_power_name(state));
+        return qerr_set(err, "Cannot remove '%s': the VM is %s%s%s; shut it down first", name,
+                        qvm_power_name(state), host ? " on host " : "", host ? host : "");
+    char host_name[QHOST_NAME_MAX + 1] = "";
+    if (host)
+        snprintf(host_name, sizeof host_name, "%s", host);
 
     char dir[PATH_MAX], aside[PATH_MAX + 64] = "";
     if (!just_db) {
@@ -567,6 +722,13 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
         return 0;
     if (aside[0] && storage_remove_tree(aside, err) < 0)
         return qerr_prefix(err, "record removed, but its files remain");
+    for (size_t i = 0; host_name[0] && qhost_volume_kinds[i]; i++) {
+        char vol[QUBES_NAME_MAX + 32];
+        if (qhost_volume_name(name, qhost_volume_kinds[i], vol, sizeof vol, err) < 0 ||
+            vmm_volume_delete(&remote, QHOST_POOL, vol, err) < 0)
+            return qerr_prefix(err, "record removed, but its volumes on host '%s' remain",
+                               host_name);
+    }
     /* A dvm VM's savefile set goes with it (memory files still mapped by
      * running DispVMs stay until qvm-cleanup-dispvms). */
     int had = dvmdata_forget(&q->cfg, name);
@@ -879,6 +1041,10 @@ int qubes_vm_rename(struct qubes *q, struct qvm *vm, const char *name, struct qe
         return qerr_set(err, "name: dom0 cannot be renamed");
     if (vm->cls == QVM_DISP)
         return qerr_set(err, "name: '%s' is a DispVM, named after its dispid", vm->name);
+    if (qvm_host(vm))
+        return qerr_set(err, "name: '%s' lives on host '%s', where its volumes are named after "
+                        "it: renaming a VM on another host is not supported yet", vm->name,
+                        qvm_host(vm));
     if (strcmp(name, vm->name) == 0) {
         qubes_unlock(q);        /* nothing to do */
         return 0;

@@ -16,11 +16,20 @@
 #include "vm.h"
 #include "vmm.h"
 
+/* The hypervisors of other hosts this process has talked to (hosts.h). */
+#define QUBES_REMOTES_MAX 8
+struct qubes_remote {
+    char host[32];
+    struct vmm vmm;
+};
+
 struct qubes {
     struct qubes_config cfg;
     struct qubes_db db;
-    struct vmm vmm;
+    struct vmm vmm;             /* this host's */
     struct qvm_collection *coll;
+    struct qubes_remote remote[QUBES_REMOTES_MAX];
+    size_t nremote;
 };
 
 /* Reads the configuration; `offline` forces offline mode (--offline-mode).
@@ -47,6 +56,11 @@ int qubes_commit(struct qubes *q, int rc, struct qerr *err);
 
 /* Looks a VM up by name with the error a user should see. */
 struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err);
+/* The hypervisor `vm` runs under: this host's (q->vmm), or that of the
+ * host it lives on (hosts.h), set up once per process and host (not yet
+ * connected: the first call connects). NULL with the error when its host
+ * is not registered. */
+struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err);
 /* Power state through the hypervisor (Halted in offline mode; dom0 always
  * Running), as power.h refines it. */
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
@@ -89,6 +103,8 @@ struct qvm_create_opts {
     long memory, vcpus;         /* 0: class default */
     const char *root_copy_from, *root_move_from;
     const char *kernel_dir;     /* --kernel: vmlinuz and initramfs, copied in */
+    const char *host;           /* --host: a registered host (hosts.h); NULL
+                                   or "local": this one */
 };
 /* Needs the write lock; creates the VM's files, adds its record, saves and
  * unlocks. On failure nothing is left behind (the lock is still held). */

@@ -19,15 +19,35 @@
 
 extern char **environ;
 
+void qlog(const char *who, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    qlogv(who, fmt, ap);
+    va_end(ap);
+}
+
 void qlogv(const char *who, const char *fmt, va_list ap)
 {
     char msg[1024], when[32];
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
     vsnprintf(msg, sizeof msg, fmt, ap);
-    fprintf(stderr, "%s %s: ", when, who);
-    qprint_text(stderr, msg);
-    fputc('\n', stderr);
+    /* One line, one write: stderr is unbuffered, and the processes that
+     * share a log must not interleave within a line. */
+    char line[4 * sizeof msg + 128];
+    FILE *m = fmemopen(line, sizeof line, "w");
+    if (!m) {
+        fprintf(stderr, "%s %s: %s\n", when, who, msg);
+        return;
+    }
+    fprintf(m, "%s %s: ", when, who);
+    qprint_text(m, msg);
+    fputc('\n', m);
+    long len = ftell(m);
+    fclose(m);
+    if (len > 0)
+        fwrite(line, 1, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1, stderr);
     fflush(stderr);
 }
 
@@ -378,6 +398,12 @@ int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned 
                        struct qerr *err)
 {
     return write_file(path, data, len, mode, true, err);
+}
+
+int qwrite_file(const char *path, const void *data, size_t len, unsigned mode, bool durable,
+                struct qerr *err)
+{
+    return write_file(path, data, len, mode, durable, err);
 }
 
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err)

@@ -3,6 +3,7 @@
 #define QUBES_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -14,6 +15,7 @@
 void qsay(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A daemon's log line on stderr: "YYYY-MM-DD HH:MM:SS WHO: message", the
  * message printed as qprint_text prints. */
+void qlog(const char *who, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void qlogv(const char *who, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* The program `name` beside this one (the same directory as
  * /proc/self/exe), or the one the environment variable `env` names. */
@@ -63,6 +65,10 @@ int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned 
                        struct qerr *err);
 /* The same for a runtime file (under $QUBES_RUN_DIR, mode 0600): replaced
  * atomically, not fsync'ed, as it means nothing after the host restarts. */
+/* qwrite_file_atomic, or without its fsyncs when !durable (a file of the
+ * run directory, which a reboot empties anyway). */
+int qwrite_file(const char *path, const void *data, size_t len, unsigned mode, bool durable,
+                struct qerr *err);
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err);
 /* CLOCK_MONOTONIC in milliseconds. */
 long qnow_ms(void);

@@ -53,37 +53,6 @@ void vmm_close(struct vmm *vmm)
     vmm->connected = false;
 }
 
-int vmm_plugin_dir(char *out, size_t len, struct qerr *err)
-{
-    const char *env = getenv("QUBES_VMM_PLUGIN_DIR");
-    if (env && *env) {
-        snprintf(out, len, "%s", env);
-        return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n < 0)
-        return qerr_errno(err, errno, "cannot find the program's directory");
-    exe[n] = '\0';
-    snprintf(out, len, "%s/../lib/qubes-orchestrator", dirname(exe));
-    return 0;
-}
-
-void vmm_backends_available(char *out, size_t len)
-{
-    char dir[PATH_MAX], path[PATH_MAX + 64];
-    struct qerr e;
-    bool has[2] = { false, false };
-    const char *files[2] = { VMM_LIBVIRT_PLUGIN, VMM_LIBXL_PLUGIN };
-    if (vmm_plugin_dir(dir, sizeof dir, &e) == 0)
-        for (int i = 0; i < 2; i++) {
-            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-            has[i] = access(path, R_OK) == 0;
-        }
-    snprintf(out, len, "libvirt%s, libxl%s", has[0] ? "" : " (not installed)",
-             has[1] ? "" : " (not built: no xenlight at build time)");
-}
-
 /* The backend object the URI asks for: libxl for "libxl:", else libvirt. */
 static int load_backend(struct vmm *vmm, struct qerr *err)
 {
@@ -268,6 +237,23 @@ int vmm_volume_upload(struct vmm *vmm, const char *pool, const char *name, const
 int vmm_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err)
 {
     VMM_STORAGE_CALL(volume_delete, pool, name);
+}
+
+int vmm_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out, size_t len,
+                    struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_path, pool, name, out, len);
+}
+
+int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,
+                      struct qerr *err)
+{
+    if (vmm_load(vmm, err) < 0)
+        return -1;
+    if (vmm->connected || !vmm->backend->channel_relay)
+        return qerr_set(err, "the %s backend cannot serve a guest channel here (%s)",
+                        vmm->backend->name, vmm->uri);
+    return vmm->backend->channel_relay(vmm, name, channel, listen_fd, err);
 }
 
 void vmm_domains_free(struct vmm_domain *d, size_t n)

@@ -140,6 +140,20 @@ struct vmm_backend {
     int (*volume_upload)(struct vmm *vmm, const char *pool, const char *name, const char *src,
                          unsigned long long size, unsigned long long *sent, struct qerr *err);
     int (*volume_delete)(struct vmm *vmm, const char *pool, const char *name, struct qerr *err);
+    /* volume_path: the path of the volume on its host (for a domain there
+     * to name); 1 with it, 0 when there is no such volume. */
+    int (*volume_path)(struct vmm *vmm, const char *pool, const char *name, char *out,
+                       size_t len, struct qerr *err);
+    /* Optional: the guest channel `channel` of the running domain `name`
+     * (a unix channel the emulator listens on, wherever its host is),
+     * served on this host: each connection accepted on `listen_fd` gets the
+     * channel through the hypervisor's connection (a newer one takes it
+     * from an older, as a second client of the emulator's socket would
+     * wait), bytes both ways unchanged. Returns 0 once the domain has
+     * stopped, -1 when the hypervisor is gone. Called on an unconnected
+     * `vmm`: it connects itself (its event loop comes first). */
+    int (*channel_relay)(struct vmm *vmm, const char *name, const char *channel, int listen_fd,
+                         struct qerr *err);
 };
 
 struct vmm {
@@ -190,6 +204,12 @@ int vmm_pool_ensure(struct vmm *vmm, const char *pool, const char *path, struct 
 int vmm_volume_upload(struct vmm *vmm, const char *pool, const char *name, const char *src,
                       unsigned long long size, unsigned long long *sent, struct qerr *err);
 int vmm_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err);
+int vmm_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out, size_t len,
+                    struct qerr *err);
+/* Serves a domain's channel on `listen_fd` until the domain stops (see
+ * struct vmm_backend); `vmm` not yet connected. */
+int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,
+                      struct qerr *err);
 /* Block devices of a running domain (see struct vmm_backend), in libvirt's
  * domain XML: every disk of the domain `name` with its backing chain
  * (none, and 0, when the domain does not run); free with vmm_disks_free.

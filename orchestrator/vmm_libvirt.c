@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <time.h>
@@ -739,6 +740,247 @@ static int lv_volume_delete(struct vmm *vmm, const char *pool, const char *name,
     return rc < 0 ? qerr_prefix(err, "volume %s in pool %s", name, pool) : 0;
 }
 
+static int lv_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out,
+                          size_t len, struct qerr *err)
+{
+    if (!storage_name_ok(pool, false) || !storage_name_ok(name, false))
+        return qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
+                        name, pool);
+    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
+    if (!p) {
+        virErrorPtr e = virGetLastError();
+        if (e && e->code == VIR_ERR_NO_STORAGE_POOL)
+            return 0;
+        return lv_error(err, "cannot look up the storage pool", vmm->uri);
+    }
+    int rc = 0;
+    virStorageVolPtr v = virStorageVolLookupByName(p, name);
+    if (!v) {
+        virErrorPtr e = virGetLastError();
+        if (!e || e->code != VIR_ERR_NO_STORAGE_VOL)
+            rc = lv_error(err, "cannot look up the volume", vmm->uri);
+    } else {
+        char *path = virStorageVolGetPath(v);
+        if (!path)
+            rc = lv_error(err, "cannot get the volume's path", vmm->uri);
+        else if ((size_t)snprintf(out, len, "%s", path) >= len)
+            rc = qerr_set(err, "the path of volume %s on %s is too long", name, vmm->uri);
+        else
+            rc = 1;
+        free(path);
+        virStorageVolFree(v);
+    }
+    virStoragePoolFree(p);
+    return rc;
+}
+
+/* ---- a guest channel served here ----
+ * One event loop (libvirt's default one, registered before the connection
+ * so that keepalives run): the listening socket, the one local connection
+ * and its channel stream (non-blocking), and a timer asking whether the
+ * domain still runs. What the local side sends and the stream cannot take
+ * yet waits in `up`, and the local side is not read meanwhile. Endings
+ * seen in a callback are carried out after it (`closing`). */
+struct relay {
+    virConnectPtr conn;
+    virDomainPtr dom;
+    const char *channel;
+    int fd, fd_watch;
+    virStreamPtr st;
+    char up[65536];
+    size_t up_len;
+    bool closing, quit;
+    int rc;
+    char why[256];
+};
+
+static void relay_end_session(struct relay *r)
+{
+    if (r->fd_watch >= 0)
+        virEventRemoveHandle(r->fd_watch);
+    r->fd_watch = -1;
+    if (r->st) {
+        virStreamEventRemoveCallback(r->st);
+        virStreamAbort(r->st);
+        virStreamFree(r->st);
+        r->st = NULL;
+    }
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    r->up_len = 0;
+    r->closing = false;
+}
+
+static void relay_update(struct relay *r)
+{
+    if (!r->st || r->closing)
+        return;
+    virEventUpdateHandle(r->fd_watch, r->up_len ? 0 : VIR_EVENT_HANDLE_READABLE);
+    virStreamEventUpdateCallback(r->st, VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
+                                        VIR_STREAM_EVENT_HANGUP |
+                                        (r->up_len ? VIR_STREAM_EVENT_WRITABLE : 0));
+}
+
+static void relay_flush(struct relay *r)
+{
+    while (r->up_len && !r->closing) {
+        int n = virStreamSend(r->st, r->up, r->up_len);
+        if (n == -2)
+            break;
+        if (n <= 0) {
+            r->closing = true;
+            return;
+        }
+        memmove(r->up, r->up + n, r->up_len - (size_t)n);
+        r->up_len -= (size_t)n;
+    }
+    relay_update(r);
+}
+
+static void relay_on_stream(virStreamPtr st, int events, void *opaque)
+{
+    struct relay *r = opaque;
+    if (r->closing || st != r->st)
+        return;
+    if (events & VIR_STREAM_EVENT_READABLE) {
+        char buf[65536];
+        for (;;) {
+            int n = virStreamRecv(st, buf, sizeof buf);
+            if (n == -2)
+                break;
+            if (n <= 0) {
+                r->closing = true;
+                return;
+            }
+            for (int off = 0; off < n;) {
+                ssize_t w = write(r->fd, buf + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    r->closing = true;
+                    return;
+                }
+                off += (int)w;
+            }
+        }
+    }
+    if (events & (VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP)) {
+        r->closing = true;
+        return;
+    }
+    if (events & VIR_STREAM_EVENT_WRITABLE)
+        relay_flush(r);
+}
+
+static void relay_on_local(int watch, int fd, int events, void *opaque)
+{
+    (void)watch;
+    struct relay *r = opaque;
+    if (r->closing || fd != r->fd)
+        return;
+    if ((events & VIR_EVENT_HANDLE_READABLE) && r->up_len == 0) {
+        ssize_t n = read(fd, r->up, sizeof r->up);
+        if (n < 0 && errno == EINTR)
+            return;
+        if (n <= 0) {
+            r->closing = true;
+            return;
+        }
+        r->up_len = (size_t)n;
+        relay_flush(r);
+        return;
+    }
+    if (events & (VIR_EVENT_HANDLE_ERROR | VIR_EVENT_HANDLE_HANGUP))
+        r->closing = true;
+}
+
+static void relay_on_listen(int watch, int fd, int events, void *opaque)
+{
+    (void)watch, (void)events;
+    struct relay *r = opaque;
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0)
+        return;
+    relay_end_session(r);           /* the newer connection takes the channel */
+    virStreamPtr st = virStreamNew(r->conn, VIR_STREAM_NONBLOCK);
+    if (!st || virDomainOpenChannel(r->dom, r->channel, st, VIR_DOMAIN_CHANNEL_FORCE) < 0 ||
+        virStreamEventAddCallback(st, VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
+                                          VIR_STREAM_EVENT_HANGUP,
+                                  relay_on_stream, r, NULL) < 0) {
+        virErrorPtr e = virGetLastError();
+        fprintf(stderr, "channel %s: %s\n", r->channel, e && e->message ? e->message : "?");
+        if (st) {
+            virStreamAbort(st);
+            virStreamFree(st);
+        }
+        close(c);
+        return;
+    }
+    r->st = st;
+    r->fd = c;
+    r->fd_watch = virEventAddHandle(c, VIR_EVENT_HANDLE_READABLE, relay_on_local, r, NULL);
+    if (r->fd_watch < 0)
+        r->closing = true;
+}
+
+static void relay_on_timer(int timer, void *opaque)
+{
+    (void)timer;
+    struct relay *r = opaque;
+    if (virConnectIsAlive(r->conn) != 1) {
+        snprintf(r->why, sizeof r->why, "the connection to the hypervisor is gone");
+        r->rc = -1;
+        r->quit = true;
+    } else if (virDomainIsActive(r->dom) != 1) {
+        r->quit = true;             /* the domain stopped: done */
+    }
+}
+
+static int lv_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,
+                            struct qerr *err)
+{
+    if (virEventRegisterDefaultImpl() < 0)
+        return lv_error(err, "cannot set up an event loop", vmm->uri);
+    if (lv_connect(vmm, err) < 0)
+        return -1;
+    struct relay r = { .conn = vmm->priv, .channel = channel, .fd = -1, .fd_watch = -1 };
+    /* A host that stops answering ends the relay within 15 s. */
+    virConnectSetKeepAlive(r.conn, 5, 3);
+    int lw = -1, timer = -1, rc = 0;
+    if (!(r.dom = virDomainLookupByName(r.conn, name))) {
+        rc = lv_error(err, "no such domain", vmm->uri);
+        qerr_prefix(err, "%s", name);
+        goto out;
+    }
+    lw = virEventAddHandle(listen_fd, VIR_EVENT_HANDLE_READABLE, relay_on_listen, &r, NULL);
+    timer = virEventAddTimeout(500, relay_on_timer, &r, NULL);
+    if (lw < 0 || timer < 0) {
+        rc = qerr_set(err, "cannot watch the relay's socket");
+        goto out;
+    }
+    while (!r.quit) {
+        if (virEventRunDefaultImpl() < 0) {
+            rc = lv_error(err, "the event loop failed", vmm->uri);
+            break;
+        }
+        if (r.closing)
+            relay_end_session(&r);
+    }
+    if (r.quit && r.rc < 0)
+        rc = qerr_set(err, "%s (%s)", r.why, vmm->uri);
+out:
+    relay_end_session(&r);
+    if (lw >= 0)
+        virEventRemoveHandle(lw);
+    if (timer >= 0)
+        virEventRemoveTimeout(timer);
+    if (r.dom)
+        virDomainFree(r.dom);
+    lv_disconnect(vmm);
+    return rc;
+}
+
 __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backend = {
     .name = "libvirt",
     .connect = lv_connect,
@@ -766,4 +1008,6 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .pool_ensure = lv_pool_ensure,
     .volume_upload = lv_volume_upload,
     .volume_delete = lv_volume_delete,
+    .volume_path = lv_volume_path,
+    .channel_relay = lv_channel_relay,
 };

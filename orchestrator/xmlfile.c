@@ -75,14 +75,15 @@ char *qxml_build(int (*body)(xmlTextWriterPtr w, const void *ctx), const void *c
     return out;
 }
 
-int qxml_write_file(const char *path, unsigned mode, int (*body)(xmlTextWriterPtr w, const void *ctx),
-                    const void *ctx, struct qerr *err)
+int qxml_write_file(const char *path, unsigned mode, bool durable,
+                    int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
+                    struct qerr *err)
 {
     char *text = qxml_build(body, ctx, "  ", true);
     if (!text)
         return errno == EIO ? qerr_set(err, "formatting %s: libxml2 writer failed", path)
                             : qerr_errno(err, ENOMEM, "formatting %s", path);
-    int rc = qwrite_file_atomic(path, text, strlen(text), mode, err);
+    int rc = qwrite_file(path, text, strlen(text), mode, durable, err);
     free(text);
     return rc;
 }

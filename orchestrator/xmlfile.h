@@ -27,10 +27,11 @@ int qxml_read_file(const char *path, size_t max, const char *root, xmlDocPtr *do
 char *qxml_build(int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
                  const char *indent, bool declaration);
 
-/* Writes `path` atomically (util.h: qwrite_file_atomic) with `mode`: an
- * XML declaration, then what `body` writes with `w` (indented by two
- * spaces); body returns < 0 when a writer call failed. */
-int qxml_write_file(const char *path, unsigned mode, int (*body)(xmlTextWriterPtr w, const void *ctx),
-                    const void *ctx, struct qerr *err);
+/* Writes `path` atomically (util.h: qwrite_file, fsynced when `durable`)
+ * with `mode`: an XML declaration, then what `body` writes with `w`
+ * (indented by two spaces); body returns < 0 when a writer call failed. */
+int qxml_write_file(const char *path, unsigned mode, bool durable,
+                    int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
+                    struct qerr *err);
 
 #endif

@@ -1,7 +1,9 @@
 /* qfile-daemon-dvm: run a service in a fresh DispVM, then destroy it. */
 #include <string.h>
 
-#include "../../dispvm/dispvm.h"
+#include "../../dispvm/client.h"
+#include "../util.h"
+#include "../vm.h"
 #include "../timing.h"
 #include "tool.h"
 
@@ -68,12 +70,12 @@ int main(int argc, char **argv)
         tool_usage_error(prog, "LABEL is one of red, orange, yellow, green, gray, blue, purple, black");
     if (strcmp(r.source, "dom0") != 0 && qvm_check_name(r.source, &err) < 0)
         tool_fail(prog, &err);
-    struct qubes q;
+    /* Only the paths: the service reads qubes.xml and talks to the
+     * hypervisor, this process asks and runs the session. */
+    struct qubes_config cfg;
     int status = 0;
-    if (qubes_open(&q, false, &err) < 0 || dispvm_run(&q, &r, &status, &err) < 0) {
-        qubes_close(&q);
+    qensure_std_fds();
+    if (qubes_config_init(&cfg, &err) < 0 || dispvm_run(&cfg, &r, &status, &err) < 0)
         tool_fail(prog, &err);
-    }
-    qubes_close(&q);
     return status;
 }

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "../hosts.h"
 #include "tool.h"
 
 static const char *prog = "qvm-create";
@@ -31,10 +32,14 @@ static void usage(FILE *f)
 "  -R, --root-move-from F   root.img is F, moved (templates, standalone VMs)\n"
 "  -k, --kernel DIR         boot DIR/vmlinuz (with DIR/initramfs) directly; VMs\n"
 "                           based on a template use the template's\n"
+"      --host NAME          the VM lives on the host NAME (qvm-host list): its\n"
+"                           images are uploaded into the pool '%s' there\n"
+"                           (%s on that host), none is a file here;\n"
+"                           templates and standalone VMs (default: local)\n"
 "      --offline-mode       do not contact the hypervisor\n"
 "  -q, --quiet              say nothing on success\n"
 "      --version            show the version and the hypervisor backends\n"
-"  -h, --help               show this help\n", prog);
+"  -h, --help               show this help\n", prog, QHOST_POOL, QHOST_POOL_DIR);
 }
 
 int main(int argc, char **argv)
@@ -54,6 +59,7 @@ int main(int argc, char **argv)
         { "root-copy-from", required_argument, NULL, 'r' },
         { "root-move-from", required_argument, NULL, 'R' },
         { "kernel", required_argument, NULL, 'k' },
+        { "host", required_argument, NULL, 'O' },
         { "offline-mode", no_argument, NULL, TOOL_OFFLINE_OPT },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -83,6 +89,7 @@ int main(int argc, char **argv)
         case 'r': o.root_copy_from = optarg; break;
         case 'R': o.root_move_from = optarg; break;
         case 'k': o.kernel_dir = optarg; break;
+        case 'O': o.host = optarg; break;
         case TOOL_OFFLINE_OPT: offline = true; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
@@ -107,7 +114,10 @@ int main(int argc, char **argv)
     }
     char dir[PATH_MAX];
     qubes_vm_dir(&q, vm, dir, sizeof dir, NULL);
-    if (!quiet)
+    if (!quiet && qvm_host(vm))
+        printf("Created %s '%s' (qid %d) on host %s (settings in %s)\n",
+               qvm_class_label(vm->cls), vm->name, vm->qid, qvm_host(vm), dir);
+    else if (!quiet)
         printf("Created %s '%s' (qid %d) in %s\n", qvm_class_label(vm->cls), vm->name, vm->qid,
                dir);
     qubes_close(&q);

@@ -22,7 +22,8 @@ static void usage(FILE *f)
 "answers, its free and total memory and how many of the database's VMs run\n"
 "there; a host that does not answer within the timeout is listed so (with\n"
 "--offline-mode none is asked). add checks the name and the URI only: a\n"
-"host may be registered before its daemon runs. remove forgets a host.\n"
+"host may be registered before its daemon runs. remove forgets a host; it is\n"
+"refused while VMs live there (qvm-create --host).\n"
 "\n"
 "Options:\n"
 "      --timeout S     list: wait at most S seconds for the hosts (default 5)\n"
@@ -49,7 +50,7 @@ static int list(struct qubes *q, long timeout_s, struct qerr *err)
     }
     struct qhost_state st[QHOSTS_MAX + 1];
     if (!q->cfg.offline)
-        qhosts_probe(q, uris, n, timeout_s * 1000, st);
+        qhosts_probe(&q->cfg, q->coll, uris, n, timeout_s * 1000, st);
     printf("%-*s %-40s %-9s %10s %10s %7s\n", QHOST_NAME_MAX > 12 ? 12 : QHOST_NAME_MAX, "host",
            "uri", "reachable", "free MiB", "total MiB", "running");
     for (size_t i = 0; i < n; i++) {
@@ -80,10 +81,14 @@ static int change(struct qubes *q, const char *name, const char *uri, struct qer
         qubes_load_for_writing(q, true, err) < 0)
         return -1;
     int rc = qhosts_load(path, &h, err);
+    const char *who;
+    if (rc == 0 && !uri && qhosts_in_use(q->coll, name, &who))
+        rc = qerr_set(err, "cannot remove host '%s': VMs live there ('%s'; qvm-remove them "
+                      "first)", name, who);
     if (rc == 0)
         rc = uri ? qhosts_add(&h, name, uri, err) : qhosts_remove(&h, name, err);
     if (rc == 0)
-        rc = qhosts_write(q, path, &h, err);
+        rc = qhosts_write(&q->db, path, &h, err);
     return qubes_commit(q, rc < 0 ? rc : QUBES_UNCHANGED, err);
 }
 

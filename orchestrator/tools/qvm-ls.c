@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../hosts.h"
 #include "../memuse.h"
 #include "../net.h"
 #include "../util.h"
@@ -452,8 +453,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n && cells; i++) {
         struct row r = { .q = &q, .vm = vms[i], .elapsed = elapsed,
                          .st = states_known ? QVM_POWER_HALTED : QVM_POWER_NA };
+        struct qerr e;
         if (r.vm->cls == QVM_ADMIN)
             r.st = QVM_POWER_RUNNING;
+        else if (qvm_host(r.vm) && states_known)    /* asked of its host */
+            r.st = qubes_vm_state(&q, r.vm, &r.st, &e) < 0 ? QVM_POWER_NA : r.st;
         else
             for (size_t k = 0; k < ndoms; k++)
                 if (strcmp(doms[k].name, r.vm->name) == 0) {

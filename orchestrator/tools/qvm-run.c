@@ -81,7 +81,7 @@ static int run_in_dispvm(int argc, char **argv, const char *tpl, bool quiet)
     struct qubes q;
     struct qerr err;
     int status = 0;
-    if (!cmd || qubes_open(&q, false, &err) < 0 || dispvm_run(&q, &r, &status, &err) < 0) {
+    if (!cmd || qubes_open(&q, false, &err) < 0 || dispvm_run(&q.cfg, &r, &status, &err) < 0) {
         free(cmd);
         qubes_close(&q);
         tool_fail(prog, &err);

@@ -309,4 +309,9 @@ done
 run qvm-create -l red
 is "$rc" 2 "a missing argument is a usage error (status 2)"
 
+# The programs that only ask for a DispVM load nothing of the database:
+# every DispVM request starts one.
+libs=$(ldd "$(command -v qfile-daemon-dvm)" | awk '{print $1}' | tr '\n' ' ')
+ok "$(case "$libs" in *libxml2*) echo 1;; *) echo 0;; esac)" "qfile-daemon-dvm does not load libxml2 ($libs)"
+
 done_testing

@@ -5,7 +5,10 @@
 # alone, it sees none of this host's /tmp; qvm-host add/list/remove, list
 # asking every host at once within its deadline; only root reaches host2 (a refused connection, a
 # daemon that never answers), --offline-mode asking none; storage on host2
-# through libvirt only (a pool, a sparse upload by stream, deletion).
+# through libvirt only (a pool, a sparse upload by stream, deletion); a VM
+# created on host2 (qvm-create --host): its images volumes there, none here;
+# started there, its agent reached through qubes-channel-relay (qvm-run),
+# killed; what is refused for it yet, its removal.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../e2e.sh"
 H2=qemu+tcp://127.0.0.2:16510/system
@@ -122,6 +125,87 @@ like "$(qvm-host list | awk '$1 == "h2"')" "yes" "and h2 answers again"
 # hypervisor's address pointing nowhere.
 run env QUBES_VMM_URI="qemu+unix:///system?socket=$SCRATCH/none" qvm-host --offline-mode list
 is "$rc/$(printf '%s\n' "$out" | awk '$1 == "h2" {print $3}')" "0/-" "--offline-mode: listed, not asked"
+
+# A VM on h2 (qvm-create --host): its images are volumes of h2's pool,
+# uploaded sparse; its settings stay here, without an image.
+T=rt$$
+vols() { virsh -c $H2 vol-list qubes 2>/dev/null | awk -v p="$1." 'index($1, p) == 1 {print $1}' | sort | tr '\n' ' '; }
+run qvm-create -l red --hvm-template --host h2 -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T
+is "$rc" 0 "qvm-create --host h2: a template HVM on h2"
+like "$out" "on host h2" "and it says where"
+is "$(vols $T)" "$T.initramfs $T.private.img $T.root.img $T.vmlinuz " \
+   "its root, private image and kernel are volumes of h2's pool"
+virsh -c $H2 vol-download --sparse --pool qubes $T.root.img "$SCRATCH/root.back" >/dev/null 2>&1
+is "$(md5sum < "$SCRATCH/root.back")" "$(md5sum < "$GUEST/root.img")" "the root volume holds -r's image"
+alloc=$(virsh -c $H2 vol-info --bytes --pool qubes $T.root.img | awk '/^Allocation/ {print $2}')
+ok "$([ "$alloc" -le $(( $(du -B1 "$GUEST/root.img" | cut -f1) + 4194304 )) ]; echo $?)" \
+   "sparse there too ($alloc bytes allocated)"
+ok "$([ -f "$HOST2_DIR/qubes/pool/$T.private.img" ]; echo $?)" "in host2's /var/lib/qubes/pool"
+dir=$(qvm-prefs -g $T dir)
+is "$(find "$dir" -name '*.img' -o -name vmlinuz -o -name initramfs | wc -l)/$(ls -d "$dir")" "0/$dir" \
+   "its directory here holds no image"
+is "$(qvm-prefs -g $T host)/$(qvm-prefs -g $T root_img)" "h2/h2:qubes/$T.root.img" \
+   "qvm-prefs: host h2, root_img HOST:POOL/VOLUME"
+qvm-create -q -l red --hvm-template l$$
+is "$(qvm-prefs -g l$$ host)/$(qvm-prefs -g l$$ root_img)" "local/$(qvm-prefs -g l$$ dir)/root.img" \
+   "a VM made without --host: on the local host, its images here"
+qvm-remove -q l$$
+run qvm-prefs -s $T host local
+like "$rc/$out" "1/qvm-prefs: error: host: '$T' lives where its images are" "the host cannot be set afterwards"
+# Started there: the domain runs on host2, not here; its agent's channel
+# reaches the local tools through qubes-channel-relay (libvirt's channel
+# streams), as a local VM's socket would.
+run qvm-start $T
+is "$rc" 0 "qvm-start: a VM on h2 starts there"
+is "$(virsh -c $H2 domstate $T 2>&1)/$(virsh -c "$QUBES_VMM_URI" domstate $T >/dev/null 2>&1; echo $?)" \
+   "running/1" "its domain runs on host2, none here"
+run qvm-run -p $T 'cat /proc/cmdline'
+is "$rc" 0 "qvm-run -p reaches it through the relay"
+like "$out" "qubes.name=$T" "and runs in it (its kernel command line)"
+like "$(qvm-ls | awk -v n="[$T]" '$1 == n')" "Running" "qvm-ls: Running (asked of h2)"
+relay=$(pgrep -f "qubes-channel-relay $T\$")
+ok "$([ -n "$relay" ] && [ -S "$QUBES_RUN_DIR/vms/$T/agent.sock" ]; echo $?)" \
+   "the relay serves $QUBES_RUN_DIR/vms/$T/agent.sock"
+like "$(virsh -c $H2 dumpxml $T | grep -A2 "<channel type='unix'>")" "/var/lib/libvirt/qemu/channel/" \
+     "the channel's socket is host2's own (libvirt's channel directory there)"
+run qvm-start $T
+like "$rc/$out" "1/qvm-start: error: " "a second start is refused"
+run qvm-kill $T
+is "$rc/$(virsh -c $H2 list --all --name | grep -c "^$T\$")" "0/0" "qvm-kill stops it on h2"
+like "$(qvm-ls | awk -v n="[$T]" '$1 == n')" "Halted" "qvm-ls: Halted"
+for i in $(seq 40); do kill -0 $relay 2>/dev/null || break; sleep 0.1; done
+ok "$(kill -0 $relay 2>/dev/null; [ $? != 0 ] && [ ! -e "$QUBES_RUN_DIR/vms/$T/agent.sock" ]; echo $?)" \
+   "the relay ends with the domain, its socket gone"
+run qvm-host remove h2
+like "$rc/$out" "1/qvm-host: error: cannot remove host 'h2': VMs live there ('$T'" \
+     "qvm-host remove refuses a host VMs live on, naming one"
+run qvm-create -l red -H -t $T --host h2 c$$
+like "$rc/$out" "1/qvm-create: error: --host h2: a VM based on a template" "a template-based VM there is refused, named"
+run qvm-create -l red --hvm-template --host nosuch n$$
+like "$rc/$out" "1/qvm-create: error: no host 'nosuch' in $QUBES_BASE_DIR/qubes-hosts.xml" \
+     "an unknown host: named, with the registry"
+run qvm-create -l red --hvm-template --host h2 -R "$SCRATCH/x" n$$
+like "$rc/$out" "1/qvm-create: error: --host h2: -R moves" "-R is refused for another host"
+# A failure midway (the private volume's name taken) undoes the upload.
+"$V" $H2 qubes /var/lib/qubes/pool b$$.private.img --empty 1048576 >/dev/null
+run qvm-create -l red --hvm-template --host h2 -r "$GUEST/root.img" b$$
+like "$rc/$out" "1/qvm-create: error: volume b$$.private.img in pool qubes: cannot create" \
+     "a volume in the way: named"
+is "$(vols b$$)/$(qvm-ls --raw-list | grep -c "^b$$\$")/$(ls -d "$(dirname "$dir")/b$$" 2>/dev/null)" \
+   "b$$.private.img /0/" "and nothing is left: the root volume went, no record, no directory"
+"$V" $H2 qubes /var/lib/qubes/pool b$$.private.img --delete >/dev/null
+run env QUBES_VMM_URI="qemu+unix:///system?socket=$SCRATCH/none" qvm-create --offline-mode -l red --hvm-template --host h2 n$$
+like "$rc/$out" "1/qvm-create: error: --host h2: creating a VM on another host talks to that host" \
+     "offline mode contacts no host: refused"
+# Removal: h2 answers first (else the volumes would be left unknown).
+"$top/mk/host2-up.sh" stop >/dev/null 2>&1
+run qvm-remove $T
+like "$rc/$out" "1/qvm-remove: error: Cannot remove '$T': its host 'h2'" "qvm-remove with h2 down: refused, named"
+is "$(qvm-ls --raw-list | grep -c "^$T\$")" 1 "and the VM is still there"
+"$top/mk/host2-up.sh" >/dev/null 2>&1
+run qvm-remove $T
+is "$rc/$(vols $T)/$(qvm-ls --raw-list | grep -c "^$T\$")/$(ls -d "$dir" 2>/dev/null)" "0//0/" \
+   "qvm-remove: its volumes on h2, its record and its directory are gone"
 
 run qvm-host remove h2
 is "$rc" 0 "qvm-host remove h2"

@@ -71,9 +71,9 @@ int main(void)
        "a taken name refused (%s)", err.msg);
     ok(qhosts_add(&h, "h4", "qemu+tls://h3.example/system", &err) < 0 && strstr(err.msg, "is host 'h3'"),
        "a taken URI refused (%s)", err.msg);
-    ok(qhosts_write(&q, path, &h, &err) < 0 && strstr(err.msg, "write lock") && access(path, F_OK) < 0,
+    ok(qhosts_write(&q.db, path, &h, &err) < 0 && strstr(err.msg, "write lock") && access(path, F_OK) < 0,
        "written without the qubes.xml write lock: refused, nothing written (%s)", err.msg);
-    ok(qubes_load_for_writing(&q, false, &err) == 0 && qhosts_write(&q, path, &h, &err) == 0,
+    ok(qubes_load_for_writing(&q, false, &err) == 0 && qhosts_write(&q.db, path, &h, &err) == 0,
        "written under the write lock");
     qubes_unlock(&q);
     struct stat st;
