@@ -86,7 +86,7 @@ int qhosts_path(const struct qubes_config *cfg, char *out, size_t len, struct qe
 }
 
 const char *const qhost_volume_kinds[] = { "root.img", "private.img", "vmlinuz", "initramfs",
-                                           NULL };
+                                           "volatile.img", NULL };
 
 const char *qvm_host(const struct qvm *vm)
 {

@@ -70,7 +70,9 @@ int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err);
  * "local": this one). On another host its images are volumes of the pool
  * QHOST_POOL there (a directory pool at QHOST_POOL_DIR on that host,
  * defined by the project), named NAME.KIND (root.img, private.img, vmlinuz,
- * initramfs: '.' is in no VM name, so no two VMs' volumes meet); nothing of
+ * initramfs; volatile.img, the copy-on-write layer over its template's
+ * root of a VM based on one, made anew at each start: '.' is in no VM
+ * name, so no two VMs' volumes meet); nothing of
  * them is a file on this host. Its record, firewall rules and directory of
  * settings stay here. */
 #define QHOST_POOL "qubes"

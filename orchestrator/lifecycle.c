@@ -217,32 +217,67 @@ static int kernel_cmdline(const struct qvm *vm, const struct qnet *net,
     return 0;
 }
 
+/* The path on its host of the volume `kind` of `owner`: 1, or 0 when
+ * there is none. */
+static int volume_there(struct vmm *vmm, const char *owner, const char *kind, char *out,
+                        struct qerr *err)
+{
+    char vol[QUBES_NAME_MAX + 32];
+    if (qhost_volume_name(owner, kind, vol, sizeof vol, err) < 0)
+        return -1;
+    int rc = vmm_volume_path(vmm, QHOST_POOL, vol, out, PATH_MAX, err);
+    if (rc == 0)
+        out[0] = '\0';
+    return rc;
+}
+
 /* A VM on another host (hosts.h): its images are volumes there, named by
- * their paths on that host; its agent's channel is where that host puts
+ * their paths on that host; a VM based on a template (there too) boots
+ * from a copy-on-write layer over the template's root, a volume made anew
+ * there at each start; its agent's channel is where that host puts
  * channels, served here by qubes-channel-relay; no network yet (networks
  * are this host's), no console log. */
 static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct vmm *vmm,
                                        FILE *progress, struct qerr *err)
 {
-    char root[PATH_MAX], priv[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], vol[64];
+    char root[PATH_MAX], priv[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
     char rdir[PATH_MAX], cmdline[KERNEL_CMDLINE_MAX + 2], services[QSERVICES_ARG_MAX + 1];
     struct domain_spec s = { .name = vm->name, .type = domain_type() };
     struct qnet net = { 0 };
     struct qnet_serving serve = { 0 };
-    char *paths[] = { root, priv, kernel, initrd };
-    for (size_t i = 0; i < 4; i++) {
-        int rc = qhost_volume_name(vm->name, qhost_volume_kinds[i], vol, sizeof vol, err);
-        if (rc == 0)
-            rc = vmm_volume_path(vmm, QHOST_POOL, vol, paths[i], PATH_MAX, err);
-        if (rc < 0)
-            return -1;
-        if (rc == 0 && i < 2)
-            return qerr_set(err, "'%s' has no %s on host '%s' (volume %s of pool %s)", vm->name,
-                            qhost_volume_kinds[i], qvm_host(vm), vol, QHOST_POOL);
-        if (rc == 0)
-            paths[i][0] = '\0';
+    const struct qvm *tpl =
+        vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
+    const char *host = qvm_host(vm);
+    if (tpl && (!qvm_host(tpl) || strcmp(qvm_host(tpl), host) != 0))
+        return qerr_set(err, "'%s' lives on host '%s' and its template '%s' does not", vm->name,
+                        host, tpl->name);
+    if (tpl) {
+        char layer[QUBES_NAME_MAX + 32], base[QUBES_NAME_MAX + 32];
+        if (qhost_volume_name(vm->name, "volatile.img", layer, sizeof layer, err) < 0 ||
+            qhost_volume_name(tpl->name, "root.img", base, sizeof base, err) < 0 ||
+            vmm_volume_delete(vmm, QHOST_POOL, layer, err) < 0 ||
+            vmm_volume_layer(vmm, QHOST_POOL, layer, base, err) < 0 ||
+            volume_there(vmm, vm->name, "volatile.img", root, err) <= 0)
+            return qerr_prefix(err, "cannot make the root layer of '%s' on host '%s'", vm->name,
+                               host);
+    } else {
+        int rc = volume_there(vmm, vm->name, "root.img", root, err);
+        if (rc <= 0)
+            return rc < 0 ? -1 : qerr_set(err, "'%s' has no root.img on host '%s' (volume %s.root.img "
+                                          "of pool %s)", vm->name, host, vm->name, QHOST_POOL);
     }
-    s.disks[s.ndisks++] = (struct domain_disk){ root, "raw", false };
+    int rc = volume_there(vmm, vm->name, "private.img", priv, err);
+    if (rc <= 0)
+        return rc < 0 ? -1 : qerr_set(err, "'%s' has no private.img on host '%s' (volume "
+                                      "%s.private.img of pool %s)", vm->name, host, vm->name,
+                                      QHOST_POOL);
+    /* Its own kernel first, else its template's. */
+    const char *kowner = vm->name;
+    if ((rc = volume_there(vmm, kowner, "vmlinuz", kernel, err)) == 0 && tpl)
+        rc = volume_there(vmm, kowner = tpl->name, "vmlinuz", kernel, err);
+    if (rc < 0 || volume_there(vmm, kowner, "initramfs", initrd, err) < 0)
+        return -1;
+    s.disks[s.ndisks++] = (struct domain_disk){ root, tpl ? "qcow2" : "raw", false };
     s.disks[s.ndisks++] = (struct domain_disk){ priv, "raw", false };
     if (kernel[0]) {
         if (services_arg(vm, progress, services, err) < 0 ||
@@ -368,6 +403,49 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     qsay(progress, "--> Starting domain %s (%s, %ld MiB, %ld vCPU)", vm->name, s.type,
         s.memory_mib, s.vcpus);
     return vmm_create_spec(&q->vmm, &s, err);
+}
+
+/* The start lock of another host: this host's flock serialises the starts
+ * of this orchestrator; another orchestrator driving the same host has its
+ * own. So a start there also holds a volume of the host's pool, made by
+ * the host's daemon only when none of that name exists (its pool's own
+ * lock decides a race), from the template check until the domain exists:
+ * two orchestrators cannot both see a template and its child halted and
+ * start both. One left by a start that died is named after 30 s. */
+#define HOST_START_LOCK "qubes-start.lock"
+#define HOST_START_LOCK_WAIT_MS 30000
+
+static int host_start_lock(struct vmm *vmm, const char *host, struct qerr *err)
+{
+    char path[PATH_MAX];
+    long end = qnow_ms() + HOST_START_LOCK_WAIT_MS;
+    for (;;) {
+        unsigned long long sent;
+        int rc = vmm_volume_path(vmm, QHOST_POOL, HOST_START_LOCK, path, sizeof path, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0 && vmm_volume_upload(vmm, QHOST_POOL, HOST_START_LOCK, NULL, 512, &sent,
+                                         err) == 0)
+            return 0;
+        /* Taken, or just taken by another start: wait, unless it is gone and
+         * the creation failed for another reason. */
+        if (rc == 0 && vmm_volume_path(vmm, QHOST_POOL, HOST_START_LOCK, path, sizeof path,
+                                       NULL) != 1)
+            return qerr_prefix(err, "cannot take the start lock of host '%s'", host);
+        if (qnow_ms() > end)
+            return qerr_set(err, "the start lock of host '%s' (volume %s of pool %s there) has "
+                            "been held for %d s: another start runs there, or one died holding "
+                            "it (then virsh -c %s vol-delete --pool %s %s)", host, HOST_START_LOCK,
+                            QHOST_POOL, HOST_START_LOCK_WAIT_MS / 1000, vmm->uri, QHOST_POOL,
+                            HOST_START_LOCK);
+        usleep(100000);
+    }
+}
+
+static void host_start_unlock(struct vmm *vmm)
+{
+    struct qerr e;
+    vmm_volume_delete(vmm, QHOST_POOL, HOST_START_LOCK, &e);
 }
 
 /* Serialises the check-and-create of every start on the host. */
@@ -543,6 +621,8 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
     cleanup_close int lock = start_lock(q, err);
     if (lock < 0)
         return -1;
+    if (qvm_host(vm) && host_start_lock(vmm, qvm_host(vm), err) < 0)
+        return qerr_prefix(err, "cannot start '%s'", name);
     enum qvm_power st;
     int rc = qubes_vm_power(q, vm, NULL, &st, err);
     if (rc == 0)
@@ -562,6 +642,8 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
         struct qerr e;
         vmm_destroy(vmm, vm->name, &e);  /* a VM nobody can talk to is no use */
     }
+    if (qvm_host(vm))
+        host_start_unlock(vmm);
     qclose(&lock);      /* the domain exists: other starts see it running */
     if (rc < 0)
         return qerr_prefix(err, "cannot start '%s'", name);

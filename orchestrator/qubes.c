@@ -428,6 +428,19 @@ static int upload(struct remote_disks *r, const char *kind, const char *src,
     return 0;
 }
 
+/* A copy, made there, of the volume `kind` of the VM `from` (same host). */
+static int clone_there(struct remote_disks *r, const char *kind, const char *from,
+                       struct qerr *err)
+{
+    char vol[QUBES_NAME_MAX + 32], src[QUBES_NAME_MAX + 32];
+    if (qhost_volume_name(r->vm_name, kind, vol, sizeof vol, err) < 0 ||
+        qhost_volume_name(from, kind, src, sizeof src, err) < 0 ||
+        vmm_volume_clone(&r->vmm, QHOST_POOL, vol, src, err) < 0)
+        return -1;
+    r->made[r->n++] = kind;
+    return 0;
+}
+
 static void undo_uploads(struct remote_disks *r)
 {
     char vol[QUBES_NAME_MAX + 32];
@@ -438,16 +451,26 @@ static void undo_uploads(struct remote_disks *r)
 }
 
 /* The images make_disks makes, as volumes of the host's pool: the root
- * image (-r's file, or the template's for a standalone copy, or an empty
- * one), the private image (the template's, or an empty one), the kernel
- * of --kernel. Sparse: holes travel as lengths. */
+ * image of a template or standalone VM (-r's file, or the template's for a
+ * standalone copy, or an empty one), the private image (the template's, or
+ * an empty one), the kernel of --kernel. Sparse: holes travel as lengths.
+ * A template there is copied there: nothing travels. */
 static int make_remote_disks(const struct qvm_create_opts *o, enum qvm_class cls,
                              const struct qvm *tpl, const char *tpl_dir,
                              struct remote_disks *r, struct qerr *err)
 {
     char src[PATH_MAX + 16];
+    bool own_root = qvm_class_is_template(cls) || o->standalone || (cls == QVM_HVM && !tpl);
     if (vmm_pool_ensure(&r->vmm, QHOST_POOL, QHOST_POOL_DIR, err) < 0)
         return -1;
+    if (tpl && qvm_host(tpl)) {
+        if ((own_root && !o->root_copy_from && clone_there(r, "root.img", tpl->name, err) < 0) ||
+            (own_root && o->root_copy_from &&
+             upload(r, "root.img", o->root_copy_from, 0, err) < 0) ||
+            clone_there(r, "private.img", tpl->name, err) < 0)
+            return -1;
+        goto kernel;
+    }
     const char *root = o->root_copy_from;
     if (!root && tpl) {
         snprintf(src, sizeof src, "%s/root.img", tpl_dir);
@@ -463,6 +486,7 @@ static int make_remote_disks(const struct qvm_create_opts *o, enum qvm_class cls
     }
     if (upload(r, "private.img", priv, STORAGE_PRIVATE_SIZE, err) < 0)
         return -1;
+kernel:
     if (o->kernel_dir) {
         snprintf(src, sizeof src, "%s/vmlinuz", o->kernel_dir);
         if (upload(r, "vmlinuz", src, 0, err) < 0)
@@ -479,14 +503,14 @@ static int check_remote(struct qubes *q, const struct qvm_create_opts *o, enum q
                         const struct qvm *tpl, struct remote_disks *r, struct qerr *err)
 {
     bool own_root = qvm_class_is_template(cls) || o->standalone || (cls == QVM_HVM && !tpl);
-    if (!own_root)
+    const char *tpl_host = tpl ? qvm_host(tpl) : NULL;
+    if (!own_root && (!tpl_host || strcmp(tpl_host, o->host) != 0))
         return qerr_set(err, "--host %s: a VM based on a template lives on its template's host, "
-                        "and VMs based on templates on other hosts are not supported yet: "
-                        "create '%s' as a template or standalone VM there", o->host, o->name);
-    if (tpl && qvm_host(tpl))
+                        "and '%s' lives on %s", o->host, tpl->name, tpl_host ? tpl_host : "this one");
+    if (tpl_host && strcmp(tpl_host, o->host) != 0)
         return qerr_set(err, "--host %s: the template '%s' lives on host '%s': copying a "
-                        "standalone VM from a template on another host is not supported yet",
-                        o->host, tpl->name, qvm_host(tpl));
+                        "VM from a template on another host is not supported yet",
+                        o->host, tpl->name, tpl_host);
     if (o->root_move_from)
         return qerr_set(err, "--host %s: -R moves a file into the VM's directory, and a VM on "
                         "another host has no image here: give it with -r", o->host);

@@ -245,6 +245,18 @@ int vmm_volume_path(struct vmm *vmm, const char *pool, const char *name, char *o
     VMM_STORAGE_CALL(volume_path, pool, name, out, len);
 }
 
+int vmm_volume_layer(struct vmm *vmm, const char *pool, const char *name, const char *backing,
+                     struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_layer, pool, name, backing);
+}
+
+int vmm_volume_clone(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                     struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_clone, pool, name, from);
+}
+
 int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,
                       struct qerr *err)
 {

@@ -144,6 +144,15 @@ struct vmm_backend {
      * to name); 1 with it, 0 when there is no such volume. */
     int (*volume_path)(struct vmm *vmm, const char *pool, const char *name, char *out,
                        size_t len, struct qerr *err);
+    /* volume_layer: a new qcow2 volume `name` over the volume `backing` of
+     * the same pool (raw), of its size: a copy-on-write layer, made on
+     * that host. volume_clone: a new volume `name`, a copy of `from` made
+     * on that host (nothing travels). Both: an existing `name` is an
+     * error. */
+    int (*volume_layer)(struct vmm *vmm, const char *pool, const char *name, const char *backing,
+                        struct qerr *err);
+    int (*volume_clone)(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                        struct qerr *err);
     /* Optional: the guest channel `channel` of the running domain `name`
      * (a unix channel the emulator listens on, wherever its host is),
      * served on this host: each connection accepted on `listen_fd` gets the
@@ -206,6 +215,10 @@ int vmm_volume_upload(struct vmm *vmm, const char *pool, const char *name, const
 int vmm_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err);
 int vmm_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out, size_t len,
                     struct qerr *err);
+int vmm_volume_layer(struct vmm *vmm, const char *pool, const char *name, const char *backing,
+                     struct qerr *err);
+int vmm_volume_clone(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                     struct qerr *err);
 /* Serves a domain's channel on `listen_fd` until the domain stops (see
  * struct vmm_backend); `vmm` not yet connected. */
 int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,

@@ -774,6 +774,99 @@ static int lv_volume_path(struct vmm *vmm, const char *pool, const char *name, c
     return rc;
 }
 
+/* The volume `name` of the pool `pool`, looked up; NULL with the error. */
+static virStorageVolPtr lookup_volume(struct vmm *vmm, const char *pool, const char *name,
+                                      virStoragePoolPtr *pp, struct qerr *err)
+{
+    *pp = NULL;
+    if (!storage_name_ok(pool, false) || !storage_name_ok(name, false)) {
+        qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
+                 name, pool);
+        return NULL;
+    }
+    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
+    if (!p) {
+        lv_error(err, "no storage pool", vmm->uri);
+        qerr_prefix(err, "pool %s", pool);
+        return NULL;
+    }
+    virStorageVolPtr v = virStorageVolLookupByName(p, name);
+    if (!v) {
+        lv_error(err, "no such volume", vmm->uri);
+        qerr_prefix(err, "volume %s in pool %s", name, pool);
+        virStoragePoolFree(p);
+        return NULL;
+    }
+    *pp = p;
+    return v;
+}
+
+static int lv_volume_layer(struct vmm *vmm, const char *pool, const char *name, const char *backing,
+                           struct qerr *err)
+{
+    virStoragePoolPtr p;
+    virStorageVolPtr b = lookup_volume(vmm, pool, backing, &p, err);
+    if (!b)
+        return -1;
+    if (!storage_name_ok(name, false)) {
+        virStorageVolFree(b);
+        virStoragePoolFree(p);
+        return qerr_set(err, "volume '%s': not a name of letters, digits, '_', '-', '.'", name);
+    }
+    virStorageVolInfo info;
+    char *path = virStorageVolGetPath(b);
+    int rc = 0;
+    if (!path || virStorageVolGetInfo(b, &info) < 0) {
+        rc = lv_error(err, "cannot read the backing volume", vmm->uri);
+    } else {
+        char xml[PATH_MAX + 512];
+        snprintf(xml, sizeof xml,
+                 "<volume type='file'><name>%s</name><capacity unit='bytes'>%llu</capacity>"
+                 "<target><format type='qcow2'/></target><backingStore><path>%s</path>"
+                 "<format type='raw'/></backingStore></volume>",
+                 name, info.capacity, path);
+        virStorageVolPtr v = virStorageVolCreateXML(p, xml, 0);
+        if (!v)
+            rc = lv_error(err, "cannot create the layer", vmm->uri);
+        else
+            virStorageVolFree(v);
+    }
+    if (rc < 0)
+        qerr_prefix(err, "volume %s over %s in pool %s", name, backing, pool);
+    free(path);
+    virStorageVolFree(b);
+    virStoragePoolFree(p);
+    return rc;
+}
+
+static int lv_volume_clone(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                           struct qerr *err)
+{
+    virStoragePoolPtr p;
+    virStorageVolPtr f = lookup_volume(vmm, pool, from, &p, err);
+    if (!f)
+        return -1;
+    int rc = 0;
+    if (!storage_name_ok(name, false)) {
+        rc = qerr_set(err, "volume '%s': not a name of letters, digits, '_', '-', '.'", name);
+    } else {
+        char xml[512];
+        snprintf(xml, sizeof xml,
+                 "<volume type='file'><name>%s</name><capacity unit='bytes'>0</capacity>"
+                 "<target><format type='raw'/></target></volume>", name);
+        virStorageVolPtr v = virStorageVolCreateXMLFrom(p, xml, f, 0);
+        if (!v) {
+            rc = lv_error(err, "cannot copy the volume", vmm->uri);
+            qerr_prefix(err, "volume %s from %s in pool %s", name, from, pool);
+        } else {
+            virStorageVolFree(v);
+        }
+    }
+    virStorageVolFree(f);
+    virStoragePoolFree(p);
+    return rc;
+}
+
 /* ---- a guest channel served here ----
  * One event loop (libvirt's default one, registered before the connection
  * so that keepalives run): the listening socket, the one local connection
@@ -1009,5 +1102,7 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .volume_upload = lv_volume_upload,
     .volume_delete = lv_volume_delete,
     .volume_path = lv_volume_path,
+    .volume_layer = lv_volume_layer,
+    .volume_clone = lv_volume_clone,
     .channel_relay = lv_channel_relay,
 };

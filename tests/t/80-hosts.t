@@ -149,7 +149,6 @@ is "$(qvm-prefs -g $T host)/$(qvm-prefs -g $T root_img)" "h2/h2:qubes/$T.root.im
 qvm-create -q -l red --hvm-template l$$
 is "$(qvm-prefs -g l$$ host)/$(qvm-prefs -g l$$ root_img)" "local/$(qvm-prefs -g l$$ dir)/root.img" \
    "a VM made without --host: on the local host, its images here"
-qvm-remove -q l$$
 run qvm-prefs -s $T host local
 like "$rc/$out" "1/qvm-prefs: error: host: '$T' lives where its images are" "the host cannot be set afterwards"
 # Started there: the domain runs on host2, not here; its agent's channel
@@ -179,8 +178,42 @@ ok "$(kill -0 $relay 2>/dev/null; [ $? != 0 ] && [ ! -e "$QUBES_RUN_DIR/vms/$T/a
 run qvm-host remove h2
 like "$rc/$out" "1/qvm-host: error: cannot remove host 'h2': VMs live there ('$T'" \
      "qvm-host remove refuses a host VMs live on, naming one"
-run qvm-create -l red -H -t $T --host h2 c$$
-like "$rc/$out" "1/qvm-create: error: --host h2: a VM based on a template" "a template-based VM there is refused, named"
+
+# A VM based on T, on h2 too: its private image a copy made there, its root
+# a copy-on-write layer over T's root volume made there at each start; T
+# and it never run at once; the host's start lock.
+C=c$$
+run qvm-create -l red -H -t $T --host h2 $C
+is "$rc/$(vols $C)" "0/$C.private.img " "a VM based on T on h2: its private image copied there"
+run qvm-create -l red -H -t l$$ --host h2 x$$
+like "$rc/$out" "1/qvm-create: error: --host h2: a VM based on a template lives on its template's host" \
+     "one on h2 based on a template here: refused, named"
+run qvm-create -l red -H -t $T y$$
+like "$rc/$out" "1/qvm-create: error: the template '$T' lives on host 'h2'" \
+     "one here based on the template on h2: refused, named"
+qvm-remove -q l$$
+run qvm-start $C
+is "$rc/$(virsh -c $H2 domstate $C 2>&1)" "0/running" "it starts on h2"
+like "$(virsh -c $H2 vol-dumpxml --pool qubes $C.volatile.img)" "$T.root.img" \
+     "from a layer made there over T's root volume"
+like "$(qvm-run -p $C 'cat /proc/cmdline')" "qubes.name=$C" "its agent answers through its relay"
+run qvm-start $T
+like "$rc/$out" "1/qvm-start: error: cannot start '$T': Cannot start HVM template while VMs based on it are running ('$C')" \
+     "T cannot start while it runs (named)"
+qvm-kill $C
+# The start lock of h2, as another orchestrator's start would hold it.
+"$V" $H2 qubes /var/lib/qubes/pool qubes-start.lock --empty 512 >/dev/null
+( qvm-start $C > "$SCRATCH/start.out" 2>&1; echo $? > "$SCRATCH/start.rc" ) &
+sleep 3
+is "$(virsh -c $H2 list --name | grep -c "^$C\$")/$(cat "$SCRATCH/start.rc" 2>/dev/null)" "0/" \
+   "a start waits while h2's start lock is held"
+"$V" $H2 qubes /var/lib/qubes/pool qubes-start.lock --delete >/dev/null
+for i in $(seq 300); do [ -s "$SCRATCH/start.rc" ] && break; sleep 0.1; done
+is "$(cat "$SCRATCH/start.rc")/$(virsh -c $H2 domstate $C 2>&1)" "0/running" "and goes on once it is free"
+is "$(virsh -c $H2 vol-list qubes | grep -c qubes-start.lock)" 0 "and frees it"
+qvm-kill $C
+run qvm-remove $C
+is "$rc/$(vols $C)" "0/" "its removal deletes its volumes there, the layer too"
 run qvm-create -l red --hvm-template --host nosuch n$$
 like "$rc/$out" "1/qvm-create: error: no host 'nosuch' in $QUBES_BASE_DIR/qubes-hosts.xml" \
      "an unknown host: named, with the registry"
