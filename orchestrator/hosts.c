@@ -117,6 +117,20 @@ int qhosts_vmm(const struct qubes_config *cfg, const char *name, struct vmm *out
     const struct qhost *e = qhosts_find(&h, name);
     if (!e)
         return qerr_set(err, "no host '%s' in %s (qvm-host list shows them)", name, path);
+    /* libvirt's connection and calls have no deadline of their own: a host
+     * that takes the connection and never answers would hold the command
+     * for ever. It is asked first, by a child within the deadline. */
+    if (!cfg->offline) {
+        long t = QHOST_TIMEOUT_S;
+        const char *env = getenv("QUBES_HOST_TIMEOUT");
+        if (env && *env && qparse_int(env, 1, 3600, &t) < 0)
+            return qerr_set(err, "QUBES_HOST_TIMEOUT=\"%s\": not a number of seconds (1-3600)", env);
+        const char *uris[] = { e->uri };
+        struct qhost_state st;
+        qhosts_probe(cfg, NULL, uris, 1, t * 1000, &st);
+        if (!st.reachable)
+            return qerr_set(err, "host '%s' (%s) does not answer: %s", name, e->uri, st.why);
+    }
     struct qubes_config c = *cfg;
     snprintf(c.vmm_uri, sizeof c.vmm_uri, "%s", e->uri);
     vmm_init(out, &c);
@@ -245,7 +259,7 @@ static void probe_one(const struct qubes_config *base, const struct qvm_collecti
         unsigned running = 0;
         for (size_t i = 0; i < nd; i++)
             if (qvm_power_is_running(d[i].state) &&
-                (qvm_collection_by_name(coll, d[i].name) || qvm_is_dispvm_name(d[i].name)))
+                coll && (qvm_collection_by_name(coll, d[i].name) || qvm_is_dispvm_name(d[i].name)))
                 running++;
         snprintf(line, sizeof line, "ok %llu %llu %u\n", h.free_kib, h.total_kib, running);
     }

@@ -82,8 +82,14 @@ int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err);
 const char *qvm_host(const struct qvm *vm);
 /* Whether any VM of `coll` lives on `name`; *who the first. */
 int qhosts_in_use(const struct qvm_collection *coll, const char *name, const char **who);
+/* How long a host may take to answer before a command gives up on it
+ * (QUBES_HOST_TIMEOUT overrides it). */
+#define QHOST_TIMEOUT_S 5
+
 /* `out` set up (not connected) for the registered host `name`: the
- * registry is read; an unknown name is an error naming the registry. */
+ * registry is read; an unknown name is an error naming the registry. Not
+ * in offline mode, the host is asked first (qhosts_probe) and one that
+ * does not answer within QHOST_TIMEOUT_S is an error saying why. */
 int qhosts_vmm(const struct qubes_config *cfg, const char *name, struct vmm *out,
                struct qerr *err);
 /* The volume of `vm_name`'s image `kind` (root.img, private.img, ...). */
@@ -104,7 +110,7 @@ struct qhost_state {
  * free memory and its running domains, waiting at most `timeout_ms` in
  * all: a host that does not answer by then is killed off as unreachable,
  * named with the deadline. `coll`: the VMs whose running domains count
- * (the hypervisor's settings are `cfg`'s, its URI each one's). */
+ * (NULL: none); the hypervisor's settings are `cfg`'s, its URI each one's. */
 void qhosts_probe(const struct qubes_config *cfg, const struct qvm_collection *coll,
                   const char *const *uris, size_t n, long timeout_ms, struct qhost_state *out);
 

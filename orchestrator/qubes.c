@@ -103,21 +103,28 @@ struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err
     const char *host = qvm_host(vm);
     if (!host)
         return &q->vmm;
-    for (size_t i = 0; i < q->nremote; i++)
-        if (strcmp(q->remote[i].host, host) == 0)
-            return &q->remote[i].vmm;
+    for (size_t i = 0; i < q->nremote; i++) {
+        if (strcmp(q->remote[i].host, host) != 0)
+            continue;
+        if (q->remote[i].down[0]) {
+            qerr_set(err, "'%s' lives on host '%s': %s", vm->name, host, q->remote[i].down);
+            return NULL;
+        }
+        return &q->remote[i].vmm;
+    }
     if (q->nremote == QUBES_REMOTES_MAX) {
         qerr_set(err, "'%s': more than %d other hosts in one command", vm->name,
                  QUBES_REMOTES_MAX);
         return NULL;
     }
-    struct qubes_remote *r = &q->remote[q->nremote];
+    struct qubes_remote *r = &q->remote[q->nremote++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->host, sizeof r->host, "%s", host);
     if (qhosts_vmm(&q->cfg, host, &r->vmm, err) < 0) {
+        snprintf(r->down, sizeof r->down, "%s", err->msg);
         qerr_prefix(err, "'%s' lives on host '%s'", vm->name, host);
         return NULL;
     }
-    snprintf(r->host, sizeof r->host, "%s", host);
-    q->nremote++;
     return &r->vmm;
 }
 

@@ -21,6 +21,7 @@
 struct qubes_remote {
     char host[32];
     struct vmm vmm;
+    char down[QERR_MSG_MAX];    /* why the host did not answer (asked once) */
 };
 
 struct qubes {

@@ -456,9 +456,12 @@ int main(int argc, char **argv)
         struct qerr e;
         if (r.vm->cls == QVM_ADMIN)
             r.st = QVM_POWER_RUNNING;
-        else if (qvm_host(r.vm) && states_known)    /* asked of its host */
-            r.st = qubes_vm_state(&q, r.vm, &r.st, &e) < 0 ? QVM_POWER_NA : r.st;
-        else
+        else if (qvm_host(r.vm) && states_known) {  /* asked of its host */
+            if (qubes_vm_state(&q, r.vm, &r.st, &e) < 0) {
+                qsay(stderr, "%s: warning: power state unknown: %s", prog, e.msg);
+                r.st = QVM_POWER_NA;
+            }
+        } else
             for (size_t k = 0; k < ndoms; k++)
                 if (strcmp(doms[k].name, r.vm->name) == 0) {
                     r.dom = &doms[k];

@@ -197,6 +197,33 @@ is "$rc/$(virsh -c $H2 domstate $C 2>&1)" "0/running" "it starts on h2"
 like "$(virsh -c $H2 vol-dumpxml --pool qubes $C.volatile.img)" "$T.root.img" \
      "from a layer made there over T's root volume"
 like "$(qvm-run -p $C 'cat /proc/cmdline')" "qubes.name=$C" "its agent answers through its relay"
+qvm-run -p $C 'echo out; echo err >&2; exit 7' > "$SCRATCH/o" 2> "$SCRATCH/e"
+is "$?/$(cat "$SCRATCH/o")/$(cat "$SCRATCH/e")" "7/out/err" \
+   "qvm-run: its output, its error stream and its exit status, through the relay"
+qvm-run -p $C 'echo root-write > /etc/child-root; echo priv-write > /rw/child-priv; sync' >/dev/null
+run qvm-shutdown --wait $C
+is "$rc/$(virsh -c $H2 list --name | grep -c "^$C\$")" "0/0" "qvm-shutdown --wait: it powers off on h2"
+qvm-start -q $C
+is "$(qvm-run -p $C 'cat /etc/child-root 2>/dev/null || echo gone')" "gone" \
+   "its root writes are gone after its next start (a new layer)"
+is "$(qvm-run -p $C 'cat /rw/child-priv')" "priv-write" "its private disk's survive"
+# h2's daemon silent (SIGSTOP: the kernel takes connections, nobody
+# answers): a command gives up on it within the deadline, naming it.
+h2pid=$(cat "$HOST2_DIR/libvirtd.pid")
+h2pid="$h2pid $(pgrep -P $h2pid -x libvirtd)"     # the daemon under its init
+kill -STOP $h2pid
+t0=$(date +%s%N)
+run env QUBES_HOST_TIMEOUT=2 qvm-start $T
+t1=$(date +%s%N)
+like "$rc/$out" "1/qvm-start: error: '$T' lives on host 'h2': host 'h2' ($H2) does not answer: no answer within 2 s" \
+     "a start on a silent host: refused, named"
+ok "$([ $(( (t1 - t0) / 1000000 )) -lt 6000 ]; echo $?)" "within the deadline ($(( (t1 - t0) / 1000000 )) ms, QUBES_HOST_TIMEOUT=2)"
+run env QUBES_HOST_TIMEOUT=2 qvm-ls
+is "$rc" 0 "qvm-ls still lists"
+like "$(printf '%s\n' "$out" | awk -v n="[$T]" '$1 == n')" "NA" "the state of h2's halted VM unknown"
+like "$out" "qvm-ls: warning: power state unknown: '$C' lives on host 'h2': host 'h2'" "and says why"
+kill -CONT $h2pid
+like "$(qvm-run -p $C 'echo back')" "back" "h2 answering again, its VM still answers through its relay"
 run qvm-start $T
 like "$rc/$out" "1/qvm-start: error: cannot start '$T': Cannot start HVM template while VMs based on it are running ('$C')" \
      "T cannot start while it runs (named)"
