@@ -1,0 +1,145 @@
+/* A VM on another host against the same VM here, side by side in one run:
+ * the second host is make host2-up's daemon on this machine (TCP on
+ * 127.0.0.2, another mount namespace: what travels goes through libvirt's
+ * RPC as it would between machines, without a network's latency). Figures:
+ * the upload of the test guest's images at qvm-create --host (MB/s of the
+ * data sent), a cold start to agent-ready and a command on the running
+ * VM (through qubes-channel-relay there), a kill. Prints figures only.
+ * Usage: bench_hosts TOOLS-DIR GUEST-DIR HOST2-UP [RUNS]   (RUNS default 5) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+
+#define H2_URI "qemu+tcp://127.0.0.2:16510/system"
+
+static struct bench_env E;
+static char remote[32];
+static bool made_remote, registered;
+
+static void cleanup(void)
+{
+    if (made_remote) {
+        char *kill_argv[] = { "qvm-kill", remote, NULL };
+        char *rm_argv[] = { "qvm-remove", "-q", remote, NULL };
+        bench_exec(BENCH_MAY_FAIL, kill_argv, NULL, NULL, 0, NULL, NULL);
+        bench_exec(BENCH_MAY_FAIL, rm_argv, NULL, NULL, 0, NULL, NULL);
+        made_remote = false;
+    }
+    if (registered) {
+        char *unreg[] = { "qvm-host", "-q", "remove", "bench-h2", NULL };
+        bench_exec(BENCH_MAY_FAIL, unreg, NULL, NULL, 0, NULL, NULL);
+        registered = false;
+    }
+    bench_env_cleanup(&E);
+}
+
+/* Data bytes of a file (its allocated blocks: what a sparse upload
+ * sends), and its size. */
+static double data_bytes(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (double)st.st_blocks * 512 : 0;
+}
+
+static double size_bytes(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (double)st.st_size : 0;
+}
+
+struct figures {
+    double start, echo, kill;
+};
+
+static void measure(const char *vm, int runs, struct figures *f)
+{
+    double *start = calloc((size_t)runs, sizeof *start), *echo = calloc((size_t)runs, sizeof *echo);
+    double *kill_t = calloc((size_t)runs, sizeof *kill_t);
+    if (!start || !echo || !kill_t)
+        bench_die("out of memory");
+    for (int i = 0; i < runs; i++) {
+        char *start_argv[] = { "qvm-start", "-q", (char *)vm, NULL };
+        char *run_argv[] = { "qvm-run", "-p", (char *)vm, "echo hi", NULL };
+        char *kill_argv[] = { "qvm-kill", (char *)vm, NULL };
+        char out[64];
+        bench_exec(0, start_argv, NULL, NULL, 0, &start[i], NULL);
+        double e[5];
+        for (int k = 0; k < 5; k++) {
+            bench_exec(0, run_argv, NULL, out, sizeof out, &e[k], NULL);
+            if (strcmp(out, "hi\n") != 0)
+                bench_die("qvm-run -p %s 'echo hi' printed \"%s\"", vm, out);
+        }
+        echo[i] = bench_median(e, 5);
+        bench_exec(0, kill_argv, NULL, NULL, 0, &kill_t[i], NULL);
+    }
+    f->start = bench_median(start, runs);
+    f->echo = bench_median(echo, runs);
+    f->kill = bench_median(kill_t, runs);
+    free(start);
+    free(echo);
+    free(kill_t);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4 || argc > 5) {
+        fprintf(stderr, "usage: bench_hosts TOOLS-DIR GUEST-DIR HOST2-UP [RUNS]\n");
+        return 2;
+    }
+    bench_init("bench_hosts", argv[1]);
+    int runs = argc > 4 ? atoi(argv[4]) : 5;
+    if (runs < 1)
+        bench_die("RUNS must be at least 1");
+    char *up[] = { argv[3], NULL };
+    if (bench_exec(BENCH_PATH | BENCH_MAY_FAIL | BENCH_OUTSIDE, up, NULL, NULL, 0, NULL, NULL) != 0)
+        bench_die("%s failed: no second host", argv[3]);
+    bench_on_failure(cleanup);
+    bench_env_setup(&E, "hosts", argv[2]);
+    char *reg[] = { "qvm-host", "-q", "add", "bench-h2", H2_URI, NULL };
+    bench_run(reg);
+    registered = true;
+
+    char kernel_dir[4200];
+    snprintf(kernel_dir, sizeof kernel_dir, "%s", E.kernel);
+    snprintf(remote, sizeof remote, "bench-rt-%d", (int)getpid());
+    char *mk[] = { "qvm-create", "-q", "-l", "red", "--hvm-template", "--host", "bench-h2",
+                   "-r", E.root, "--kernel", kernel_dir, remote, NULL };
+    double t0 = bench_now();
+    bench_run(mk);
+    double upload = bench_now() - t0;
+    made_remote = true;
+    char vmlinuz[4300], initrd[4300];
+    snprintf(vmlinuz, sizeof vmlinuz, "%s/vmlinuz", kernel_dir);
+    snprintf(initrd, sizeof initrd, "%s/initramfs", kernel_dir);
+    double bytes = data_bytes(E.root) + data_bytes(vmlinuz) + data_bytes(initrd);
+    double size = size_bytes(E.root) + size_bytes(vmlinuz) + size_bytes(initrd);
+
+    printf("A VM on another host (%s, make host2-up: this machine, another mount namespace,\n"
+           "TCP on 127.0.0.2) against the same guest here; %d runs each, medians\n", H2_URI, runs);
+    bench_env_print(&E);
+    printf("\nqvm-create --host: the test guest's images uploaded (sparse: %.1f MiB of data in "
+           "%.0f MiB\nof images) in %.2f s: %.0f MB/s of data, with the pool's set-up and the "
+           "record\n", bytes / 1048576, size / 1048576, upload, bytes / upload / 1e6);
+    fflush(stdout);
+
+    bench_say("here");
+    struct figures here, there;
+    measure(E.tpl, runs, &here);
+    bench_say("on host2");
+    measure(remote, runs, &there);
+    printf("\n%-48s %10s %10s %8s\n", "", "here", "host2", "host2/here");
+    printf("%-48s %7.0f ms %7.0f ms %8.2f\n", "cold start to agent-ready (qvm-start)",
+           here.start * 1e3, there.start * 1e3, there.start / here.start);
+    printf("%-48s %7.1f ms %7.1f ms %8.2f\n", "qvm-run -p VM 'echo hi' on the running VM",
+           here.echo * 1e3, there.echo * 1e3, there.echo / here.echo);
+    printf("%-48s %7.0f ms %7.0f ms %8.2f\n", "qvm-kill", here.kill * 1e3, there.kill * 1e3,
+           there.kill / here.kill);
+    printf("(on host2 the agent's channel goes through libvirt's channel stream and\n"
+           "qubes-channel-relay; a start there also asks the host first and holds its lock)\n");
+    cleanup();
+    return 0;
+}
