@@ -231,6 +231,65 @@ static int volume_there(struct vmm *vmm, const char *owner, const char *kind, ch
     return rc;
 }
 
+/* A template here and a VM based on it on another host: the template's
+ * root image and kernel are kept there as volumes T.root.img, T.vmlinuz,
+ * T.initramfs (the names its own would have; it has none there), sent again
+ * when its files changed since the last time (their sizes, times and
+ * inodes, recorded in T's directory as replicas/HOST.stamp). Called under
+ * the start lock while the template does not run; and a copy is never
+ * stale while a VM based on T runs there, since T cannot have run since
+ * that VM started: no running VM's backing file is replaced. */
+static int template_replica(struct qubes *q, const struct qvm *tpl, const char *host,
+                            struct vmm *vmm, FILE *progress, struct qerr *err)
+{
+    static const char *const kinds[] = { "root.img", "vmlinuz", "initramfs" };
+    char dir[PATH_MAX], files[3][PATH_MAX + 32], stamp[1024] = "", old[1024] = "";
+    char sdir[PATH_MAX + 16], spath[PATH_MAX + 64], there[PATH_MAX];
+    if (qubes_vm_dir(q, tpl, dir, sizeof dir, err) < 0 ||
+        img_path(q, tpl, "root_img", "root.img", files[0], sizeof files[0], err) < 0)
+        return -1;
+    snprintf(files[1], sizeof files[1], "%s/kernel/vmlinuz", dir);
+    snprintf(files[2], sizeof files[2], "%s/kernel/initramfs", dir);
+    size_t used = 0;
+    for (size_t i = 0; i < 3; i++) {
+        struct stat st;
+        if (stat(files[i], &st) < 0) {
+            if (i == 0)
+                return qerr_errno(err, errno, "the root image of '%s'", tpl->name);
+            files[i][0] = '\0';
+            continue;
+        }
+        used += (size_t)snprintf(stamp + used, sizeof stamp - used, "%s %lld %lld.%09ld %llu %llu\n",
+                                 kinds[i], (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                                 st.st_mtim.tv_nsec, (unsigned long long)st.st_dev,
+                                 (unsigned long long)st.st_ino);
+    }
+    snprintf(sdir, sizeof sdir, "%s/replicas", dir);
+    snprintf(spath, sizeof spath, "%s/%s.stamp", sdir, host);
+    int rc = volume_there(vmm, tpl->name, "root.img", there, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 && qread_small(spath, old, sizeof old) == 0 && strcmp(old, stamp) == 0)
+        return 0;
+    qsay(progress, "--> Sending the root image and kernel of %s to host %s", tpl->name, host);
+    unlink(spath);      /* what is there is no longer known to be current */
+    for (size_t i = 0; i < 3; i++) {
+        char vol[QUBES_NAME_MAX + 32];
+        unsigned long long sent;
+        struct stat st;
+        if (qhost_volume_name(tpl->name, kinds[i], vol, sizeof vol, err) < 0 ||
+            vmm_volume_delete(vmm, QHOST_POOL, vol, err) < 0)
+            return -1;
+        if (files[i][0] && (stat(files[i], &st) < 0 ||
+                            vmm_volume_upload(vmm, QHOST_POOL, vol, files[i],
+                                              (unsigned long long)st.st_size, &sent, err) < 0))
+            return qerr_prefix(err, "the copy of %s's %s on host %s", tpl->name, kinds[i], host);
+    }
+    if (qmkdirs(sdir, err) < 0 || qwrite_file_atomic(spath, stamp, strlen(stamp), 0640, err) < 0)
+        return -1;
+    return 0;
+}
+
 /* A VM on another host (hosts.h): its images are volumes there, named by
  * their paths on that host; a VM based on a template (there too) boots
  * from a copy-on-write layer over the template's root, a volume made anew
@@ -248,9 +307,11 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
     const struct qvm *tpl =
         vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
     const char *host = qvm_host(vm);
-    if (tpl && (!qvm_host(tpl) || strcmp(qvm_host(tpl), host) != 0))
-        return qerr_set(err, "'%s' lives on host '%s' and its template '%s' does not", vm->name,
-                        host, tpl->name);
+    if (tpl && qvm_host(tpl) && strcmp(qvm_host(tpl), host) != 0)
+        return qerr_set(err, "'%s' lives on host '%s' and its template '%s' on host '%s'",
+                        vm->name, host, tpl->name, qvm_host(tpl));
+    if (tpl && !qvm_host(tpl) && template_replica(q, tpl, host, vmm, progress, err) < 0)
+        return qerr_prefix(err, "cannot start '%s' on host '%s'", vm->name, host);
     if (tpl) {
         char layer[QUBES_NAME_MAX + 32], base[QUBES_NAME_MAX + 32];
         if (qhost_volume_name(vm->name, "volatile.img", layer, sizeof layer, err) < 0 ||

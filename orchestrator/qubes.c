@@ -1,5 +1,6 @@
 #include "qubes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -483,8 +484,9 @@ static int make_remote_disks(const struct qvm_create_opts *o, enum qvm_class cls
         snprintf(src, sizeof src, "%s/root.img", tpl_dir);
         root = src;
     }
-    if (upload(r, "root.img", root,
-               qvm_class_is_hvm(cls) ? STORAGE_HVM_ROOT_SIZE : STORAGE_PV_ROOT_SIZE, err) < 0)
+    if (own_root && upload(r, "root.img", root,
+                           qvm_class_is_hvm(cls) ? STORAGE_HVM_ROOT_SIZE : STORAGE_PV_ROOT_SIZE,
+                           err) < 0)
         return -1;
     const char *priv = NULL;
     if (tpl) {
@@ -506,14 +508,12 @@ kernel:
 }
 
 /* What a VM on another host can be today, and the host it names. */
-static int check_remote(struct qubes *q, const struct qvm_create_opts *o, enum qvm_class cls,
-                        const struct qvm *tpl, struct remote_disks *r, struct qerr *err)
+static int check_remote(struct qubes *q, const struct qvm_create_opts *o, const struct qvm *tpl,
+                        struct remote_disks *r, struct qerr *err)
 {
-    bool own_root = qvm_class_is_template(cls) || o->standalone || (cls == QVM_HVM && !tpl);
     const char *tpl_host = tpl ? qvm_host(tpl) : NULL;
-    if (!own_root && (!tpl_host || strcmp(tpl_host, o->host) != 0))
-        return qerr_set(err, "--host %s: a VM based on a template lives on its template's host, "
-                        "and '%s' lives on %s", o->host, tpl->name, tpl_host ? tpl_host : "this one");
+    /* A VM based on a template here boots there over a copy of the
+     * template's root kept there (lifecycle.c: the template's replica). */
     if (tpl_host && strcmp(tpl_host, o->host) != 0)
         return qerr_set(err, "--host %s: the template '%s' lives on host '%s': copying a "
                         "VM from a template on another host is not supported yet",
@@ -595,7 +595,7 @@ int qubes_vm_create(struct qubes *q, const struct qvm_create_opts *o, struct qvm
                         "VMs based on it or copied from it are not supported yet", tpl->name,
                         qvm_host(tpl));
     struct remote_disks remote = { 0 };
-    if (host && check_remote(q, o, cls, tpl, &remote, err) < 0)
+    if (host && check_remote(q, o, tpl, &remote, err) < 0)
         return -1;
 
     struct qvm *vm = qvm_new(cls);
@@ -650,6 +650,28 @@ fail_free:
 }
 
 /* ---- removal ---- */
+
+/* The hosts a template here keeps copies on (DIR/replicas/HOST.stamp,
+ * lifecycle.c). */
+static size_t replica_hosts(const char *dir, char (*out)[QHOST_NAME_MAX + 1], size_t max)
+{
+    char sdir[PATH_MAX + 16];
+    snprintf(sdir, sizeof sdir, "%s/replicas", dir);
+    DIR *d = opendir(sdir);
+    size_t n = 0;
+    for (struct dirent *e; d && n < max && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len > 6 && len - 6 <= QHOST_NAME_MAX && strcmp(e->d_name + len - 6, ".stamp") == 0) {
+            memcpy(out[n], e->d_name, len - 6);
+            out[n][len - 6] = '\0';
+            if (qhost_check_name(out[n], NULL) == 0)
+                n++;
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
 
 static int names_of(struct qvm **vms, size_t n, char *buf, size_t len)
 {
@@ -719,9 +741,12 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
         snprintf(host_name, sizeof host_name, "%s", host);
 
     char dir[PATH_MAX], aside[PATH_MAX + 64] = "";
+    char replicas[8][QHOST_NAME_MAX + 1];
+    size_t nreplicas = 0;
     if (!just_db) {
         if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
             return -1;
+        nreplicas = replica_hosts(dir, replicas, 8);
         /* Move the files aside first: if saving fails they come back. */
         snprintf(aside, sizeof aside, "%s.removing-%d", dir, (int)getpid());
         if (rename(dir, aside) < 0) {
@@ -753,6 +778,20 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
         return 0;
     if (aside[0] && storage_remove_tree(aside, err) < 0)
         return qerr_prefix(err, "record removed, but its files remain");
+    /* A template's copies on the hosts of VMs based on it. */
+    for (size_t h = 0; h < nreplicas; h++) {
+        struct vmm v __attribute__((cleanup(vmm_close))) = { 0 };
+        if (qhosts_vmm(&q->cfg, replicas[h], &v, err) < 0)
+            return qerr_prefix(err, "record removed, but its copies on host '%s' remain "
+                               "(volumes %s.* of pool %s)", replicas[h], name, QHOST_POOL);
+        for (size_t i = 0; qhost_volume_kinds[i]; i++) {
+            char vol[QUBES_NAME_MAX + 32];
+            if (qhost_volume_name(name, qhost_volume_kinds[i], vol, sizeof vol, err) < 0 ||
+                vmm_volume_delete(&v, QHOST_POOL, vol, err) < 0)
+                return qerr_prefix(err, "record removed, but its copies on host '%s' remain",
+                                   replicas[h]);
+        }
+    }
     for (size_t i = 0; host_name[0] && qhost_volume_kinds[i]; i++) {
         char vol[QUBES_NAME_MAX + 32];
         if (qhost_volume_name(name, qhost_volume_kinds[i], vol, sizeof vol, err) < 0 ||

@@ -185,9 +185,6 @@ like "$rc/$out" "1/qvm-host: error: cannot remove host 'h2': VMs live there ('$T
 C=c$$
 run qvm-create -l red -H -t $T --host h2 $C
 is "$rc/$(vols $C)" "0/$C.private.img " "a VM based on T on h2: its private image copied there"
-run qvm-create -l red -H -t l$$ --host h2 x$$
-like "$rc/$out" "1/qvm-create: error: --host h2: a VM based on a template lives on its template's host" \
-     "one on h2 based on a template here: refused, named"
 run qvm-create -l red -H -t $T y$$
 like "$rc/$out" "1/qvm-create: error: the template '$T' lives on host 'h2'" \
      "one here based on the template on h2: refused, named"
@@ -241,6 +238,39 @@ is "$(virsh -c $H2 vol-list qubes | grep -c qubes-start.lock)" 0 "and frees it"
 qvm-kill $C
 run qvm-remove $C
 is "$rc/$(vols $C)" "0/" "its removal deletes its volumes there, the layer too"
+
+# A template here, a VM based on it on h2: the template's root and kernel
+# are copied there at the VM's first start, again only once they changed;
+# the two never run at once, across the hosts.
+LT=lt$$ LC=lc$$
+qvm-create -q -l red --hvm-template -r "$GUEST/root.img" --kernel "$GUEST/kernel" $LT
+run qvm-create -l red -H -t $LT --host h2 $LC
+is "$rc/$(vols $LC)/$(vols $LT)" "0/$LC.private.img /" "a VM on h2 based on a template here: its private image there"
+run qvm-start $LC
+is "$rc/$(vols $LT)" "0/$LT.initramfs $LT.root.img $LT.vmlinuz " "its start copies the template's root and kernel there"
+like "$out" "Sending the root image and kernel of $LT to host h2" "and says so"
+like "$(qvm-run -p $LC 'cat /proc/cmdline')" "qubes.name=$LC" "it runs on h2"
+run qvm-start $LT
+like "$rc/$out" "Cannot start HVM template while VMs based on it are running ('$LC')" \
+     "the template here cannot start while its child runs on h2"
+qvm-kill $LC
+qvm-start -q $LT
+run qvm-start $LC
+like "$rc/$out" "1/qvm-start: error: cannot start '$LC': Cannot start the HVM while its template is running ('$LT')" \
+     "nor the child on h2 while the template runs here"
+qvm-run -p $LT 'echo template-change > /etc/tpl-mark; sync' >/dev/null
+qvm-shutdown -q --wait $LT
+run qvm-start $LC
+like "$rc/$out" "Sending the root image and kernel of $LT" "the template changed: copied again"
+is "$(qvm-run -p $LC 'cat /etc/tpl-mark')" "template-change" "and the child sees the change"
+qvm-kill $LC
+run qvm-start $LC
+case "$out" in *Sending*) r=1 ;; *) r=$rc ;; esac
+ok "$r" "unchanged: not copied again"
+qvm-kill $LC
+qvm-remove -q $LC
+run qvm-remove $LT
+is "$rc/$(vols $LT)" "0/" "removing the template removes its copies on h2"
 run qvm-create -l red --hvm-template --host nosuch n$$
 like "$rc/$out" "1/qvm-create: error: no host 'nosuch' in $QUBES_BASE_DIR/qubes-hosts.xml" \
      "an unknown host: named, with the registry"
