@@ -37,8 +37,9 @@ static int list(struct qubes *q, long timeout_s, struct qerr *err)
 {
     char path[PATH_MAX];
     struct qhosts h;
+    /* qubes.xml only to count the VMs running on each host: offline, no. */
     if (qhosts_path(&q->cfg, path, sizeof path, err) < 0 || qhosts_load(path, &h, err) < 0 ||
-        qubes_load_for_reading(q, err) < 0)
+        (!q->cfg.offline && qubes_load_for_reading(q, err) < 0))
         return -1;
     size_t n = h.n + 1;
     const char *uris[QHOSTS_MAX + 1], *names[QHOSTS_MAX + 1];
@@ -51,10 +52,14 @@ static int list(struct qubes *q, long timeout_s, struct qerr *err)
     struct qhost_state st[QHOSTS_MAX + 1];
     if (!q->cfg.offline)
         qhosts_probe(&q->cfg, q->coll, uris, n, timeout_s * 1000, st);
-    printf("%-*s %-40s %-9s %10s %10s %7s\n", QHOST_NAME_MAX > 12 ? 12 : QHOST_NAME_MAX, "host",
-           "uri", "reachable", "free MiB", "total MiB", "running");
+    int w = 12;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(names[i]) > w)
+            w = (int)strlen(names[i]);
+    printf("%-*s %-40s %-9s %10s %10s %7s\n", w, "host", "uri", "reachable", "free MiB",
+           "total MiB", "running");
     for (size_t i = 0; i < n; i++) {
-        printf("%-12s ", names[i]);
+        printf("%-*s ", w, names[i]);
         qprint_text(stdout, uris[i]);
         int pad = 40 - (int)strlen(uris[i]);
         printf("%*s ", pad > 0 ? pad : 0, "");
