@@ -45,6 +45,11 @@ struct clone {
     /* step 2 */
     char staging[PATH_MAX + 32];        /* NEW.cloning-PID, beside dir */
     bool staged;
+    /* a VM on another host: its volumes copied there (hosts.h) */
+    char host[QHOST_NAME_MAX + 1];
+    struct vmm vmm;
+    const char *made[8];
+    size_t nmade;
 };
 
 static bool cancelled(const struct qvm_clone_opts *o)
@@ -220,9 +225,14 @@ static int check_and_list(struct qubes *q, struct clone *c, struct qerr *err)
     struct qvm *src = qubes_find_vm(q, o->src, err);
     if (!src || check_source(q, src, err) < 0)
         return -1;
-    if (qvm_host(src))
-        return qerr_set(err, "'%s' lives on host '%s': cloning a VM on another host is not "
-                        "supported yet", src->name, qvm_host(src));
+    if (qvm_host(src)) {
+        snprintf(c->host, sizeof c->host, "%s", qvm_host(src));
+        if (q->cfg.offline)
+            return qerr_set(err, "'%s' lives on host '%s': a clone there talks to that host, "
+                            "which offline mode does not", src->name, c->host);
+        if (qhosts_vmm(&q->cfg, c->host, &c->vmm, err) < 0)
+            return -1;
+    }
     c->cls = src->cls;
     c->src_qid = src->qid;
     const char *uuid = qvm_get_attr(src, "uuid");
@@ -306,6 +316,42 @@ static int copy_file(const struct clone *c, const struct clone_file *f, struct q
         qsay(c->o->progress, "--> Copied %s in %.1f s", f->rel,
              (double)(qnow_ms() - v.start_ms) / 1000);
     return 0;
+}
+
+/* The source's volumes on its host, copied there under the clone's names
+ * (nothing travels); the root layer of a VM based on a template is made at
+ * each start and is not copied. */
+static int copy_volumes(struct clone *c, struct qerr *err)
+{
+    static const char *const kinds[] = { "root.img", "private.img", "vmlinuz", "initramfs" };
+    qsay(c->o->progress, "--> Copying the volumes of '%s' on host %s", c->o->src, c->host);
+    for (size_t i = 0; i < 4; i++) {
+        char from[QUBES_NAME_MAX + 32], to[QUBES_NAME_MAX + 32], path[PATH_MAX];
+        int rc = qhost_volume_name(c->o->src, kinds[i], from, sizeof from, err);
+        if (rc == 0)
+            rc = vmm_volume_path(&c->vmm, QHOST_POOL, from, path, sizeof path, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            continue;
+        if (cancelled(c->o))
+            return qerr_set(err, "interrupted: nothing was cloned");
+        if (qhost_volume_name(c->o->name, kinds[i], to, sizeof to, err) < 0 ||
+            vmm_volume_clone(&c->vmm, QHOST_POOL, to, from, err) < 0)
+            return -1;
+        c->made[c->nmade++] = kinds[i];
+    }
+    return 0;
+}
+
+static void undo_volumes(struct clone *c)
+{
+    for (size_t i = 0; i < c->nmade; i++) {
+        char vol[QUBES_NAME_MAX + 32];
+        if (qhost_volume_name(c->o->name, c->made[i], vol, sizeof vol, NULL) == 0)
+            vmm_volume_delete(&c->vmm, QHOST_POOL, vol, NULL);
+    }
+    c->nmade = 0;
 }
 
 static int copy_files(struct clone *c, struct qerr *err)
@@ -499,10 +545,15 @@ int qubes_vm_clone(struct qubes *q, const struct qvm_clone_opts *o, struct qvm *
     int rc = check_and_list(q, c, err);
     if (rc == 0)
         rc = copy_files(c, err);
+    if (rc == 0 && c->host[0])
+        rc = copy_volumes(c, err);
     if (rc == 0)
         rc = commit(q, c, out, err);
     if (c->staged)
         storage_remove_tree(c->staging, NULL);
+    if (rc < 0)
+        undo_volumes(c);
+    vmm_close(&c->vmm);
     free(c);
     return rc;
 }

@@ -239,6 +239,19 @@ qvm-kill $C
 run qvm-remove $C
 is "$rc/$(vols $C)" "0/" "its removal deletes its volumes there, the layer too"
 
+# qvm-clone of a VM on h2: its volumes copied there (nothing travels), its
+# settings here; the clone is a template on h2 too.
+run qvm-clone -q $T k$$
+is "$rc/$(vols k$$)/$(qvm-prefs -g k$$ host)" "0/k$$.initramfs k$$.private.img k$$.root.img k$$.vmlinuz /h2" \
+   "qvm-clone: the clone's volumes copied on h2, the clone on h2"
+virsh -c $H2 vol-download --sparse --pool qubes k$$.root.img "$SCRATCH/k.back" >/dev/null 2>&1
+virsh -c $H2 vol-download --sparse --pool qubes $T.root.img "$SCRATCH/t.back" >/dev/null 2>&1
+is "$(md5sum < "$SCRATCH/k.back")" "$(md5sum < "$SCRATCH/t.back")" "its root volume equal to the source's"
+run qvm-clone -q $T k$$
+like "$rc/$(vols k$$)" "1/" "a second clone of that name: refused"
+qvm-remove -q k$$
+is "$(vols k$$)" "" "and removed, its volumes go"
+
 # A template here, a VM based on it on h2: the template's root and kernel
 # are copied there at the VM's first start, again only once they changed;
 # the two never run at once, across the hosts.
