@@ -195,6 +195,20 @@ static int services_arg(const struct qvm *vm, FILE *progress, char out[QSERVICES
     return rc < 0 ? qerr_prefix(err, "cannot start '%s'", vm->name) : 0;
 }
 
+/* The domain's identity and size from the record. A VM gets its memory,
+ * no more: ballooning up to maxmem needs a memory balancer that grows a
+ * guest on demand (the original's qmemman), which this host has not.
+ * Booted at maxmem with the balloon holding all but `memory`, a small guest
+ * (a NetVM's 200 MiB against maxmem 4000) spends its memory on the page
+ * tables of the rest and panics. */
+static void spec_resources(const struct qvm *vm, struct domain_spec *s)
+{
+    s->uuid = qvm_get_attr(vm, "uuid");
+    s->memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
+    s->maxmem_mib = s->memory_mib;
+    s->vcpus = qvm_get_int(vm, "vcpus", 2);
+}
+
 /* The kernel command line of a direct boot: the VM's name, its network,
  * its services and kernelopts. */
 static int kernel_cmdline(const struct qvm *vm, const struct qnet *net,
@@ -353,10 +367,7 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
         return -1;
     qvm_power_clear_ready(&q->cfg, vm->name);
     s.agent_socket_auto = true;
-    s.uuid = qvm_get_attr(vm, "uuid");
-    s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
-    s.maxmem_mib = s.memory_mib;
-    s.vcpus = qvm_get_int(vm, "vcpus", 2);
+    spec_resources(vm, &s);
     qsay(progress, "--> Starting domain %s on host %s (%s, %ld MiB, %ld vCPU)", vm->name,
          qvm_host(vm), s.type, s.memory_mib, s.vcpus);
     if (vmm_create_spec(vmm, &s, err) < 0)
@@ -435,15 +446,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     unlink(sock);
     qvm_power_clear_ready(&q->cfg, vm->name);
     s.agent_socket = sock;
-    s.uuid = qvm_get_attr(vm, "uuid");
-    s.memory_mib = qvm_get_int(vm, "memory", qvm_class_is_hvm(vm->cls) ? 512 : 400);
-    /* A VM gets its memory, no more: ballooning up to maxmem needs a memory
-     * balancer that grows a guest on demand (the original's qmemman), which
-     * this host has not. Booted at maxmem with the balloon holding all but
-     * `memory`, a small guest (a NetVM's 200 MiB against maxmem 4000) spends
-     * its memory on the page tables of the rest and panics. */
-    s.maxmem_mib = s.memory_mib;
-    s.vcpus = qvm_get_int(vm, "vcpus", 2);
+    spec_resources(vm, &s);
 
     /* Its uplink first (eth0), then the network it serves. */
     if (net.on) {

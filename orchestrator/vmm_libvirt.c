@@ -713,8 +713,13 @@ static int lv_volume_upload(struct vmm *vmm, const char *pool, const char *name,
     return rc;
 }
 
-static int lv_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err)
+/* The volume `name` of `pool`: 1 with *pp and *vp (the caller frees both),
+ * 0 when the pool or the volume does not exist, -1 with the error. */
+static int find_volume(struct vmm *vmm, const char *pool, const char *name, virStoragePoolPtr *pp,
+                       virStorageVolPtr *vp, struct qerr *err)
 {
+    *pp = NULL;
+    *vp = NULL;
     if (!storage_name_ok(pool, false) || !storage_name_ok(name, false))
         return qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
                         name, pool);
@@ -725,80 +730,61 @@ static int lv_volume_delete(struct vmm *vmm, const char *pool, const char *name,
             return 0;
         return lv_error(err, "cannot look up the storage pool", vmm->uri);
     }
-    int rc = 0;
     virStorageVolPtr v = virStorageVolLookupByName(p, name);
     if (!v) {
         virErrorPtr e = virGetLastError();
-        if (!e || e->code != VIR_ERR_NO_STORAGE_VOL)
-            rc = lv_error(err, "cannot look up the volume", vmm->uri);
-    } else {
-        if (virStorageVolDelete(v, 0) < 0)
-            rc = lv_error(err, "cannot delete the volume", vmm->uri);
-        virStorageVolFree(v);
+        int rc = !e || e->code != VIR_ERR_NO_STORAGE_VOL
+                     ? lv_error(err, "cannot look up the volume", vmm->uri) : 0;
+        virStoragePoolFree(p);
+        return rc;
     }
-    virStoragePoolFree(p);
+    *pp = p;
+    *vp = v;
+    return 1;
+}
+
+static int lv_volume_delete(struct vmm *vmm, const char *pool, const char *name, struct qerr *err)
+{
+    virStoragePoolPtr p;
+    virStorageVolPtr v;
+    int rc = find_volume(vmm, pool, name, &p, &v, err);
+    if (rc == 1) {
+        rc = virStorageVolDelete(v, 0) < 0 ? lv_error(err, "cannot delete the volume", vmm->uri) : 0;
+        virStorageVolFree(v);
+        virStoragePoolFree(p);
+    }
     return rc < 0 ? qerr_prefix(err, "volume %s in pool %s", name, pool) : 0;
 }
 
 static int lv_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out,
                           size_t len, struct qerr *err)
 {
-    if (!storage_name_ok(pool, false) || !storage_name_ok(name, false))
-        return qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
-                        name, pool);
-    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
-    if (!p) {
-        virErrorPtr e = virGetLastError();
-        if (e && e->code == VIR_ERR_NO_STORAGE_POOL)
-            return 0;
-        return lv_error(err, "cannot look up the storage pool", vmm->uri);
-    }
-    int rc = 0;
-    virStorageVolPtr v = virStorageVolLookupByName(p, name);
-    if (!v) {
-        virErrorPtr e = virGetLastError();
-        if (!e || e->code != VIR_ERR_NO_STORAGE_VOL)
-            rc = lv_error(err, "cannot look up the volume", vmm->uri);
-    } else {
-        char *path = virStorageVolGetPath(v);
-        if (!path)
-            rc = lv_error(err, "cannot get the volume's path", vmm->uri);
-        else if ((size_t)snprintf(out, len, "%s", path) >= len)
-            rc = qerr_set(err, "the path of volume %s on %s is too long", name, vmm->uri);
-        else
-            rc = 1;
-        free(path);
-        virStorageVolFree(v);
-    }
+    virStoragePoolPtr p;
+    virStorageVolPtr v;
+    int rc = find_volume(vmm, pool, name, &p, &v, err);
+    if (rc != 1)
+        return rc;
+    char *path = virStorageVolGetPath(v);
+    if (!path)
+        rc = lv_error(err, "cannot get the volume's path", vmm->uri);
+    else if ((size_t)snprintf(out, len, "%s", path) >= len)
+        rc = qerr_set(err, "the path of volume %s on %s is too long", name, vmm->uri);
+    free(path);
+    virStorageVolFree(v);
     virStoragePoolFree(p);
     return rc;
 }
 
-/* The volume `name` of the pool `pool`, looked up; NULL with the error. */
+/* The volume `name` of the pool `pool`, which must exist; NULL with the
+ * error. */
 static virStorageVolPtr lookup_volume(struct vmm *vmm, const char *pool, const char *name,
                                       virStoragePoolPtr *pp, struct qerr *err)
 {
-    *pp = NULL;
-    if (!storage_name_ok(pool, false) || !storage_name_ok(name, false)) {
-        qerr_set(err, "volume '%s' in pool '%s': not a name of letters, digits, '_', '-', '.'",
-                 name, pool);
-        return NULL;
-    }
-    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
-    if (!p) {
-        lv_error(err, "no storage pool", vmm->uri);
-        qerr_prefix(err, "pool %s", pool);
-        return NULL;
-    }
-    virStorageVolPtr v = virStorageVolLookupByName(p, name);
-    if (!v) {
-        lv_error(err, "no such volume", vmm->uri);
-        qerr_prefix(err, "volume %s in pool %s", name, pool);
-        virStoragePoolFree(p);
-        return NULL;
-    }
-    *pp = p;
-    return v;
+    virStorageVolPtr v;
+    int rc = find_volume(vmm, pool, name, pp, &v, err);
+    if (rc == 0)
+        qerr_set(err, "no volume %s in pool %s (%s)", name, pool, vmm->uri);
+    return rc == 1 ? v : NULL;
 }
 
 static int lv_volume_layer(struct vmm *vmm, const char *pool, const char *name, const char *backing,

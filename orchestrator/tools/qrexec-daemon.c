@@ -38,22 +38,7 @@ int main(int argc, char **argv)
      * never see its end while the VM runs. */
     close_range(3, ~0U, 0);
     tool_check_version(argc, argv);
-    static const struct option opts[] = {
-        { "foreground", no_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { 0 },
-    };
-    bool foreground = false;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': foreground = true; break;
-        case 'h': usage(stdout); return 0;
-        default: tool_usage_error(prog, "bad option");
-        }
-    }
-    if (argc - optind != 1)
-        tool_usage_error(prog, "expected the VM's name");
+    bool foreground = tool_vm_daemon_options(argc, argv, prog, usage);
     struct qerr err;
     int rc = qrexecd_run(argv[optind], foreground, &err);
     if (rc < 0)

@@ -99,6 +99,32 @@ static inline bool tool_simple_options(int argc, char **argv, const char *prog,
     return offline;
 }
 
+/* The options of a daemon that serves one VM (qrexec-daemon,
+ * qubes-channel-relay): --foreground and --help (`usage` prints the help),
+ * then the VM's name, which is argv[optind]; exits on usage errors.
+ * Returns whether --foreground was given. */
+static inline bool tool_vm_daemon_options(int argc, char **argv, const char *prog,
+                                          void (*usage)(FILE *f))
+{
+    static const struct option opts[] = {
+        { "foreground", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool foreground = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': foreground = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    if (argc - optind != 1)
+        tool_usage_error(prog, "expected the VM's name");
+    return foreground;
+}
+
 /* The whole main of a tool that applies one operation to one VM
  * (qvm-kill, qvm-pause, qvm-unpause): `what` is its one-line description. */
 static inline int tool_vm_op_main(int argc, char **argv, const char *prog, const char *what,
