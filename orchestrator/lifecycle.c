@@ -245,6 +245,18 @@ static int volume_there(struct vmm *vmm, const char *owner, const char *kind, ch
     return rc;
 }
 
+/* qubes-channel-relay for the VM `name` on another host (it returns once
+ * it listens; one that already serves the VM stays, the new one ends). */
+static int spawn_relay(const char *name, struct qerr *err)
+{
+    char prog[PATH_MAX];
+    char *argv[] = { prog, (char *)name, NULL };
+    if (qsibling_program("qubes-channel-relay", "QUBES_CHANNEL_RELAY", prog, sizeof prog, err) < 0 ||
+        qrun_program(argv, err) < 0)
+        return qerr_prefix(err, "cannot serve the agent channel of '%s' here", name);
+    return 0;
+}
+
 /* A template here and a VM based on it on another host: the template's
  * root image and kernel are kept there as volumes T.root.img, T.vmlinuz,
  * T.initramfs (the names its own would have; it has none there), sent again
@@ -372,13 +384,10 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
          qvm_host(vm), s.type, s.memory_mib, s.vcpus);
     if (vmm_create_spec(vmm, &s, err) < 0)
         return -1;
-    char prog[PATH_MAX];
-    char *argv[] = { prog, vm->name, NULL };
-    if (qsibling_program("qubes-channel-relay", "QUBES_CHANNEL_RELAY", prog, sizeof prog, err) < 0 ||
-        qrun_program(argv, err) < 0) {
+    if (spawn_relay(vm->name, err) < 0) {
         struct qerr e;
         vmm_destroy(vmm, vm->name, &e);
-        return qerr_prefix(err, "cannot serve the agent channel of '%s' here", vm->name);
+        return -1;
     }
     return 0;
 }
@@ -689,6 +698,23 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
         return qerr_prefix(err, "cannot start '%s'", name);
     enum qvm_power st;
     int rc = qubes_vm_power(q, vm, NULL, &st, err);
+    /* A VM that runs without its qrexec-daemon (it died, or a VM on another
+     * host lost its relay when that host's daemon restarted) is served
+     * again: its relay and its daemon, no new domain. */
+    if (rc == 0 && vm->cls != QVM_DISP && (st == QVM_POWER_RUNNING || st == QVM_POWER_TRANSIENT) &&
+        !vmm_is_test_driver(vmm) && !qubes_qrexecd_alive(q, vm->name)) {
+        qsay(o->progress, "--> %s runs without its qrexec daemon: serving it again", name);
+        if (qvm_host(vm))
+            rc = spawn_relay(vm->name, err);
+        if (rc == 0)
+            rc = qrexec_daemon_spawn(&q->cfg, vm->name, err);
+        if (qvm_host(vm))
+            host_start_unlock(vmm);
+        qclose(&lock);
+        if (rc < 0)
+            return qerr_prefix(err, "cannot serve '%s' again", name);
+        return o->wait ? wait_agent(q, vm, o->progress, err) : 0;
+    }
     if (rc == 0)
         rc = qvm_op_allowed(QOP_START, st, err);
     if (rc == 0 && st == QVM_POWER_CRASHED)

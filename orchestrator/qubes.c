@@ -167,6 +167,13 @@ static bool lock_held(const char *path)
     return held;
 }
 
+bool qubes_qrexecd_alive(const struct qubes *q, const char *name)
+{
+    char path[PATH_MAX];
+    return qrt_vm_path(&q->cfg, name, QRT_QREXEC_LOCK, path, sizeof path, NULL) == 0 &&
+           lock_held(path);
+}
+
 int qubes_vm_running(struct qubes *q, const struct qvm *vm, char *why, size_t len,
                      struct qerr *err)
 {

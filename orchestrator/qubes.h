@@ -82,6 +82,8 @@ void qubes_new_uuid(char out[37]);
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err);
 
+/* Whether the VM's qrexec-daemon runs (it holds its qrexec.lock). */
+bool qubes_qrexecd_alive(const struct qubes *q, const char *name);
 /* Whether the VM runs: 1 or 0, -1 on error. The hypervisor's word (every
  * VM is Halted in offline mode), then its run directory's, which needs no
  * hypervisor: a qrexec-daemon holding its lock (it lives exactly as long

@@ -41,6 +41,7 @@
 #define QRT_QREXEC_LOCK "qrexec.lock"    /* held by that daemon while it runs */
 #define QRT_QREXEC_LOG "qrexec.log"      /* and what it has to say */
 #define QRT_RELAY_LOG "relay.log"        /* a VM on another host: its channel relay's */
+#define QRT_RELAY_LOCK "relay.lock"      /* held by that relay while it runs */
 #define QRT_READY "ready"
 #define QRT_PAUSED "paused"              /* qvm-pause paused this domain id */
 #define QRT_OWNER "owner"

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,16 +27,21 @@ static void usage(FILE *f)
 "channel streams), nothing through a shared file. It ends when the VM\n"
 "stops, or 15 s after its host stops answering. Started by qvm-start;\n"
 "returns once it listens, its messages in $QUBES_RUN_DIR/vms/NAME/%s.\n"
+"While it runs it holds $QUBES_RUN_DIR/vms/NAME/%s (flock): a second\n"
+"one, with the VM already served, ends at once with status 0.\n"
 "\n"
 "Options:\n"
 "      --foreground  stay attached, messages on standard error\n"
 "      --version     show the version and the hypervisor backends\n"
-"  -h, --help        show this help\n", prog, QRT_AGENT_SOCK, QRT_RELAY_LOG);
+"  -h, --help        show this help\n", prog, QRT_AGENT_SOCK, QRT_RELAY_LOG, QRT_RELAY_LOCK);
 }
 
-/* The VM's host (from qubes.xml, read once) and its socket's path. */
-static int find(const char *name, struct vmm *remote, char *sock, size_t len, char *log,
-                size_t loglen, struct qerr *err)
+struct paths {
+    char sock[PATH_MAX], log[PATH_MAX], lock[PATH_MAX];
+};
+
+/* The VM's host (from qubes.xml, read once) and the relay's files. */
+static int find(const char *name, struct vmm *remote, struct paths *p, struct qerr *err)
 {
     struct qubes q;
     int rc = -1;
@@ -45,8 +51,9 @@ static int find(const char *name, struct vmm *remote, char *sock, size_t len, ch
     if (vm && !qvm_host(vm))
         qerr_set(err, "'%s' lives on this host: its agent's socket is the emulator's own", name);
     else if (vm && qhosts_vmm(&q.cfg, qvm_host(vm), remote, err) == 0 &&
-             qrt_vm_path(&q.cfg, name, QRT_AGENT_SOCK, sock, len, err) == 0 &&
-             qrt_vm_path(&q.cfg, name, QRT_RELAY_LOG, log, loglen, err) == 0)
+             qrt_vm_path(&q.cfg, name, QRT_AGENT_SOCK, p->sock, sizeof p->sock, err) == 0 &&
+             qrt_vm_path(&q.cfg, name, QRT_RELAY_LOG, p->log, sizeof p->log, err) == 0 &&
+             qrt_vm_path(&q.cfg, name, QRT_RELAY_LOCK, p->lock, sizeof p->lock, err) == 0)
         rc = 0;
     qubes_close(&q);
     return rc;
@@ -81,9 +88,22 @@ int main(int argc, char **argv)
     const char *name = argv[optind];
     struct qerr err;
     struct vmm remote;
-    char sock[PATH_MAX], log[PATH_MAX];
-    if (find(name, &remote, sock, sizeof sock, log, sizeof log, &err) < 0)
+    struct paths p;
+    if (find(name, &remote, &p, &err) < 0)
         tool_fail(prog, &err);
+    const char *sock = p.sock, *log = p.log;
+    /* One relay per VM: a second start finds the first serving. */
+    int lockfd = open(p.lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lockfd < 0) {
+        qerr_errno(&err, errno, "cannot open %s", p.lock);
+        tool_fail(prog, &err);
+    }
+    if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            return 0;       /* served already */
+        qerr_errno(&err, errno, "cannot lock %s", p.lock);
+        tool_fail(prog, &err);
+    }
     int lfd = listen_on(sock, &err);
     if (lfd < 0)
         tool_fail(prog, &err);

@@ -178,6 +178,17 @@ run qvm-start -q $C
 is "$rc" 0 "and it starts again"
 is "$(QUBES_VMM_PLUGIN_DIR=$nobackend qvm-run -p $C 'echo again')" "again" \
    "and runs commands, without the hypervisor: the start forgot the pause"
+# Its qrexec-daemon killed: a start serves the running VM again (a new
+# daemon, the same domain); a start of a served VM is still refused.
+id=$(virsh -c "$QUBES_VMM_URI" domid $C)
+pkill -KILL -f "qrexec-daemon $C\$"
+for i in $(seq 50); do pgrep -f "qrexec-daemon $C\$" >/dev/null || break; sleep 0.1; done
+run qvm-start $C
+is "$rc/$(virsh -c "$QUBES_VMM_URI" domid $C)" "0/$id" "qvm-start of a running VM whose qrexec-daemon died: served again"
+like "$out" "$C runs without its qrexec daemon: serving it again" "and says so"
+is "$(qvm-run -p $C 'echo served')" "served" "it runs commands again"
+run qvm-start $C
+like "$rc/$out" "1/" "and a start of the served VM is refused"
 qvm-kill $C
 
 # The monitor layout goes to a VM whose GUI starts.

@@ -221,6 +221,17 @@ like "$(printf '%s\n' "$out" | awk -v n="[$T]" '$1 == n')" "NA" "the state of h2
 like "$out" "qvm-ls: warning: power state unknown: '$C' lives on host 'h2': host 'h2'" "and says why"
 kill -CONT $h2pid
 like "$(qvm-run -p $C 'echo back')" "back" "h2 answering again, its VM still answers through its relay"
+# Its relay killed: its qrexec-daemon loses the channel and ends; a start
+# serves the running VM again (no new domain), a second one is refused.
+id=$(virsh -c $H2 domid $C)
+pkill -KILL -f "qubes-channel-relay $C\$"
+for i in $(seq 50); do pgrep -f "qrexec-daemon $C\$" >/dev/null || break; sleep 0.1; done
+run qvm-start $C
+is "$rc/$(virsh -c $H2 domid $C)" "0/$id" "qvm-start of the running VM without its relay: served again, the same domain"
+like "$out" "$C runs without its qrexec daemon: serving it again" "and says so"
+like "$(qvm-run -p $C 'echo again')" "again" "it answers again"
+run qvm-start $C
+like "$rc/$out" "1/qvm-start: error: " "a start of the served VM is refused"
 run qvm-start $T
 like "$rc/$out" "1/qvm-start: error: cannot start '$T': Cannot start HVM template while VMs based on it are running ('$C')" \
      "T cannot start while it runs (named)"
