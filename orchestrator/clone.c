@@ -326,18 +326,15 @@ static int copy_volumes(struct clone *c, struct qerr *err)
     static const char *const kinds[] = { "root.img", "private.img", "vmlinuz", "initramfs" };
     qsay(c->o->progress, "--> Copying the volumes of '%s' on host %s", c->o->src, c->host);
     for (size_t i = 0; i < 4; i++) {
-        char from[QUBES_NAME_MAX + 32], to[QUBES_NAME_MAX + 32], path[PATH_MAX];
-        int rc = qhost_volume_name(c->o->src, kinds[i], from, sizeof from, err);
-        if (rc == 0)
-            rc = vmm_volume_path(&c->vmm, QHOST_POOL, from, path, sizeof path, err);
+        char path[PATH_MAX];
+        int rc = qhost_volume_path(&c->vmm, c->o->src, kinds[i], path, sizeof path, err);
         if (rc < 0)
             return -1;
         if (rc == 0)
             continue;
         if (cancelled(c->o))
             return qerr_set(err, "interrupted: nothing was cloned");
-        if (qhost_volume_name(c->o->name, kinds[i], to, sizeof to, err) < 0 ||
-            vmm_volume_clone(&c->vmm, QHOST_POOL, to, from, err) < 0)
+        if (qhost_volume_copy(&c->vmm, c->o->name, c->o->src, kinds[i], err) < 0)
             return -1;
         c->made[c->nmade++] = kinds[i];
     }
@@ -346,11 +343,8 @@ static int copy_volumes(struct clone *c, struct qerr *err)
 
 static void undo_volumes(struct clone *c)
 {
-    for (size_t i = 0; i < c->nmade; i++) {
-        char vol[QUBES_NAME_MAX + 32];
-        if (qhost_volume_name(c->o->name, c->made[i], vol, sizeof vol, NULL) == 0)
-            vmm_volume_delete(&c->vmm, QHOST_POOL, vol, NULL);
-    }
+    for (size_t i = 0; i < c->nmade; i++)
+        qhost_volume_delete(&c->vmm, c->o->name, c->made[i], NULL);
     c->nmade = 0;
 }
 

@@ -145,6 +145,44 @@ int qhost_volume_name(const char *vm_name, const char *kind, char *out, size_t l
     return 0;
 }
 
+int qhost_volume_path(struct vmm *vmm, const char *vm_name, const char *kind, char *out,
+                      size_t len, struct qerr *err)
+{
+    char vol[QHOST_VOLUME_NAME_MAX];
+    if (qhost_volume_name(vm_name, kind, vol, sizeof vol, err) < 0)
+        return -1;
+    int rc = vmm_volume_path(vmm, QHOST_POOL, vol, out, len, err);
+    if (rc == 0)
+        out[0] = '\0';
+    return rc;
+}
+
+int qhost_volume_delete(struct vmm *vmm, const char *vm_name, const char *kind, struct qerr *err)
+{
+    char vol[QHOST_VOLUME_NAME_MAX];
+    if (qhost_volume_name(vm_name, kind, vol, sizeof vol, err) < 0)
+        return -1;
+    return vmm_volume_delete(vmm, QHOST_POOL, vol, err);
+}
+
+int qhost_volumes_delete(struct vmm *vmm, const char *vm_name, struct qerr *err)
+{
+    for (size_t i = 0; qhost_volume_kinds[i]; i++)
+        if (qhost_volume_delete(vmm, vm_name, qhost_volume_kinds[i], err) < 0)
+            return -1;
+    return 0;
+}
+
+int qhost_volume_copy(struct vmm *vmm, const char *vm_name, const char *from, const char *kind,
+                      struct qerr *err)
+{
+    char vol[QHOST_VOLUME_NAME_MAX], src[QHOST_VOLUME_NAME_MAX];
+    if (qhost_volume_name(vm_name, kind, vol, sizeof vol, err) < 0 ||
+        qhost_volume_name(from, kind, src, sizeof src, err) < 0)
+        return -1;
+    return vmm_volume_clone(vmm, QHOST_POOL, vol, src, err);
+}
+
 const struct qhost *qhosts_find(const struct qhosts *h, const char *name)
 {
     for (size_t i = 0; i < h->n; i++)

@@ -77,6 +77,8 @@ int qhosts_remove(struct qhosts *h, const char *name, struct qerr *err);
  * settings stay here. */
 #define QHOST_POOL "qubes"
 #define QHOST_POOL_DIR "/var/lib/qubes/pool"
+/* A volume's name: NAME.KIND, a VM's name and the longest kind. */
+#define QHOST_VOLUME_NAME_MAX 64
 
 /* The host `vm` lives on: NULL for this one. */
 const char *qvm_host(const struct qvm *vm);
@@ -97,6 +99,16 @@ int qhost_volume_name(const char *vm_name, const char *kind, char *out, size_t l
                       struct qerr *err);
 /* The kinds of volume a VM may have there, NULL-terminated. */
 extern const char *const qhost_volume_kinds[];
+/* Through `vmm` (the VM's host), its volume `kind` of the pool QHOST_POOL:
+ * its path on that host (1), or 0 and "" when there is none; deleting it
+ * (0 also when there is none); every kind of it deleted; a copy of
+ * `from`'s volume `kind` made there under `vm_name`'s (nothing travels). */
+int qhost_volume_path(struct vmm *vmm, const char *vm_name, const char *kind, char *out,
+                      size_t len, struct qerr *err);
+int qhost_volume_delete(struct vmm *vmm, const char *vm_name, const char *kind, struct qerr *err);
+int qhost_volumes_delete(struct vmm *vmm, const char *vm_name, struct qerr *err);
+int qhost_volume_copy(struct vmm *vmm, const char *vm_name, const char *from, const char *kind,
+                      struct qerr *err);
 
 /* What qhosts_probe learns of a host. */
 struct qhost_state {

@@ -231,20 +231,6 @@ static int kernel_cmdline(const struct qvm *vm, const struct qnet *net,
     return 0;
 }
 
-/* The path on its host of the volume `kind` of `owner`: 1, or 0 when
- * there is none. */
-static int volume_there(struct vmm *vmm, const char *owner, const char *kind, char *out,
-                        struct qerr *err)
-{
-    char vol[QUBES_NAME_MAX + 32];
-    if (qhost_volume_name(owner, kind, vol, sizeof vol, err) < 0)
-        return -1;
-    int rc = vmm_volume_path(vmm, QHOST_POOL, vol, out, PATH_MAX, err);
-    if (rc == 0)
-        out[0] = '\0';
-    return rc;
-}
-
 /* qubes-channel-relay for the VM `name` on another host (it returns once
  * it listens; one that already serves the VM stays, the new one ends). */
 static int spawn_relay(const char *name, struct qerr *err)
@@ -292,7 +278,7 @@ static int template_replica(struct qubes *q, const struct qvm *tpl, const char *
     }
     snprintf(sdir, sizeof sdir, "%s/replicas", dir);
     snprintf(spath, sizeof spath, "%s/%s.stamp", sdir, host);
-    int rc = volume_there(vmm, tpl->name, "root.img", there, err);
+    int rc = qhost_volume_path(vmm, tpl->name, "root.img", there, sizeof there, err);
     if (rc < 0)
         return -1;
     if (rc == 1 && qread_small(spath, old, sizeof old) == 0 && strcmp(old, stamp) == 0)
@@ -300,11 +286,11 @@ static int template_replica(struct qubes *q, const struct qvm *tpl, const char *
     qsay(progress, "--> Sending the root image and kernel of %s to host %s", tpl->name, host);
     unlink(spath);      /* what is there is no longer known to be current */
     for (size_t i = 0; i < 3; i++) {
-        char vol[QUBES_NAME_MAX + 32];
+        char vol[QHOST_VOLUME_NAME_MAX];
         unsigned long long sent;
         struct stat st;
         if (qhost_volume_name(tpl->name, kinds[i], vol, sizeof vol, err) < 0 ||
-            vmm_volume_delete(vmm, QHOST_POOL, vol, err) < 0)
+            qhost_volume_delete(vmm, tpl->name, kinds[i], err) < 0)
             return -1;
         if (files[i][0] && (stat(files[i], &st) < 0 ||
                             vmm_volume_upload(vmm, QHOST_POOL, vol, files[i],
@@ -339,30 +325,30 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
     if (tpl && !qvm_host(tpl) && template_replica(q, tpl, host, vmm, progress, err) < 0)
         return qerr_prefix(err, "cannot start '%s' on host '%s'", vm->name, host);
     if (tpl) {
-        char layer[QUBES_NAME_MAX + 32], base[QUBES_NAME_MAX + 32];
+        char layer[QHOST_VOLUME_NAME_MAX], base[QHOST_VOLUME_NAME_MAX];
         if (qhost_volume_name(vm->name, "volatile.img", layer, sizeof layer, err) < 0 ||
             qhost_volume_name(tpl->name, "root.img", base, sizeof base, err) < 0 ||
-            vmm_volume_delete(vmm, QHOST_POOL, layer, err) < 0 ||
+            qhost_volume_delete(vmm, vm->name, "volatile.img", err) < 0 ||
             vmm_volume_layer(vmm, QHOST_POOL, layer, base, err) < 0 ||
-            volume_there(vmm, vm->name, "volatile.img", root, err) <= 0)
+            qhost_volume_path(vmm, vm->name, "volatile.img", root, sizeof root, err) <= 0)
             return qerr_prefix(err, "cannot make the root layer of '%s' on host '%s'", vm->name,
                                host);
     } else {
-        int rc = volume_there(vmm, vm->name, "root.img", root, err);
+        int rc = qhost_volume_path(vmm, vm->name, "root.img", root, sizeof root, err);
         if (rc <= 0)
             return rc < 0 ? -1 : qerr_set(err, "'%s' has no root.img on host '%s' (volume %s.root.img "
                                           "of pool %s)", vm->name, host, vm->name, QHOST_POOL);
     }
-    int rc = volume_there(vmm, vm->name, "private.img", priv, err);
+    int rc = qhost_volume_path(vmm, vm->name, "private.img", priv, sizeof priv, err);
     if (rc <= 0)
         return rc < 0 ? -1 : qerr_set(err, "'%s' has no private.img on host '%s' (volume "
                                       "%s.private.img of pool %s)", vm->name, host, vm->name,
                                       QHOST_POOL);
     /* Its own kernel first, else its template's. */
     const char *kowner = vm->name;
-    if ((rc = volume_there(vmm, kowner, "vmlinuz", kernel, err)) == 0 && tpl)
-        rc = volume_there(vmm, kowner = tpl->name, "vmlinuz", kernel, err);
-    if (rc < 0 || volume_there(vmm, kowner, "initramfs", initrd, err) < 0)
+    if ((rc = qhost_volume_path(vmm, kowner, "vmlinuz", kernel, sizeof kernel, err)) == 0 && tpl)
+        rc = qhost_volume_path(vmm, kowner = tpl->name, "vmlinuz", kernel, sizeof kernel, err);
+    if (rc < 0 || qhost_volume_path(vmm, kowner, "initramfs", initrd, sizeof initrd, err) < 0)
         return -1;
     s.disks[s.ndisks++] = (struct domain_disk){ root, tpl ? "qcow2" : "raw", false };
     s.disks[s.ndisks++] = (struct domain_disk){ priv, "raw", false };
@@ -701,34 +687,30 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
     /* A VM that runs without its qrexec-daemon (it died, or a VM on another
      * host lost its relay when that host's daemon restarted) is served
      * again: its relay and its daemon, no new domain. */
-    if (rc == 0 && vm->cls != QVM_DISP && (st == QVM_POWER_RUNNING || st == QVM_POWER_TRANSIENT) &&
-        !vmm_is_test_driver(vmm) && !qubes_qrexecd_alive(q, vm->name)) {
+    bool again = rc == 0 && vm->cls != QVM_DISP &&
+                 (st == QVM_POWER_RUNNING || st == QVM_POWER_TRANSIENT) &&
+                 !vmm_is_test_driver(vmm) && !qubes_qrexecd_alive(q, vm->name);
+    if (again) {
         qsay(o->progress, "--> %s runs without its qrexec daemon: serving it again", name);
         if (qvm_host(vm))
             rc = spawn_relay(vm->name, err);
+    } else {
         if (rc == 0)
-            rc = qrexec_daemon_spawn(&q->cfg, vm->name, err);
-        if (qvm_host(vm))
-            host_start_unlock(vmm);
-        qclose(&lock);
-        if (rc < 0)
-            return qerr_prefix(err, "cannot serve '%s' again", name);
-        return o->wait ? wait_agent(q, vm, o->progress, err) : 0;
+            rc = qvm_op_allowed(QOP_START, st, err);
+        if (rc == 0 && st == QVM_POWER_CRASHED)
+            rc = vmm_destroy(vmm, vm->name, err);
+        if (rc == 0)
+            rc = qubes_template_exclusion(q, vm, err);
+        if (rc == 0 && o->debug)
+            qsay(o->progress, "--> Debug mode for this start: %s", vm->template_qid >= 0
+                 ? "the root layer is kept" : "no template, no root layer to keep");
+        if (rc == 0)
+            rc = qvm_host(vm) ? build_remote_spec_and_start(q, vm, vmm, o->progress, err)
+                              : build_spec_and_start(q, vm, o->progress, o->mem_file, o->debug,
+                                                     err);
     }
-    if (rc == 0)
-        rc = qvm_op_allowed(QOP_START, st, err);
-    if (rc == 0 && st == QVM_POWER_CRASHED)
-        rc = vmm_destroy(vmm, vm->name, err);
-    if (rc == 0)
-        rc = qubes_template_exclusion(q, vm, err);
-    if (rc == 0 && o->debug)
-        qsay(o->progress, "--> Debug mode for this start: %s", vm->template_qid >= 0
-             ? "the root layer is kept" : "no template, no root layer to keep");
-    if (rc == 0)
-        rc = qvm_host(vm) ? build_remote_spec_and_start(q, vm, vmm, o->progress, err)
-                          : build_spec_and_start(q, vm, o->progress, o->mem_file, o->debug, err);
     if (rc == 0 && !vmm_is_test_driver(vmm) &&
-        (rc = qrexec_daemon_spawn(&q->cfg, vm->name, err)) < 0) {
+        (rc = qrexec_daemon_spawn(&q->cfg, vm->name, err)) < 0 && !again) {
         struct qerr e;
         vmm_destroy(vmm, vm->name, &e);  /* a VM nobody can talk to is no use */
     }
@@ -736,7 +718,9 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
         host_start_unlock(vmm);
     qclose(&lock);      /* the domain exists: other starts see it running */
     if (rc < 0)
-        return qerr_prefix(err, "cannot start '%s'", name);
+        return qerr_prefix(err, again ? "cannot serve '%s' again" : "cannot start '%s'", name);
+    if (again)
+        return o->wait ? wait_agent(q, vm, o->progress, err) : 0;
     if (o->debug) {
         char dir[PATH_MAX], rdir[PATH_MAX];
         if (qubes_vm_dir(q, vm, dir, sizeof dir, NULL) == 0 &&

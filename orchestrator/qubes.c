@@ -428,7 +428,7 @@ struct remote_disks {
 static int upload(struct remote_disks *r, const char *kind, const char *src,
                   unsigned long long size, struct qerr *err)
 {
-    char vol[QUBES_NAME_MAX + 32];
+    char vol[QHOST_VOLUME_NAME_MAX];
     struct stat st;
     if (src && stat(src, &st) < 0)
         return qerr_errno(err, errno, "cannot read %s", src);
@@ -447,10 +447,7 @@ static int upload(struct remote_disks *r, const char *kind, const char *src,
 static int clone_there(struct remote_disks *r, const char *kind, const char *from,
                        struct qerr *err)
 {
-    char vol[QUBES_NAME_MAX + 32], src[QUBES_NAME_MAX + 32];
-    if (qhost_volume_name(r->vm_name, kind, vol, sizeof vol, err) < 0 ||
-        qhost_volume_name(from, kind, src, sizeof src, err) < 0 ||
-        vmm_volume_clone(&r->vmm, QHOST_POOL, vol, src, err) < 0)
+    if (qhost_volume_copy(&r->vmm, r->vm_name, from, kind, err) < 0)
         return -1;
     r->made[r->n++] = kind;
     return 0;
@@ -458,10 +455,8 @@ static int clone_there(struct remote_disks *r, const char *kind, const char *fro
 
 static void undo_uploads(struct remote_disks *r)
 {
-    char vol[QUBES_NAME_MAX + 32];
     for (size_t i = 0; i < r->n; i++)
-        if (qhost_volume_name(r->vm_name, r->made[i], vol, sizeof vol, NULL) == 0)
-            vmm_volume_delete(&r->vmm, QHOST_POOL, vol, NULL);
+        qhost_volume_delete(&r->vmm, r->vm_name, r->made[i], NULL);
     r->n = 0;
 }
 
@@ -726,26 +721,20 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
 
     /* A VM on another host: that host answers before anything changes,
      * or its volumes would be left there unknown (--just-db forgets the VM
-     * and leaves them). */
-    const char *host = qvm_host(vm);
-    struct vmm remote __attribute__((cleanup(vmm_close))) = { 0 };
-    enum qvm_power state;
-    if (host && !just_db) {
-        if (qhosts_vmm(&q->cfg, host, &remote, err) < 0 ||
-            vmm_domain_state(&remote, name, &state, err) < 0)
-            return qerr_prefix(err, "Cannot remove '%s': its host '%s' (which holds its volumes)",
-                               name, host);
-    } else if (!host && qubes_vm_state(q, vm, &state, err) < 0) {
+     * and leaves them, and does not ask). */
+    char host[QHOST_NAME_MAX + 1] = "";
+    if (qvm_host(vm))
+        snprintf(host, sizeof host, "%s", qvm_host(vm));
+    struct vmm *remote = NULL;
+    enum qvm_power state = QVM_POWER_HALTED;
+    if (host[0] && !just_db && !(remote = qubes_vmm_of(q, vm, err)))
+        return qerr_prefix(err, "Cannot remove '%s': its host '%s' (which holds its volumes)",
+                           name, host);
+    if ((!host[0] || remote) && qubes_vm_state(q, vm, &state, err) < 0)
         return qerr_prefix(err, "cannot tell whether '%s' is running", name);
-    } else if (host) {
-        state = QVM_POWER_HALTED;   /* --just-db: not asked */
-    }
     if (qvm_power_is_running(state))
         return qerr_set(err, "Cannot remove '%s': the VM is %s%s%s; shut it down first", name,
-                        qvm_power_name(state), host ? " on host " : "", host ? host : "");
-    char host_name[QHOST_NAME_MAX + 1] = "";
-    if (host)
-        snprintf(host_name, sizeof host_name, "%s", host);
+                        qvm_power_name(state), host[0] ? " on host " : "", host);
 
     char dir[PATH_MAX], aside[PATH_MAX + 64] = "";
     char replicas[8][QHOST_NAME_MAX + 1];
@@ -788,24 +777,12 @@ int qubes_vm_remove(struct qubes *q, const char *name, bool just_db, bool *had_s
     /* A template's copies on the hosts of VMs based on it. */
     for (size_t h = 0; h < nreplicas; h++) {
         struct vmm v __attribute__((cleanup(vmm_close))) = { 0 };
-        if (qhosts_vmm(&q->cfg, replicas[h], &v, err) < 0)
+        if (qhosts_vmm(&q->cfg, replicas[h], &v, err) < 0 || qhost_volumes_delete(&v, name, err) < 0)
             return qerr_prefix(err, "record removed, but its copies on host '%s' remain "
                                "(volumes %s.* of pool %s)", replicas[h], name, QHOST_POOL);
-        for (size_t i = 0; qhost_volume_kinds[i]; i++) {
-            char vol[QUBES_NAME_MAX + 32];
-            if (qhost_volume_name(name, qhost_volume_kinds[i], vol, sizeof vol, err) < 0 ||
-                vmm_volume_delete(&v, QHOST_POOL, vol, err) < 0)
-                return qerr_prefix(err, "record removed, but its copies on host '%s' remain",
-                                   replicas[h]);
-        }
     }
-    for (size_t i = 0; host_name[0] && qhost_volume_kinds[i]; i++) {
-        char vol[QUBES_NAME_MAX + 32];
-        if (qhost_volume_name(name, qhost_volume_kinds[i], vol, sizeof vol, err) < 0 ||
-            vmm_volume_delete(&remote, QHOST_POOL, vol, err) < 0)
-            return qerr_prefix(err, "record removed, but its volumes on host '%s' remain",
-                               host_name);
-    }
+    if (remote && qhost_volumes_delete(remote, name, err) < 0)
+        return qerr_prefix(err, "record removed, but its volumes on host '%s' remain", host);
     /* A dvm VM's savefile set goes with it (memory files still mapped by
      * running DispVMs stay until qvm-cleanup-dispvms). */
     int had = dvmdata_forget(&q->cfg, name);
