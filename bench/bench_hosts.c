@@ -4,7 +4,9 @@
  * RPC as it would between machines, without a network's latency). Figures:
  * the upload of the test guest's images at qvm-create --host (MB/s of the
  * data sent), a cold start to agent-ready and a command on the running
- * VM (through qubes-channel-relay there), a kill. Prints figures only.
+ * VM (through qubes-channel-relay there), a kill; a DispVM request to
+ * complete output from a savefile made there (qvm-create-default-dvm
+ * --host) against one made here. Prints figures only.
  * Usage: bench_hosts TOOLS-DIR GUEST-DIR HOST2-UP [RUNS]   (RUNS default 5) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +19,16 @@
 #define H2_URI "qemu+tcp://127.0.0.2:16510/system"
 
 static struct bench_env E;
-static char remote[32];
-static bool made_remote, registered;
+static char remote[32], remote_dvm[64];
+static bool made_remote, registered, made_dvm;
 
 static void cleanup(void)
 {
+    if (made_dvm) {
+        char *rm_argv[] = { "qvm-remove", "-q", remote_dvm, NULL };
+        bench_exec(BENCH_MAY_FAIL, rm_argv, NULL, NULL, 0, NULL, NULL);
+        made_dvm = false;
+    }
     if (made_remote) {
         char *kill_argv[] = { "qvm-kill", remote, NULL };
         char *rm_argv[] = { "qvm-remove", "-q", remote, NULL };
@@ -84,6 +91,26 @@ static void measure(const char *vm, int runs, struct figures *f)
     free(kill_t);
 }
 
+/* Median wall time of `runs` DispVM requests on `host` ("local" or a
+ * registered host) running `echo hi`, to the end of its output. */
+static double dispvm_requests(const char *tpl, const char *host, int runs)
+{
+    double *t = calloc((size_t)runs + 1, sizeof *t);
+    if (!t)
+        bench_die("out of memory");
+    char *argv[] = { "qfile-daemon-dvm", "-q", "--host", (char *)host, "-t", (char *)tpl,
+                     "qubes.VMShell", "dom0", "DEFAULT", NULL };
+    for (int i = 0; i <= runs; i++) {      /* the first warms the service up */
+        char out[64];
+        bench_exec(0, argv, "echo hi\n", out, sizeof out, &t[i], NULL);
+        if (strcmp(out, "hi\n") != 0)
+            bench_die("a DispVM on %s printed \"%s\"", host, out);
+    }
+    double m = bench_median(t + 1, runs);
+    free(t);
+    return m;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4 || argc > 5) {
@@ -140,6 +167,26 @@ int main(int argc, char **argv)
            there.kill / here.kill);
     printf("(on host2 the agent's channel goes through libvirt's channel stream and\n"
            "qubes-channel-relay; a start there also asks the host first and holds its lock)\n");
+    fflush(stdout);
+
+    /* DispVMs: a savefile here and one on host2, of the same template. */
+    bench_say("DispVM savefiles, here and on host2");
+    char *prep_here[] = { "qvm-create-default-dvm", "-q", E.tpl, NULL };
+    char *prep_there[] = { "qvm-create-default-dvm", "-q", "--host", "bench-h2", E.tpl, NULL };
+    double prep_h = bench_run(prep_here);
+    snprintf(remote_dvm, sizeof remote_dvm, "%s-dvm-bench-h2", E.tpl);
+    made_dvm = true;
+    double prep_t = bench_run(prep_there);
+    bench_say("DispVM requests here");
+    double dh = dispvm_requests(E.tpl, "local", runs);
+    bench_say("DispVM requests on host2");
+    double dt = dispvm_requests(E.tpl, "bench-h2", runs);
+    printf("\n%-48s %7.1f s  %7.1f s  %8.2f\n", "qvm-create-default-dvm (boot, save)", prep_h,
+           prep_t, prep_t / prep_h);
+    printf("%-48s %7.0f ms %7.0f ms %8.2f\n", "DispVM request to output (qfile-daemon-dvm)",
+           dh * 1e3, dt * 1e3, dt / dh);
+    printf("(here: the savefile as dispvm-memory chose, shared memory where it can; on host2:\n"
+           "a full memory image, copied there per DispVM and its header rewritten in place)\n");
     cleanup();
     return 0;
 }

@@ -121,6 +121,7 @@ static int send_request(int sock, const struct dispvm_request *r, struct qerr *e
         [DVM_RQ_FLAGS] = flags,
         [DVM_RQ_MIN_FREE] = min_free ? min_free : "",
         [DVM_RQ_FEED] = feed ? feed : "",
+        [DVM_RQ_HOST] = r->host ? r->host : "",
     };
     int out = qtime_on() ? qtime_fd() : r->progress ? fileno(r->progress) : 2;
     return dvm_send(sock, DVM_REQUEST, fields, DVM_RQ_NFIELDS, &out, 1, err);

@@ -17,6 +17,9 @@ struct dispvm_request {
     const char *user;           /* "DEFAULT": the DispVM's default user */
     const char *label;          /* NULL: the source VM's label */
     const char *template_name;  /* NULL: the default template */
+    const char *host;           /* NULL: a host with a savefile of the template
+                                   and the most free memory (dispvm/place.h);
+                                   "local": this one; else a registered host */
     bool regenerate;            /* a stale savefile is made again (else refused) */
     bool wait_teardown;         /* return once the DispVM is gone (else as soon
                                    as the service ended, while its worker tears

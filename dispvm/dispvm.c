@@ -1,6 +1,7 @@
 /* The chains of dispvm.h, step by step; the steps are in the files named
  * after them: state (what a DispVM and its template are), prepare (the
- * savefile set), restore, preload (a claim), worker (one DispVM's life),
+ * savefile set), place (which host), restore, remote (a set and a restore
+ * on another host), preload (a claim), worker (one DispVM's life),
  * service (qubes-dvmd: requests, workers, the pool), session (a request's
  * side), teardown (the end, the sweep). */
 #include "dispvm.h"
@@ -34,13 +35,21 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
 int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err)
 {
+    return dispvm_prepare_on(q, template_name, NULL, progress, err);
+}
+
+int dispvm_prepare_on(struct qubes *q, const char *template_name, const char *host,
+                      FILE *progress, struct qerr *err)
+{
     struct dispvm_template t;
     cleanup_close int lock = qrt_lock(&q->cfg, QRT_DISPVM_LOCK, err);
     if (lock < 0 || qubes_load_for_reading(q, err) < 0 ||
-        dispvm_template_find(q, template_name, &t, err) < 0 ||
+        dispvm_template_find_on(q, template_name, host, &t, err) < 0 ||
         dispvm_set_make(q, &t, progress, err) < 0)
         return -1;
     qclose(&lock);
+    if (t.host[0])
+        return 0;
     /* Preloads restored from the old savefile go; new ones come. */
     if (dispvm_preload_fill(q, t.name, progress, err) < 0)
         return qerr_prefix(err, "the savefile is ready, but preloading failed");

@@ -20,6 +20,11 @@
  * preloads are then made anew (dispvm_preload_fill). */
 int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err);
+/* The same on the registered host `host` (NULL or "local": this one):
+ * `<template>-dvm-<host>` lives there, and so does its savefile set
+ * (dispvm/remote.h); this host's preloads are left alone. */
+int dispvm_prepare_on(struct qubes *q, const char *template_name, const char *host,
+                      FILE *progress, struct qerr *err);
 
 /* Whether the savefile of `template_name` is missing or stale (its template's
  * root image or kernel, or its dvm VM's network, changed since); *why says

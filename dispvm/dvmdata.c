@@ -29,9 +29,10 @@ int dvmdata_of(const struct qubes_config *cfg, const char *dvm, struct dvmdata *
                struct qerr *err)
 {
     static const char *const parts[] = { "savefile", "root.qcow2", "private.img", "meta", "shm",
-                                         "root-layer.qcow2", "private-layer.qcow2", "lock" };
+                                         "root-layer.qcow2", "private-layer.qcow2", "lock",
+                                         "header", "gen" };
     char *const dst[] = { out->savefile, out->root, out->priv, out->meta, out->shm_record,
-                          out->root_layer, out->priv_layer, out->lock };
+                          out->root_layer, out->priv_layer, out->lock, out->header, out->gen };
     char file[QUBES_NAME_MAX + 32];
     if (strlen(dvm) > QUBES_NAME_MAX)
         return qerr_set(err, "'%s' is too long a name for a DispVM template", dvm);
@@ -115,11 +116,11 @@ int dvmdata_forget(const struct qubes_config *cfg, const char *dvm)
         dvmdata_path(cfg, DVMDATA_DEFAULT_SAVEFILE, links[0], sizeof links[0], NULL) < 0 ||
         qrt_shm_path(DVMDATA_SHM_CURRENT, links[1], sizeof links[1], NULL) < 0)
         return 0;
-    int had = access(set.savefile, F_OK) == 0;
+    int had = access(set.savefile, F_OK) == 0 || access(set.gen, F_OK) == 0;
     /* In shared memory, only when the directory is ours. */
     bool shm = qrt_shm_dir(false, NULL) == 0;
     const char *const files[] = { set.savefile, set.root, set.priv, set.meta, set.shm_record,
-                                  set.root_layer, set.priv_layer, set.lock,
+                                  set.root_layer, set.priv_layer, set.lock, set.header, set.gen,
                                   shm ? set.shm_copy : NULL };
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         if (files[i])

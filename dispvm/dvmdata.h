@@ -17,6 +17,8 @@
  *   default-savefile, savefile-root   the original's links
  *   dispid             the counter DispVM names are taken from
  *   dont-use-shm       when present, no copy goes to shared memory
+ *   DVM.header, DVM.gen   a set on another host: its savefile's header,
+ *                      the generation its volumes there are named with
  * and QRT_SHM_DIR/DVM.savefile, a copy in memory, with the link
  * QRT_SHM_DIR/current-savefile. Nothing here opens the database or the
  * hypervisor: the removal of a VM (qubes.h) forgets a set through it. */
@@ -41,6 +43,10 @@ struct dvmdata {
     char root_layer[PATH_MAX], priv_layer[PATH_MAX], lock[PATH_MAX];
     char shm_copy[PATH_MAX];            /* QRT_SHM_DIR/DVM.savefile */
     char shm_record[PATH_MAX];          /* DVM.shm: which file that copy is */
+    /* A set on another host (T-dvm-HOST): its files are volumes there
+     * (dispvm/remote.h); here only its stamp (meta), its lock, and: */
+    char header[PATH_MAX];              /* DVM.header: a copy of the savefile's header */
+    char gen[PATH_MAX];                 /* DVM.gen: the generation of its volumes */
 };
 
 /* The paths of the set of the VM `dvm`. */

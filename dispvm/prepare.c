@@ -11,6 +11,7 @@
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
 #include "../storage/storage.h"
+#include "remote.h"
 #include "shmem.h"
 
 /* What a savefile depends on: the template's root image and kernel, and
@@ -45,7 +46,11 @@ int dispvm_set_usable(struct qubes *q, const struct dispvm_template *t, bool *us
 {
     char was[512], now[512];
     *usable = false;
-    if (access(t->set.savefile, R_OK) < 0) {
+    if (t->host[0] && (access(t->set.gen, R_OK) < 0 || access(t->set.header, R_OK) < 0)) {
+        snprintf(why, whylen, "there is no savefile of '%s' on host '%s'", t->name, t->host);
+        return 0;
+    }
+    if (!t->host[0] && access(t->set.savefile, R_OK) < 0) {
         snprintf(why, whylen, "there is no savefile %s", t->set.savefile);
         return 0;
     }
@@ -76,10 +81,11 @@ static int ensure_dvm_vm(struct qubes *q, struct dispvm_template *t, FILE *progr
     if (!qvm_collection_by_name(q->coll, t->dvm)) {
         struct qvm_create_opts o = {
             .name = t->dvm, .label = "gray", .template = t->name,
-            .hvm = t->hvm, .internal = true, .vcpus = 1,
+            .hvm = t->hvm, .internal = true, .vcpus = 1, .host = t->host[0] ? t->host : NULL,
         };
         struct qvm *vm;
-        qsay(progress, "--> Creating the DispVM template '%s'", t->dvm);
+        qsay(progress, "--> Creating the DispVM template '%s'%s%s", t->dvm,
+             t->host[0] ? " on host " : "", t->host);
         /* A creation saves (and unlocks) itself: then nothing is left to do. */
         if ((rc = qubes_vm_create(q, &o, &vm, err)) == 0)
             rc = QUBES_UNCHANGED;
@@ -93,11 +99,20 @@ static int ensure_dvm_vm(struct qubes *q, struct dispvm_template *t, FILE *progr
 /* Whether the new savefile keeps memory shared: the global setting
  * dispvm-memory (auto, shared, full); auto and shared need a backend that
  * can. Says which. */
-static int choose_memory(struct qubes *q, bool *shared, FILE *progress, struct qerr *err)
+static int choose_memory(struct qubes *q, const struct dispvm_template *t, bool *shared,
+                         FILE *progress, struct qerr *err)
 {
     const char *want = qattrs_get(&q->coll->root_attrs, "dispvm_memory");
     if (!want)
         want = "auto";
+    if (t->host[0]) {
+        *shared = false;
+        if (strcmp(want, "shared") == 0)
+            return qerr_set(err, "dispvm-memory is shared, but DispVMs on host '%s' restore a "
+                            "full memory image (no shared memory there yet)", t->host);
+        qsay(progress, "--> DispVM memory: full memory image (on host %s)", t->host);
+        return 0;
+    }
     if (strcmp(want, "full") == 0) {
         *shared = false;
         qsay(progress, "--> DispVM memory: full memory image (dispvm-memory is full)");
@@ -121,7 +136,7 @@ static int choose_memory(struct qubes *q, bool *shared, FILE *progress, struct q
 /* Shrinks T-dvm to what its guest uses (and a margin) with the balloon
  * before the save: the memory handed back is not saved. Best effort: a
  * guest without a balloon driver is saved as it is. */
-static void shrink_memory(struct qubes *q, const char *dvm, FILE *progress)
+static void shrink_memory(struct qubes *q, struct vmm *vmm, const char *dvm, FILE *progress)
 {
     char sock[PATH_MAX], used[64] = "";
     struct agent_conn c;
@@ -147,21 +162,21 @@ static void shrink_memory(struct qubes *q, const char *dvm, FILE *progress)
     if (kib < 160 * 1024)
         kib = 160 * 1024;
     struct vmm_domain d;
-    if (vmm_domain_info(&q->vmm, dvm, &d, &e) < 0)
+    if (vmm_domain_info(vmm, dvm, &d, &e) < 0)
         return;
     free(d.name);
     if (kib >= d.mem_kib)
         return;
     qsay(progress, "--> Shrinking '%s' from %lu to %lu MiB (its guest uses %lu MiB)", dvm,
          d.mem_kib / 1024, kib / 1024, strtoul(used, NULL, 10) / 1024);
-    if (vmm_set_memory(&q->vmm, dvm, kib, &e) < 0) {
+    if (vmm_set_memory(vmm, dvm, kib, &e) < 0) {
         qsay(progress, "warning: %s", e.msg);
         return;
     }
     /* Give the balloon time to inflate. */
     for (int i = 0; i < 30; i++) {
         usleep(100000);
-        if (vmm_domain_info(&q->vmm, dvm, &d, &e) < 0)
+        if (vmm_domain_info(vmm, dvm, &d, &e) < 0)
             return;
         free(d.name);
         if (d.mem_kib <= kib + 1024)
@@ -278,6 +293,25 @@ static void publish_set(struct qubes *q, const struct dispvm_template *t, FILE *
         qsay(progress, "warning: %s", e.msg);
 }
 
+/* A set on another host: saved there, installed here (dispvm/remote.h). */
+static int save_and_install_remote(struct qubes *q, struct vmm *vmm, struct dispvm_template *t,
+                                   const char *stamp, FILE *progress, struct qerr *err)
+{
+    struct dispvm_remote_set n;
+    void *header = NULL;
+    size_t hlen = 0;
+    if (dispvm_remote_save(q, vmm, t, &n, &header, &hlen, progress, err) < 0)
+        return -1;
+    int rc = dispvm_remote_install(vmm, t, &n, header, hlen, stamp, err);
+    free(header);
+    if (rc < 0)
+        dispvm_remote_discard(vmm, &n);
+    else
+        qsay(progress, "--> Savefile ready on host %s: volume %s of pool %s (memory and "
+             "device state)", t->host, n.savefile, QHOST_POOL);
+    return rc;
+}
+
 int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
                     struct qerr *err)
 {
@@ -285,7 +319,9 @@ int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
     char ram[PATH_MAX] = "", stamp[512];
     struct new_set n;
     new_set_paths(&t->set, &n);
-    if (ensure_dvm_vm(q, t, progress, err) < 0 || choose_memory(q, &shared, progress, err) < 0)
+    struct vmm *vmm = dispvm_template_vmm(q, t, err);
+    if (!vmm || ensure_dvm_vm(q, t, progress, err) < 0 ||
+        choose_memory(q, t, &shared, progress, err) < 0)
         return -1;
     if (shared && dispvm_ram_create(t->dvm, ram, sizeof ram, err) < 0)
         return -1;
@@ -304,15 +340,23 @@ int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
     int rc = source_stamp(q, t, stamp, sizeof stamp, err);
     if (rc == 0)
         rc = qubes_vm_run(q, t->dvm, &ro, &status, err);
-    if (rc == 0) {
-        shrink_memory(q, t->dvm, progress);
-        rc = save_set(q, t, shared, &n, progress, err);
+    if (rc == 0)
+        shrink_memory(q, vmm, t->dvm, progress);
+    if (rc == 0 && t->host[0]) {
+        if (save_and_install_remote(q, vmm, t, stamp, progress, err) < 0) {
+            vmm_destroy(vmm, t->dvm, NULL);
+            return qerr_prefix(err, "cannot prepare the DispVM savefile of '%s' on host '%s'",
+                               t->name, t->host);
+        }
+        return 0;
     }
+    if (rc == 0)
+        rc = save_set(q, t, shared, &n, progress, err);
     if (rc == 0)
         rc = install_set(q, t, &n, stamp, err);
     if (rc < 0) {
         new_set_remove(&n);
-        vmm_destroy(&q->vmm, t->dvm, NULL);
+        vmm_destroy(vmm, t->dvm, NULL);
         if (ram[0])
             unlink(ram);
         return qerr_prefix(err, "cannot prepare the DispVM savefile of '%s'", t->name);

@@ -64,6 +64,8 @@ enum {
                            teardown, p progress, t timings (both on the fd) */
     DVM_RQ_MIN_FREE,    /* QUBES_DISPVM_MIN_FREE_MIB of the client, or "" */
     DVM_RQ_FEED,        /* QUBES_DISPVM_FEED of the client, or "" */
+    DVM_RQ_HOST,        /* the host it must go to ("local": this one), or "": where
+                           a savefile is and memory is most free */
     DVM_RQ_NFIELDS
 };
 

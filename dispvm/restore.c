@@ -18,21 +18,23 @@
 #include "../orchestrator/vmguard.h"
 #include "../qrexec/daemon.h"
 #include "../storage/storage.h"
+#include "remote.h"
 #include "savefile.h"
 #include "shmem.h"
 
-int dispvm_enough_memory(struct qubes *q, struct qerr *err)
+int dispvm_enough_memory(struct vmm *vmm, struct qerr *err)
 {
     long need = DISPVM_MIN_FREE_MIB;
     const char *env = getenv("QUBES_DISPVM_MIN_FREE_MIB");
     if (env && *env && qparse_int(env, 0, 1L << 40, &need) < 0)
         return qerr_set(err, "QUBES_DISPVM_MIN_FREE_MIB=\"%s\": not a number of MiB", env);
     struct vmm_host host;
-    if (vmm_host_info(&q->vmm, &host, err) < 0)
+    if (vmm_host_info(vmm, &host, err) < 0)
         return -1;
     if ((long long)(host.free_kib / 1024) < need)
-        return qerr_set(err, "not enough memory for a DispVM: the host has %llu MiB free, %ld MiB "
-                        "are needed (QUBES_DISPVM_MIN_FREE_MIB)", host.free_kib / 1024, need);
+        return qerr_set(err, "not enough memory for a DispVM: the host has %llu MiB free, "
+                        "%ld MiB are needed (QUBES_DISPVM_MIN_FREE_MIB; the host is %s)",
+                        host.free_kib / 1024, need, vmm->uri);
     return 0;
 }
 
@@ -62,19 +64,32 @@ static int next_dispid(const struct qubes_config *cfg, struct qerr *err)
 
 /* Domain names are host-wide: a dispid whose name another database (or a
  * leftover) holds is skipped. */
-static int pick_name(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+static bool name_taken(struct vmm *vmm, const char *name, struct qerr *err, int *rc)
+{
+    struct vmm_domain info;
+    if ((*rc = vmm_domain_info(vmm, name, &info, err)) < 0)
+        return true;
+    free(info.name);
+    return info.state != QVM_POWER_HALTED;
+}
+
+static int pick_name(struct qubes *q, struct vmm *vmm, struct dispvm_state *d, struct qerr *err)
 {
     for (int tries = 0;; tries++) {
         char name[16];
-        int dispid = next_dispid(&q->cfg, err);
+        int rc, dispid = next_dispid(&q->cfg, err);
         if (dispid < 0)
             return -1;
         snprintf(name, sizeof name, "disp%d", dispid);
-        struct vmm_domain info;
-        if (vmm_domain_info(&q->vmm, name, &info, err) < 0)
+        /* A record (a DispVM on another host), a domain here, or one on the
+         * host it goes to (a leftover there). */
+        rc = 0;
+        bool taken = qvm_collection_by_name(q->coll, name) ||
+                     name_taken(&q->vmm, name, err, &rc) ||
+                     (vmm != &q->vmm && rc == 0 && name_taken(vmm, name, err, &rc));
+        if (rc < 0)
             return -1;
-        free(info.name);
-        if (info.state == QVM_POWER_HALTED)
+        if (!taken)
             return dispvm_state_name(d, &q->cfg, q->coll, name, dispid, err);
         if (tries == DISPVM_MAX_DISPID)
             return qerr_set(err, "no free DispVM name: all of disp1..disp%d are taken",
@@ -102,6 +117,13 @@ static int make_files(struct dispvm_state *d, struct qerr *err)
     qubes_new_uuid(d->genid);
     if (qmkdirs(d->rundir, err) < 0 || dispvm_own(d, err) < 0)
         return -1;
+    /* On another host its disks are volumes there (dispvm/remote.h); the
+     * run directory says which host, for a sweep that finds no record. */
+    if (d->host[0]) {
+        char path[PATH_MAX + 8];
+        snprintf(path, sizeof path, "%s/" QRT_HOST, d->rundir);
+        return qwrite_file(path, d->host, strlen(d->host), 0644, false, err);
+    }
     return layer(set->root_layer, set->root, "qcow2", d->root_layer, err) < 0 ||
                    layer(set->priv_layer, set->priv, "raw", d->private_layer, err) < 0
                ? -1 : 0;
@@ -147,6 +169,7 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
              qvm_set_attr(vm, "uuid", d->uuid, err) < 0 ||
              set_num(vm, "netvm_qid", netvm, err) < 0 ||
              qvm_set_attr(vm, "uses_default_netvm", "False", err) < 0 ||
+             (d->host[0] && qvm_set_attr(vm, "host", d->host, err) < 0) ||
              /* A preload waits, paused and internal, for a request to claim it. */
              (d->preload && (qvm_set_attr(vm, "internal", "True", err) < 0 ||
                              qvm_set_attr(vm, "preload", "True", err) < 0)) ? -1 : 0;
@@ -226,8 +249,11 @@ static int restore_shared(struct qubes *q, const struct dispvm_state *d,
     return 0;
 }
 
-static int restore_domain(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state *d,
+                          struct qerr *err)
 {
+    if (d->host[0])
+        return dispvm_remote_restore(q, vmm, d, err);
     const char *from = dvmdata_restore_from(&d->tpl->set);
     struct savefile_identity id = {
         .name = d->name, .uuid = d->uuid, .genid = d->genid,
@@ -280,24 +306,25 @@ static int register_record(struct qubes *q, struct dispvm_state *d, struct qerr 
 
 /* The savefile was made with the balloon inflated: the memory goes back
  * (the guest deflates it meanwhile, on its own time). */
-static void give_memory_back(struct qubes *q, const struct dispvm_state *d)
+static void give_memory_back(struct vmm *vmm, const struct dispvm_state *d)
 {
     struct vmm_domain info;
     unsigned long want = (unsigned long)d->tpl->memory_mib * 1024;
-    if (vmm_domain_info(&q->vmm, d->name, &info, NULL) < 0)
+    if (vmm_domain_info(vmm, d->name, &info, NULL) < 0)
         return;
     free(info.name);
     if (info.mem_kib < want)
-        vmm_set_memory(&q->vmm, d->name, want, NULL);
+        vmm_set_memory(vmm, d->name, want, NULL);
 }
 
 int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struct qerr *err)
 {
     /* Its gateway runs before it; its start takes the locks it needs. */
-    if (qubes_netvm_up(q, d->netvm_qid, d->tpl->dvm, d->progress, err) < 0)
+    struct vmm *vmm = dispvm_template_vmm(q, d->tpl, err);
+    if (!vmm || qubes_netvm_up(q, d->netvm_qid, d->tpl->dvm, d->progress, err) < 0)
         return -1;
     qtime_mark("netvm chain up");
-    if (pick_name(q, d, err) < 0)
+    if (pick_name(q, vmm, d, err) < 0)
         return -1;
     qtime_mark("name (dispid, domain lookup)");
     if (make_files(d, err) < 0)
@@ -306,16 +333,19 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
     if (register_record(q, d, err) < 0)
         return -1;
     qtime_mark("record: start lock, write lock, saved");
-    int rc = restore_domain(q, d, err);
+    int rc = restore_domain(q, vmm, d, err);
     qclose(set_lock);       /* its QEMU holds the set's files now */
     qtime_mark("domain restored, running");
+    /* On another host, its agent's channel is served here first. */
+    if (rc == 0 && d->host[0])
+        rc = qubes_channel_relay_spawn(d->name, err);
     char fw[PATH_MAX + 16];
     snprintf(fw, sizeof fw, "%s/firewall.xml", d->rundir);
-    if (rc == 0 && !vmm_is_test_driver(&q->vmm))
+    if (rc == 0 && !vmm_is_test_driver(vmm))
         rc = qrexecd_fork(d->name, fw, err);
     qtime_mark("qrexec-daemon spawned");
     if (rc == 0)
-        give_memory_back(q, d);
+        give_memory_back(vmm, d);
     qtime_mark("balloon: memory back");
     return rc;
 }

@@ -23,6 +23,6 @@ int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct 
 /* A new DispVM needs this much free host memory (the original asked for
  * 400 MiB); QUBES_DISPVM_MIN_FREE_MIB changes it. */
 #define DISPVM_MIN_FREE_MIB 400
-int dispvm_enough_memory(struct qubes *q, struct qerr *err);
+int dispvm_enough_memory(struct vmm *vmm, struct qerr *err);
 
 #endif

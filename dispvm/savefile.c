@@ -14,7 +14,7 @@
 #include <libxml/tree.h>
 
 #define MAGIC "LibvirtQemudSave"
-#define HEADER_SIZE 92
+#define HEADER_SIZE SAVEFILE_FIXED_SIZE
 
 static int read_at(int fd, void *buf, size_t len, off_t off)
 {
@@ -26,6 +26,45 @@ static int read_at(int fd, void *buf, size_t len, off_t off)
         if (r <= 0)
             return -1;
         done += (size_t)r;
+    }
+    return 0;
+}
+
+/* The fixed part of a header, checked; out->size and stream_offset as the
+ * file's size `size` allows (0: a header alone, its size unknown). */
+static int parse_fixed(const unsigned char *h, const char *what, off_t size,
+                       struct savefile_info *out, struct qerr *err)
+{
+    if (memcmp(h, MAGIC, 16) != 0)
+        return qerr_set(err, "%s: not a libvirt QEMU savefile (bad magic)", what);
+    uint32_t f[5];
+    memcpy(f, h + 16, sizeof f);
+    out->version = f[0];
+    out->data_len = f[1];
+    out->was_running = f[2];
+    out->compressed = f[3];
+    out->cookie_offset = f[4];
+    out->size = size;
+    out->stream_offset = HEADER_SIZE + (off_t)out->data_len;
+    if (out->version != 2 || out->compressed != 0 || out->data_len == 0 ||
+        out->data_len > SAVEFILE_DATA_MAX || (size && out->stream_offset >= size) ||
+        out->cookie_offset > out->data_len)
+        return qerr_set(err, "%s: unsupported savefile (version %u, compressed %u, data %u bytes)",
+                        what, out->version, out->compressed, out->data_len);
+    return 0;
+}
+
+/* The domain XML and cookie of the data part `data` (data_len bytes). */
+static int parse_data(const char *data, const char *what, struct savefile_info *out,
+                      struct qerr *err)
+{
+    size_t xml_end = out->cookie_offset ? out->cookie_offset : out->data_len;
+    out->xml = strndup(data, xml_end);
+    out->cookie = out->cookie_offset ? strndup(data + out->cookie_offset,
+                                               out->data_len - out->cookie_offset) : strdup("");
+    if (!out->xml || !out->cookie) {
+        savefile_info_free(out);
+        return qerr_errno(err, ENOMEM, "reading %s", what);
     }
     return 0;
 }
@@ -43,42 +82,48 @@ int savefile_read(const char *path, struct savefile_info *out, struct qerr *err)
         rc = qerr_set(err, "%s: too short for a savefile", path);
         goto out;
     }
-    if (memcmp(h, MAGIC, 16) != 0) {
-        rc = qerr_set(err, "%s: not a libvirt QEMU savefile (bad magic)", path);
+    if ((rc = parse_fixed(h, path, st.st_size, out, err)) < 0)
         goto out;
-    }
-    uint32_t f[5];
-    memcpy(f, h + 16, sizeof f);
-    out->version = f[0];
-    out->data_len = f[1];
-    out->was_running = f[2];
-    out->compressed = f[3];
-    out->cookie_offset = f[4];
-    out->size = st.st_size;
-    out->stream_offset = HEADER_SIZE + (off_t)out->data_len;
-    if (out->version != 2 || out->compressed != 0 || out->data_len == 0 ||
-        out->stream_offset >= st.st_size || out->cookie_offset > out->data_len) {
-        rc = qerr_set(err, "%s: unsupported savefile (version %u, compressed %u, data %u bytes)",
-                      path, out->version, out->compressed, out->data_len);
-        goto out;
-    }
     char *data = calloc(1, (size_t)out->data_len + 1);
     if (!data || read_at(fd, data, out->data_len, HEADER_SIZE) < 0) {
         free(data);
         rc = qerr_errno(err, data ? EIO : ENOMEM, "cannot read the header of %s", path);
         goto out;
     }
-    size_t xml_end = out->cookie_offset ? out->cookie_offset : out->data_len;
-    out->xml = strndup(data, xml_end);
-    out->cookie = out->cookie_offset ? strndup(data + out->cookie_offset,
-                                               out->data_len - out->cookie_offset) : strdup("");
+    rc = parse_data(data, path, out, err);
     free(data);
-    if (!out->xml || !out->cookie)
-        rc = qerr_errno(err, ENOMEM, "reading %s", path);
 out:
     close(fd);
-    if (rc < 0)
-        savefile_info_free(out);
+    return rc;
+}
+
+int savefile_header_size(const void *buf, size_t len, size_t *size, struct qerr *err)
+{
+    struct savefile_info si;
+    if (len < HEADER_SIZE)
+        return qerr_set(err, "a savefile's header: %zu bytes, too short", len);
+    if (parse_fixed(buf, "the savefile", 0, &si, err) < 0)
+        return -1;
+    *size = HEADER_SIZE + (size_t)si.data_len;
+    return 0;
+}
+
+int savefile_parse_header(const void *buf, size_t len, struct savefile_info *out,
+                          struct qerr *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t need = 0;
+    if (savefile_header_size(buf, len, &need, err) < 0)
+        return -1;
+    if (len < need)
+        return qerr_set(err, "the savefile's header: %zu of its %zu bytes", len, need);
+    parse_fixed(buf, "the savefile", 0, out, err);
+    char *data = calloc(1, (size_t)out->data_len + 1);
+    if (!data)
+        return qerr_errno(err, ENOMEM, "reading a savefile's header");
+    memcpy(data, (const char *)buf + HEADER_SIZE, out->data_len);
+    int rc = parse_data(data, "the savefile's header", out, err);
+    free(data);
     return rc;
 }
 
@@ -300,6 +345,31 @@ pid_t savefile_feed(const char *src, const char *fifo, const struct savefile_ide
         _exit(out >= 0 && clone_to_fd(src, out, fifo, id, &e) == 0 ? 0 : 1);
     }
     return pid;
+}
+
+int savefile_header_as(const struct savefile_info *si, const struct savefile_identity *id,
+                       void **out, size_t *len, struct qerr *err)
+{
+    *out = NULL;
+    cleanup_free char *xml = rewrite(si->xml, id, err);
+    if (!xml)
+        return -1;
+    size_t xml_len = strlen(xml) + 1, cookie_len = strlen(si->cookie) + 1;
+    if (xml_len + cookie_len > si->data_len)
+        return qerr_set(err, "the domain XML of %s (%zu bytes) does not fit in the savefile's "
+                        "header (%u bytes)", id->name, xml_len + cookie_len, si->data_len);
+    *len = HEADER_SIZE + (size_t)si->data_len;
+    unsigned char *h = calloc(1, *len);
+    if (!h)
+        return qerr_errno(err, ENOMEM, "a savefile header for %s", id->name);
+    uint32_t f[5] = { si->version, si->data_len, si->was_running, si->compressed,
+                      (uint32_t)xml_len };
+    memcpy(h, MAGIC, 16);
+    memcpy(h + 16, f, sizeof f);
+    memcpy(h + HEADER_SIZE, xml, xml_len);
+    memcpy(h + HEADER_SIZE + xml_len, si->cookie, cookie_len);
+    *out = h;
+    return 0;
 }
 
 char *savefile_domain_xml(const char *xml, const struct savefile_identity *id, struct qerr *err)

@@ -27,7 +27,19 @@ struct savefile_info {
     off_t size;
 };
 
+/* Headers larger than this are refused (libvirt pads the data to 64 KiB
+ * beyond what it needs). */
+#define SAVEFILE_DATA_MAX (16u << 20)
+/* The fixed part of a header, before its data. */
+#define SAVEFILE_FIXED_SIZE 92
+
 int savefile_read(const char *path, struct savefile_info *out, struct qerr *err);
+/* A header alone, in memory (a savefile on another host, read by stream):
+ * how long the whole header is, from its first 92 bytes; and the header
+ * parsed (size and stream_offset unknown: size 0). */
+int savefile_header_size(const void *buf, size_t len, size_t *size, struct qerr *err);
+int savefile_parse_header(const void *buf, size_t len, struct savefile_info *out,
+                          struct qerr *err);
 void savefile_info_free(struct savefile_info *si);
 
 /* What a clone changes in the domain. */
@@ -51,6 +63,13 @@ struct savefile_identity {
 /* The domain XML of a savefile (savefile_info.xml) changed to `id`;
  * malloc'ed. */
 char *savefile_domain_xml(const char *xml, const struct savefile_identity *id, struct qerr *err);
+
+/* The header of `si` with its domain XML rewritten for `id`, of the same
+ * size (the stream after it stays where it is: a clone written in place
+ * over a copy of the savefile); malloc'ed in *out. An XML that does not fit
+ * the header's data part is an error. */
+int savefile_header_as(const struct savefile_info *si, const struct savefile_identity *id,
+                       void **out, size_t *len, struct qerr *err);
 
 /* Writes `dst` (created, mode 0600): src's header with the domain XML
  * rewritten for `id`, then src's stream. */

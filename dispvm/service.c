@@ -371,11 +371,14 @@ static void from_worker(struct wrec *w)
 
 static void request(int client, struct dvm_msg *m)
 {
-    const char *tpl = dvm_field(m, DVM_RQ_TEMPLATE);
+    const char *tpl = dvm_field(m, DVM_RQ_TEMPLATE), *host = dvm_field(m, DVM_RQ_HOST);
     if (!tpl[0])
         tpl = S.default_tpl;
     pool_of(tpl, S.target > 0);
-    for (int i = 0; i < DVM_MAX_WORKERS; i++) {
+    /* Preloads are this host's: a request for another one gets a new
+     * DispVM there. */
+    bool here = !host[0] || strcmp(host, "local") == 0;
+    for (int i = 0; here && i < DVM_MAX_WORKERS; i++) {
         struct wrec *w = &S.w[i];
         if (!w->pid || w->state != W_PARKED || strcmp(w->tpl, tpl) != 0)
             continue;

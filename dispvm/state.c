@@ -1,5 +1,7 @@
 #include "state.h"
 
+#include "../orchestrator/hosts.h"
+
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +10,12 @@
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
 
-int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_template *t,
-                         struct qerr *err)
+int dispvm_template_find_on(struct qubes *q, const char *name, const char *host,
+                            struct dispvm_template *t, struct qerr *err)
 {
     struct qvm *tpl;
+    if (host && (!*host || strcmp(host, QHOST_LOCAL) == 0))
+        host = NULL;
     if (name) {
         if (!(tpl = qubes_find_vm(q, name, err)))
             return -1;
@@ -22,10 +26,27 @@ int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_templa
     }
     if (!qvm_class_is_template(tpl->cls))
         return qerr_set(err, "'%s' is a %s, not a template", tpl->name, qvm_class_label(tpl->cls));
+    if (host && qhost_check_name(host, err) < 0)
+        return -1;
+    /* Its DispVMs' disks are layers over copies of its root there: one
+     * sent from here (a template here), or its own (on that host). */
+    if (host && qvm_host(tpl) && strcmp(qvm_host(tpl), host) != 0)
+        return qerr_set(err, "'%s' lives on host '%s': its DispVMs cannot go to host '%s'",
+                        tpl->name, qvm_host(tpl), host);
+    if (host && qvm_host(tpl))
+        return qerr_set(err, "'%s' lives on host '%s': DispVMs there need a template on this "
+                        "host (its root image is sent there) for now", tpl->name, host);
+    if (!host && qvm_host(tpl))
+        return qerr_set(err, "'%s' lives on host '%s': its DispVMs go there (--host %s)",
+                        tpl->name, qvm_host(tpl), qvm_host(tpl));
     memset(t, 0, sizeof *t);
-    if (snprintf(t->dvm, sizeof t->dvm, "%s-dvm", tpl->name) >= (int)sizeof t->dvm)
-        return qerr_set(err, "template name '%s' is too long for its '-dvm' VM", tpl->name);
+    int n = host ? snprintf(t->dvm, sizeof t->dvm, "%s-dvm-%s", tpl->name, host)
+                 : snprintf(t->dvm, sizeof t->dvm, "%s-dvm", tpl->name);
+    if (n >= (int)sizeof t->dvm)
+        return qerr_set(err, "template name '%s' is too long for its '%s' VM", tpl->name,
+                        host ? "-dvm-HOST" : "-dvm");
     snprintf(t->name, sizeof t->name, "%s", tpl->name);
+    snprintf(t->host, sizeof t->host, "%s", host ? host : "");
     t->qid = tpl->qid;
     t->hvm = tpl->cls == QVM_TEMPLATE_HVM;
     t->memory_mib = qvm_get_int(tpl, "memory", 512);
@@ -33,6 +54,18 @@ int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_templa
     t->dvm_qid = dv ? dv->qid : -1;
     t->dvm_netvm_qid = dv ? dv->netvm_qid : -1;
     return dvmdata_of(&q->cfg, t->dvm, &t->set, err);
+}
+
+int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_template *t,
+                         struct qerr *err)
+{
+    return dispvm_template_find_on(q, name, NULL, t, err);
+}
+
+struct vmm *dispvm_template_vmm(struct qubes *q, const struct dispvm_template *t,
+                               struct qerr *err)
+{
+    return qubes_host_vmm(q, t->host[0] ? t->host : NULL, err);
 }
 
 static struct qvm *by_qid_named(const struct qvm_collection *c, int qid, const char *name)
@@ -67,6 +100,7 @@ void dispvm_state_init(struct dispvm_state *d, const struct dispvm_template *t,
     d->preload = preload;
     d->progress = progress;
     d->dispid = -1;
+    snprintf(d->host, sizeof d->host, "%s", t ? t->host : "");
     snprintf(d->source, sizeof d->source, "%s", source);
     const struct qvm *src = qvm_collection_by_name(c, source);
     d->source_qid = src ? src->qid : -1;
@@ -74,7 +108,10 @@ void dispvm_state_init(struct dispvm_state *d, const struct dispvm_template *t,
      * network, the one the savefile was made on. A savefile made without a
      * network has no interface to give them. */
     d->netvm_qid = t ? t->dvm_netvm_qid : -1;
-    if (src && src->cls != QVM_ADMIN && t) {
+    /* On another host, a DispVM has no network (networks are this host's). */
+    if (t && t->host[0])
+        d->netvm_qid = -1;
+    else if (src && src->cls != QVM_ADMIN && t) {
         int want = qvm_dispvm_netvm(src);
         if (want >= 0 && t->dvm_netvm_qid < 0)
             qsay(progress, "warning: the DispVMs of %s have no network: %s was saved "
@@ -112,6 +149,7 @@ int dispvm_state_name(struct dispvm_state *d, const struct qubes_config *cfg,
             return qerr_set(err, "'%s' is not a DispVM", name);
         dispid = vm->dispid;
         netvm = vm->netvm_qid;
+        snprintf(d->host, sizeof d->host, "%s", qvm_host(vm) ? qvm_host(vm) : "");
     }
     d->dispid = dispid;
     return qnet_of_dispvm(c, name, netvm, dispid, &d->net, err);

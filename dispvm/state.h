@@ -20,16 +20,25 @@
 struct dispvm_template {
     int qid;
     char name[QUBES_NAME_MAX + 1];      /* T */
-    char dvm[QUBES_NAME_MAX + 1];       /* T-dvm, whose savefile DispVMs restore */
+    char dvm[QUBES_NAME_MAX + 1];       /* T-dvm, whose savefile DispVMs restore; on
+                                           another host H, T-dvm-H (living there) */
+    char host[QUBES_NAME_MAX + 1];      /* that host; "" for this one */
     bool hvm;                           /* T is a TemplateHVM */
     long memory_mib;                    /* what a DispVM has once restored */
     int dvm_qid, dvm_netvm_qid;         /* -1: no T-dvm yet / no network */
     struct dvmdata set;
 };
 
-/* The template `name` (NULL: the default template) in q->coll. */
+/* The template `name` (NULL: the default template) in q->coll, for
+ * DispVMs on this host; _on: on the host `host` (NULL or "": this one), a
+ * registered one (hosts.h), whose savefile set is of T-dvm-HOST. */
 int dispvm_template_find(struct qubes *q, const char *name, struct dispvm_template *t,
                          struct qerr *err);
+int dispvm_template_find_on(struct qubes *q, const char *name, const char *host,
+                            struct dispvm_template *t, struct qerr *err);
+/* The hypervisor of the host the template's DispVMs go to. */
+struct vmm *dispvm_template_vmm(struct qubes *q, const struct dispvm_template *t,
+                                struct qerr *err);
 
 /* The template's and T-dvm's records in `c`, by qid (NULL when gone). */
 struct qvm *dispvm_template_vm(const struct qvm_collection *c, const struct dispvm_template *t);
@@ -48,6 +57,8 @@ struct dispvm_state {
                                            T-dvm's for dom0; -1: none */
     char label[16];                     /* the DispVM's */
     bool preload;                       /* restored to wait, paused, for a request */
+    char host[QUBES_NAME_MAX + 1];      /* the host it goes to (its template's set's);
+                                           "" for this one */
     FILE *progress;
     const char *service, *command;      /* what runs in it (dispvm_request) */
     const char *user;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../orchestrator/hosts.h"
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
 #include "../orchestrator/vmguard.h"
@@ -54,11 +55,40 @@ static int drop_record(struct qubes *q, const char *name, struct qerr *err)
     return qubes_commit(q, ours ? 0 : QUBES_UNCHANGED, err);
 }
 
+/* A DispVM on another host: its domain there and its volumes (its run
+ * directory here is the caller's). 0 when nothing is left of it there. */
+static int remote_remove(struct qubes *q, const char *name, const char *host, FILE *progress,
+                         struct qerr *err)
+{
+    struct vmm *vmm = qubes_host_vmm(q, host, err);
+    if (!vmm)
+        return -1;
+    struct vmm_domain info;
+    if (vmm_domain_info(vmm, name, &info, err) < 0)
+        return -1;
+    free(info.name);
+    if (info.state != QVM_POWER_HALTED) {
+        if (vmm_destroy(vmm, name, err) < 0)
+            return -1;
+        qsay(progress, "--> Destroyed %s on host %s", name, host);
+    }
+    return qhost_volumes_delete(vmm, name, err);
+}
+
 int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     int rc = 0;
     struct qerr later;          /* after the first error, the others go here */
-    if (d->has_domain) {
+    if (d->has_domain && d->host[0]) {
+        if (remote_remove(q, d->name, d->host, NULL, err) < 0) {
+            /* Its host is gone or silent: the record stays, for
+             * qvm-cleanup-dispvms once that host is back. */
+            qerr_prefix(err, "%s stays on host '%s'", d->name, d->host);
+            d->has_record = false;
+            rc = -1;
+        }
+        d->has_domain = false;
+    } else if (d->has_domain) {
         struct vmm_domain info;
         if (vmm_domain_info(&q->vmm, d->name, &info, &later) == 0 &&
             info.state != QVM_POWER_HALTED && vmm_kill_or_destroy(&q->vmm, d->name, err) < 0)
@@ -95,6 +125,24 @@ int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *pro
         /* Its worker keeps it (or is still making it): not ours to touch. */
         if (qrt_owner_alive(owner))
             continue;
+        const char *host = qvm_host(vms[i]);
+        if (host) {
+            /* On another host: what is left there goes first; a host that
+             * does not answer keeps it (and its record) for a later sweep. */
+            struct qerr e;
+            if (remote_remove(q, vms[i]->name, host, progress, &e) < 0) {
+                qsay(progress, "warning: %s stays until host '%s' answers: %s", vms[i]->name,
+                     host, e.msg);
+                continue;
+            }
+            remove_runtime(&q->cfg, rundir, ram);
+            qsay(progress, "--> Removed %s (on host %s; the process that kept it is gone)",
+                 vms[i]->name, host);
+            forget(q, vms[i], progress);
+            *changed = true;
+            (*removed)++;
+            continue;
+        }
         if (qubes_vm_state(q, vms[i], &st, err) < 0)
             return -1;
         if (st != QVM_POWER_HALTED)
@@ -125,6 +173,20 @@ void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress)
             /* A worker is making it: its record comes next. */
             qrt_owner_alive(owner))
             continue;
+        char hostfile[PATH_MAX + 8], host[QUBES_NAME_MAX + 1];
+        snprintf(hostfile, sizeof hostfile, "%s/" QRT_HOST, rundir);
+        if (qread_small(hostfile, host, sizeof host) == 0 && host[0]) {
+            struct qerr err;
+            if (remote_remove(q, e->d_name, host, progress, &err) < 0) {
+                qsay(progress, "warning: the files of %s stay until host '%s' answers: %s",
+                     e->d_name, host, err.msg);
+                continue;
+            }
+            remove_runtime(&q->cfg, rundir, ram);
+            qsay(progress, "--> Removed the files of %s (on host %s)", e->d_name, host);
+            (*removed)++;
+            continue;
+        }
         struct vmm_domain info;
         if (vmm_domain_info(&q->vmm, e->d_name, &info, NULL) == 0 &&
             info.state != QVM_POWER_HALTED) {

@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include "../orchestrator/agent_client.h"
+#include "../orchestrator/hosts.h"
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/timing.h"
 #include "../orchestrator/util.h"
+#include "place.h"
 #include "prepare.h"
 #include "preload.h"
 #include "restore.h"
@@ -39,6 +41,7 @@ struct worker {
     FILE *progress;             /* where progress lines go, or NULL */
     bool wait_teardown;         /* the client waits for GONE */
     bool preload;
+    char placed[PATH_MAX];      /* its placement's record (dispvm/place.h) */
     struct qubes q;
     struct dispvm_template t;
     struct dispvm_state d;
@@ -125,19 +128,21 @@ static int usable_set(struct worker *w, bool regenerate, int *set_lock, struct q
         qclose(set_lock);
         if (!regenerate || round > 0)
             return qerr_set(err, "the DispVM savefile cannot be used: %s (run "
-                            "qvm-create-default-dvm %s)", why, w->t.name);
+                            "qvm-create-default-dvm %s%s%s%s)", why, w->t.host[0] ? "--host " : "",
+                            w->t.host, w->t.host[0] ? " " : "", w->t.name);
         cleanup_close int lock = qrt_lock(&w->q.cfg, QRT_DISPVM_LOCK, err);
-        char name[QUBES_NAME_MAX + 1];
+        char name[QUBES_NAME_MAX + 1], host[QUBES_NAME_MAX + 1];
         snprintf(name, sizeof name, "%s", w->t.name);
+        snprintf(host, sizeof host, "%s", w->t.host);
         if (lock < 0 || qubes_load_for_reading(&w->q, err) < 0 ||
-            dispvm_template_find(&w->q, name, &w->t, err) < 0 ||
+            dispvm_template_find_on(&w->q, name, host, &w->t, err) < 0 ||
             dispvm_set_usable(&w->q, &w->t, &usable, why, sizeof why, err) < 0)
             return -1;
         if (!usable) {
             qsay(w->progress, "--> Savefile unusable (%s): making it again", why);
             if (dispvm_set_make(&w->q, &w->t, w->progress, err) < 0 ||
                 qubes_load_for_reading(&w->q, err) < 0 ||
-                dispvm_template_find(&w->q, name, &w->t, err) < 0)
+                dispvm_template_find_on(&w->q, name, host, &w->t, err) < 0)
                 return -1;
         }
     }
@@ -153,8 +158,19 @@ static int give_identity(struct worker *w, struct qerr *err)
     struct agent_conn c;
     char ip[24];
     snprintf(ip, sizeof ip, "%s/%d", d->net.ip, d->net.prefix);
-    if (agent_connect(d->qrexec_sock, AGENT_WAIT_MS, &c, err) < 0)
-        return qerr_prefix(err, "%s", d->name);
+    /* Waited for while its qrexec-daemon lives: one that ended (its agent's
+     * channel is gone: the domain died, or its host went) ends the wait. */
+    for (long end = qnow_ms() + AGENT_WAIT_MS;;) {
+        long left = end - qnow_ms();
+        if (agent_connect(d->qrexec_sock, left < 500 ? (left > 0 ? left : 0) : 500, &c, err) == 0)
+            break;
+        if (!qubes_qrexecd_alive(&w->q, d->name))
+            return qerr_set(err, "%s: its qrexec daemon ended before its agent answered (%s%s%s)",
+                            d->name, d->host[0] ? "the channel through host '" : "its domain ended?",
+                            d->host, d->host[0] ? "' is gone" : "");
+        if (left <= 500)
+            return qerr_prefix(err, "%s", d->name);
+    }
     qtime_mark("agent answered (qrexec-daemon up)");
     int rc = agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
                             d->net.gateway, err);
@@ -164,10 +180,17 @@ static int give_identity(struct worker *w, struct qerr *err)
 }
 
 static int make(struct worker *w, const char *template_name, const char *source,
-                const char *label, bool regenerate, struct qerr *err)
+                const char *label, const char *host, bool regenerate, struct qerr *err)
 {
-    if (qubes_open(&w->q, false, err) < 0 || qubes_load_for_reading(&w->q, err) < 0 ||
-        dispvm_template_find(&w->q, template_name[0] ? template_name : NULL, &w->t, err) < 0)
+    char placed[QUBES_NAME_MAX + 1];
+    const char *tname = template_name[0] ? template_name : NULL;
+    if (qubes_open(&w->q, false, err) < 0 || qubes_load_for_reading(&w->q, err) < 0)
+        return -1;
+    /* A host named, or the one placement picks among those with a set. */
+    if (!host[0] && (dispvm_place(&w->q, tname, placed, sizeof placed, w->placed,
+                                  sizeof w->placed, w->progress, err) < 0))
+        return -1;
+    if (dispvm_template_find_on(&w->q, tname, host[0] ? host : placed, &w->t, err) < 0)
         return -1;
     if (strcmp(source, "dom0") != 0 && !qvm_collection_by_name(w->q.coll, source))
         return qerr_set(err, "source VM '%s' does not exist", source);
@@ -176,7 +199,8 @@ static int make(struct worker *w, const char *template_name, const char *source,
     if (usable_set(w, regenerate, &set_lock, err) < 0)
         return -1;
     qtime_mark("savefile set locked, usable");
-    if (dispvm_enough_memory(&w->q, err) < 0)
+    struct vmm *vmm = dispvm_template_vmm(&w->q, &w->t, err);
+    if (!vmm || dispvm_enough_memory(vmm, err) < 0)
         return -1;
     qtime_mark("host memory (hypervisor connected)");
     dispvm_state_init(&w->d, &w->t, w->q.coll, source, label[0] ? label : NULL, w->preload,
@@ -256,6 +280,7 @@ static void __attribute__((noreturn)) finish(struct worker *w, int status)
     qtime_begin(&s);
     if (dispvm_teardown(&w->q, &w->d, &e) < 0)
         fprintf(stderr, "qubes-dvmd worker %d: %s: %s\n", (int)getpid(), w->d.name, e.msg);
+    dispvm_place_release(w->placed);
     qtime_end(&s, "teardown");
     if (w->wait_teardown)
         tell_client(w, DVM_GONE, "");
@@ -288,8 +313,8 @@ void dispvm_worker_request(int ctl, struct dvm_msg *rq, int client)
     dvm_msg_close_fds(rq);
     qtime_mark("worker forked");
     if (make(&w, dvm_field(rq, DVM_RQ_TEMPLATE), dvm_field(rq, DVM_RQ_SOURCE),
-             dvm_field(rq, DVM_RQ_LABEL), strchr(dvm_field(rq, DVM_RQ_FLAGS), 'r') != NULL,
-             &err) < 0)
+             dvm_field(rq, DVM_RQ_LABEL), dvm_field(rq, DVM_RQ_HOST),
+             strchr(dvm_field(rq, DVM_RQ_FLAGS), 'r') != NULL, &err) < 0)
         fail(&w, &err);
     if (stopping)
         finish(&w, 1);
@@ -333,7 +358,7 @@ void dispvm_worker_preload(int ctl, const char *template_name, int out)
     setpriority(PRIO_PROCESS, 0, 10);
     if (out >= 0 && (w.progress = fdopen(out, "w")))
         setvbuf(w.progress, NULL, _IOLBF, 0);
-    if (make(&w, template_name, "dom0", "gray", false, &err) < 0)
+    if (make(&w, template_name, "dom0", "gray", QHOST_LOCAL, false, &err) < 0)
         fail(&w, &err);
     warm_up(&w);
     static struct dvm_msg m;

@@ -27,8 +27,9 @@ void qerr_clear(struct qerr *err);
 /* Cleanup helpers in the manner of __attribute__((cleanup)). */
 void qcleanup_free(void *p);
 void qcleanup_close(int *fd);
-#define cleanup_free __attribute__((cleanup(qcleanup_free)))
-#define cleanup_close __attribute__((cleanup(qcleanup_close)))
+#define cleanup_free __attribute__((cleanup(qcleanup_free), unused))
+/* unused: a descriptor held only for its lock is never read (clang says so). */
+#define cleanup_close __attribute__((cleanup(qcleanup_close), unused))
 /* Closes *fd now (releasing a lock it holds) and marks it closed, for a
  * cleanup_close descriptor that must go before the end of its scope. */
 void qclose(int *fd);

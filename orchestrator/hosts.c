@@ -106,6 +106,15 @@ int qhosts_in_use(const struct qvm_collection *coll, const char *name, const cha
     return 0;
 }
 
+long qhosts_timeout_ms(struct qerr *err)
+{
+    long t = QHOST_TIMEOUT_S;
+    const char *env = getenv("QUBES_HOST_TIMEOUT");
+    if (env && *env && qparse_int(env, 1, 3600, &t) < 0)
+        return qerr_set(err, "QUBES_HOST_TIMEOUT=\"%s\": not a number of seconds (1-3600)", env);
+    return t * 1000;
+}
+
 int qhosts_vmm(const struct qubes_config *cfg, const char *name, struct vmm *out,
                struct qerr *err)
 {
@@ -121,13 +130,12 @@ int qhosts_vmm(const struct qubes_config *cfg, const char *name, struct vmm *out
      * that takes the connection and never answers would hold the command
      * for ever. It is asked first, by a child within the deadline. */
     if (!cfg->offline) {
-        long t = QHOST_TIMEOUT_S;
-        const char *env = getenv("QUBES_HOST_TIMEOUT");
-        if (env && *env && qparse_int(env, 1, 3600, &t) < 0)
-            return qerr_set(err, "QUBES_HOST_TIMEOUT=\"%s\": not a number of seconds (1-3600)", env);
+        long t = qhosts_timeout_ms(err);
+        if (t < 0)
+            return -1;
         const char *uris[] = { e->uri };
         struct qhost_state st;
-        qhosts_probe(cfg, NULL, uris, 1, t * 1000, &st);
+        qhosts_probe(cfg, NULL, uris, 1, t, &st);
         if (!st.reachable)
             return qerr_set(err, "host '%s' (%s) does not answer: %s", name, e->uri, st.why);
     }
@@ -167,10 +175,16 @@ int qhost_volume_delete(struct vmm *vmm, const char *vm_name, const char *kind, 
 
 int qhost_volumes_delete(struct vmm *vmm, const char *vm_name, struct qerr *err)
 {
-    for (size_t i = 0; qhost_volume_kinds[i]; i++)
-        if (qhost_volume_delete(vmm, vm_name, qhost_volume_kinds[i], err) < 0)
-            return -1;
-    return 0;
+    char **names;
+    size_t n, len = strlen(vm_name);
+    if (vmm_volume_names(vmm, QHOST_POOL, &names, &n, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (strncmp(names[i], vm_name, len) == 0 && names[i][len] == '.')
+            rc = vmm_volume_delete(vmm, QHOST_POOL, names[i], err);
+    vmm_names_free(names, n);
+    return rc;
 }
 
 int qhost_volume_copy(struct vmm *vmm, const char *vm_name, const char *from, const char *kind,
@@ -180,7 +194,7 @@ int qhost_volume_copy(struct vmm *vmm, const char *vm_name, const char *from, co
     if (qhost_volume_name(vm_name, kind, vol, sizeof vol, err) < 0 ||
         qhost_volume_name(from, kind, src, sizeof src, err) < 0)
         return -1;
-    return vmm_volume_clone(vmm, QHOST_POOL, vol, src, err);
+    return vmm_volume_clone(vmm, QHOST_POOL, vol, src, "raw", err);
 }
 
 const struct qhost *qhosts_find(const struct qhosts *h, const char *name)

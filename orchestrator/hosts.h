@@ -87,6 +87,8 @@ int qhosts_in_use(const struct qvm_collection *coll, const char *name, const cha
 /* How long a host may take to answer before a command gives up on it
  * (QUBES_HOST_TIMEOUT overrides it). */
 #define QHOST_TIMEOUT_S 5
+/* That deadline in milliseconds; -1 with the error for a bad setting. */
+long qhosts_timeout_ms(struct qerr *err);
 
 /* `out` set up (not connected) for the registered host `name`: the
  * registry is read; an unknown name is an error naming the registry. Not
@@ -101,7 +103,8 @@ int qhost_volume_name(const char *vm_name, const char *kind, char *out, size_t l
 extern const char *const qhost_volume_kinds[];
 /* Through `vmm` (the VM's host), its volume `kind` of the pool QHOST_POOL:
  * its path on that host (1), or 0 and "" when there is none; deleting it
- * (0 also when there is none); every kind of it deleted; a copy of
+ * (0 also when there is none); every volume NAME.* of it deleted (its
+ * images, and the savefile set of a dvm VM, dispvm/remote.h); a copy of
  * `from`'s volume `kind` made there under `vm_name`'s (nothing travels). */
 int qhost_volume_path(struct vmm *vmm, const char *vm_name, const char *kind, char *out,
                       size_t len, struct qerr *err);

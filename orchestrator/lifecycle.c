@@ -231,9 +231,7 @@ static int kernel_cmdline(const struct qvm *vm, const struct qnet *net,
     return 0;
 }
 
-/* qubes-channel-relay for the VM `name` on another host (it returns once
- * it listens; one that already serves the VM stays, the new one ends). */
-static int spawn_relay(const char *name, struct qerr *err)
+int qubes_channel_relay_spawn(const char *name, struct qerr *err)
 {
     char prog[PATH_MAX];
     char *argv[] = { prog, (char *)name, NULL };
@@ -370,7 +368,7 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
          qvm_host(vm), s.type, s.memory_mib, s.vcpus);
     if (vmm_create_spec(vmm, &s, err) < 0)
         return -1;
-    if (spawn_relay(vm->name, err) < 0) {
+    if (qubes_channel_relay_spawn(vm->name, err) < 0) {
         struct qerr e;
         vmm_destroy(vmm, vm->name, &e);
         return -1;
@@ -693,7 +691,7 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
     if (again) {
         qsay(o->progress, "--> %s runs without its qrexec daemon: serving it again", name);
         if (qvm_host(vm))
-            rc = spawn_relay(vm->name, err);
+            rc = qubes_channel_relay_spawn(vm->name, err);
     } else {
         if (rc == 0)
             rc = qvm_op_allowed(QOP_START, st, err);

@@ -30,6 +30,11 @@ struct qvm_start_opts {
                                    `debug` property: a child keeps its layer) */
 };
 
+/* qubes-channel-relay for the running VM `name` on another host (it
+ * returns once it listens; one that already serves the VM stays, the new
+ * one ends). */
+int qubes_channel_relay_spawn(const char *name, struct qerr *err);
+
 /* Each loads what it needs; `q` is open, nothing locked. */
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
                    struct qerr *err);

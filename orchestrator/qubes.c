@@ -99,22 +99,21 @@ struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err)
     return vm;
 }
 
-struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err)
+struct vmm *qubes_host_vmm(struct qubes *q, const char *host, struct qerr *err)
 {
-    const char *host = qvm_host(vm);
-    if (!host)
+    if (!host || !*host || strcmp(host, QHOST_LOCAL) == 0)
         return &q->vmm;
     for (size_t i = 0; i < q->nremote; i++) {
         if (strcmp(q->remote[i].host, host) != 0)
             continue;
         if (q->remote[i].down[0]) {
-            qerr_set(err, "'%s' lives on host '%s': %s", vm->name, host, q->remote[i].down);
+            qerr_set(err, "%s", q->remote[i].down);
             return NULL;
         }
         return &q->remote[i].vmm;
     }
     if (q->nremote == QUBES_REMOTES_MAX) {
-        qerr_set(err, "'%s': more than %d other hosts in one command", vm->name,
+        qerr_set(err, "host '%s': more than %d other hosts in one command", host,
                  QUBES_REMOTES_MAX);
         return NULL;
     }
@@ -123,10 +122,18 @@ struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err
     snprintf(r->host, sizeof r->host, "%s", host);
     if (qhosts_vmm(&q->cfg, host, &r->vmm, err) < 0) {
         snprintf(r->down, sizeof r->down, "%s", err->msg);
-        qerr_prefix(err, "'%s' lives on host '%s'", vm->name, host);
         return NULL;
     }
     return &r->vmm;
+}
+
+struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err)
+{
+    const char *host = qvm_host(vm);
+    struct vmm *v = qubes_host_vmm(q, host, err);
+    if (!v)
+        qerr_prefix(err, "'%s' lives on host '%s'", vm->name, host);
+    return v;
 }
 
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,
@@ -314,6 +321,10 @@ static int fill_record(struct qubes *q, struct qvm *vm, const struct qvm_create_
         netvm = cls == QVM_PROXY ? q->coll->globals[QG_DEFAULT_FW_NETVM] : -1;
     else
         netvm = q->coll->globals[QG_DEFAULT_NETVM];
+    /* Networks are this host's: a VM on another host has none. */
+    bool remote = o->host && strcmp(o->host, QHOST_LOCAL) != 0;
+    if (remote)
+        netvm = -1;
     long memory = o->memory ? o->memory
                             : hvm ? 512 : qvm_class_is_netvm(cls) ? 200 : 400;
 
@@ -344,7 +355,7 @@ static int fill_record(struct qubes *q, struct qvm *vm, const struct qvm_create_
         SETN("netvm_qid", netvm);
     else
         SET("netvm_qid", "none");
-    SET("uses_default_netvm", cls == QVM_NET ? "False" : "True");
+    SET("uses_default_netvm", cls == QVM_NET || remote ? "False" : "True");
     if (qvm_class_is_netvm(cls))
         SETN("netid", vm->netid);
     SET("label", o->label);

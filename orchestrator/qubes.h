@@ -62,6 +62,8 @@ struct qvm *qubes_find_vm(struct qubes *q, const char *name, struct qerr *err);
  * connected: the first call connects). NULL with the error when its host
  * is not registered. */
 struct vmm *qubes_vmm_of(struct qubes *q, const struct qvm *vm, struct qerr *err);
+/* The same for the host named `host` (NULL, "" or "local": this one). */
+struct vmm *qubes_host_vmm(struct qubes *q, const char *host, struct qerr *err);
 /* Power state through the hypervisor (Halted in offline mode; dom0 always
  * Running), as power.h refines it. */
 int qubes_vm_state(struct qubes *q, const struct qvm *vm, enum qvm_power *out,

@@ -50,6 +50,7 @@
 #define QRT_ROOT_LAYER "root.qcow2"
 #define QRT_PRIVATE_LAYER "private.qcow2"
 #define QRT_CLONE "savefile"
+#define QRT_HOST "host"                  /* a DispVM on another host: that host's name */
 
 /* $RUN/FILE. */
 int qrt_path(const struct qubes_config *cfg, const char *file, char *out, size_t len,

@@ -252,9 +252,36 @@ int vmm_volume_layer(struct vmm *vmm, const char *pool, const char *name, const 
 }
 
 int vmm_volume_clone(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                     const char *from_fmt, struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_clone, pool, name, from, from_fmt);
+}
+
+int vmm_volume_read(struct vmm *vmm, const char *pool, const char *name, unsigned long long offset,
+                    void *buf, size_t len, size_t *got, struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_read, pool, name, offset, buf, len, got);
+}
+
+int vmm_volume_write(struct vmm *vmm, const char *pool, const char *name,
+                     unsigned long long offset, const void *buf, size_t len, struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_write, pool, name, offset, buf, len);
+}
+
+int vmm_volume_names(struct vmm *vmm, const char *pool, char ***names, size_t *n,
                      struct qerr *err)
 {
-    VMM_STORAGE_CALL(volume_clone, pool, name, from);
+    *names = NULL;
+    *n = 0;
+    VMM_STORAGE_CALL(volume_names, pool, names, n);
+}
+
+void vmm_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
 }
 
 int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,

@@ -146,12 +146,28 @@ struct vmm_backend {
                        size_t len, struct qerr *err);
     /* volume_layer: a new qcow2 volume `name` over the volume `backing` of
      * the same pool (raw), of its size: a copy-on-write layer, made on
-     * that host. volume_clone: a new volume `name`, a copy of `from` made
-     * on that host (nothing travels). Both: an existing `name` is an
-     * error. */
+     * that host. volume_clone: a new raw volume `name`, a copy of `from` made
+     * on that host (nothing travels), which the host must know to be of the
+     * format `from_fmt` (raw, or qcow2: then its data, backing file and
+     * all, is copied): a guest's raw disk whose first bytes look like
+     * another format is refused, never read as that format. Both: an
+     * existing `name` is an error. */
     int (*volume_layer)(struct vmm *vmm, const char *pool, const char *name, const char *backing,
                         struct qerr *err);
     int (*volume_clone)(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                        const char *from_fmt, struct qerr *err);
+    /* volume_read: `len` bytes of the volume from `offset` into `buf`
+     * (fewer at its end: *got says how many), downloaded by stream.
+     * volume_write: `len` bytes of `buf` written over the volume at
+     * `offset`, in place (the rest of it stays), uploaded by stream. */
+    int (*volume_read)(struct vmm *vmm, const char *pool, const char *name,
+                       unsigned long long offset, void *buf, size_t len, size_t *got,
+                       struct qerr *err);
+    int (*volume_write)(struct vmm *vmm, const char *pool, const char *name,
+                        unsigned long long offset, const void *buf, size_t len, struct qerr *err);
+    /* volume_names: the names of the pool's volumes (malloc'ed, and the
+     * array); none when there is no such pool. */
+    int (*volume_names)(struct vmm *vmm, const char *pool, char ***names, size_t *n,
                         struct qerr *err);
     /* Optional: the guest channel `channel` of the running domain `name`
      * (a unix channel the emulator listens on, wherever its host is),
@@ -218,7 +234,14 @@ int vmm_volume_path(struct vmm *vmm, const char *pool, const char *name, char *o
 int vmm_volume_layer(struct vmm *vmm, const char *pool, const char *name, const char *backing,
                      struct qerr *err);
 int vmm_volume_clone(struct vmm *vmm, const char *pool, const char *name, const char *from,
+                     const char *from_fmt, struct qerr *err);
+int vmm_volume_read(struct vmm *vmm, const char *pool, const char *name, unsigned long long offset,
+                    void *buf, size_t len, size_t *got, struct qerr *err);
+int vmm_volume_write(struct vmm *vmm, const char *pool, const char *name,
+                     unsigned long long offset, const void *buf, size_t len, struct qerr *err);
+int vmm_volume_names(struct vmm *vmm, const char *pool, char ***names, size_t *n,
                      struct qerr *err);
+void vmm_names_free(char **names, size_t n);
 /* Serves a domain's channel on `listen_fd` until the domain stops (see
  * struct vmm_backend); `vmm` not yet connected. */
 int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,

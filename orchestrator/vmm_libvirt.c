@@ -825,15 +825,49 @@ static int lv_volume_layer(struct vmm *vmm, const char *pool, const char *name, 
     return rc;
 }
 
+/* A volume's size as its file has it now: the pool knows the size it had
+ * when it last looked (a savefile the daemon wrote by path grew since);
+ * asking for the volume's info looks again. */
+static void volume_refresh(virStorageVolPtr v)
+{
+    virStorageVolInfo info;
+    virStorageVolGetInfo(v, &info);
+}
+
+/* Whether the pool knows `v` as of the format `fmt`. */
+static int volume_format_is(virStorageVolPtr v, const char *fmt, char *seen, size_t len)
+{
+    char *xml = virStorageVolGetXMLDesc(v, 0);
+    char want[64];
+    snprintf(seen, len, "unknown");
+    if (!xml)
+        return 0;
+    const char *t = strstr(xml, "<target>");
+    const char *f = t ? strstr(t, "<format type='") : NULL;
+    if (f) {
+        f += strlen("<format type='");
+        size_t n = strcspn(f, "'");
+        snprintf(seen, len, "%.*s", (int)(n < len ? n : len - 1), f);
+    }
+    snprintf(want, sizeof want, "%s", fmt);
+    free(xml);
+    return strcmp(seen, want) == 0;
+}
+
 static int lv_volume_clone(struct vmm *vmm, const char *pool, const char *name, const char *from,
-                           struct qerr *err)
+                           const char *from_fmt, struct qerr *err)
 {
     virStoragePoolPtr p;
     virStorageVolPtr f = lookup_volume(vmm, pool, from, &p, err);
     if (!f)
         return -1;
     int rc = 0;
-    if (!storage_name_ok(name, false)) {
+    char seen[32];
+    volume_refresh(f);
+    if (!volume_format_is(f, from_fmt, seen, sizeof seen)) {
+        rc = qerr_set(err, "volume %s in pool %s is %s to %s, not %s: not copied", from, pool,
+                      seen, vmm->uri, from_fmt);
+    } else if (!storage_name_ok(name, false)) {
         rc = qerr_set(err, "volume '%s': not a name of letters, digits, '_', '-', '.'", name);
     } else {
         char xml[512];
@@ -849,6 +883,96 @@ static int lv_volume_clone(struct vmm *vmm, const char *pool, const char *name, 
         }
     }
     virStorageVolFree(f);
+    virStoragePoolFree(p);
+    return rc;
+}
+
+/* `len` bytes between `buf` and the volume at `offset`, by a stream: read
+ * (download; *done counts, fewer at its end) or written over it in place
+ * (upload). */
+static int volume_stream(struct vmm *vmm, const char *pool, const char *name, bool write,
+                         unsigned long long offset, char *buf, size_t len, size_t *done,
+                         struct qerr *err)
+{
+    const char *what = write ? "cannot upload" : "cannot download";
+    *done = 0;
+    virStoragePoolPtr p;
+    virStorageVolPtr v = lookup_volume(vmm, pool, name, &p, err);
+    if (!v)
+        return -1;
+    if (!write)
+        volume_refresh(v);
+    virStreamPtr st = virStreamNew(vmm->priv, 0);
+    int rc = 0;
+    if (!st || (write ? virStorageVolUpload(v, st, offset, len, 0)
+                      : virStorageVolDownload(v, st, offset, len, 0)) < 0) {
+        rc = lv_error(err, what, vmm->uri);
+    } else {
+        while (rc == 0 && *done < len) {
+            int r = write ? virStreamSend(st, buf + *done, len - *done)
+                          : virStreamRecv(st, buf + *done, len - *done);
+            if (r < 0)
+                rc = lv_error(err, what, vmm->uri);
+            else if (r == 0)
+                break;
+            else
+                *done += (size_t)r;
+        }
+        if (rc == 0 && virStreamFinish(st) < 0)
+            rc = lv_error(err, what, vmm->uri);
+        else if (rc < 0)
+            virStreamAbort(st);
+    }
+    if (st)
+        virStreamFree(st);
+    virStorageVolFree(v);
+    virStoragePoolFree(p);
+    return rc < 0 ? qerr_prefix(err, "volume %s in pool %s", name, pool) : 0;
+}
+
+static int lv_volume_read(struct vmm *vmm, const char *pool, const char *name,
+                          unsigned long long offset, void *buf, size_t len, size_t *got,
+                          struct qerr *err)
+{
+    return volume_stream(vmm, pool, name, false, offset, buf, len, got, err);
+}
+
+static int lv_volume_write(struct vmm *vmm, const char *pool, const char *name,
+                           unsigned long long offset, const void *buf, size_t len,
+                           struct qerr *err)
+{
+    size_t sent;
+    if (volume_stream(vmm, pool, name, true, offset, (char *)buf, len, &sent, err) < 0)
+        return -1;
+    return sent == len ? 0 : qerr_set(err, "volume %s in pool %s: %zu of %zu bytes written",
+                                      name, pool, sent, len);
+}
+
+static int lv_volume_names(struct vmm *vmm, const char *pool, char ***names, size_t *n,
+                           struct qerr *err)
+{
+    virStoragePoolPtr p = virStoragePoolLookupByName(vmm->priv, pool);
+    if (!p) {
+        virErrorPtr e = virGetLastError();
+        return e && e->code == VIR_ERR_NO_STORAGE_POOL
+                   ? 0 : lv_error(err, "cannot look up the storage pool", vmm->uri);
+    }
+    virStorageVolPtr *vols = NULL;
+    int count = virStoragePoolListAllVolumes(p, &vols, 0);
+    int rc = 0;
+    if (count < 0) {
+        rc = lv_error(err, "cannot list the volumes", vmm->uri);
+        qerr_prefix(err, "pool %s", pool);
+    } else if (count > 0 && !(*names = calloc((size_t)count, sizeof **names))) {
+        rc = qerr_errno(err, ENOMEM, "the volumes of pool %s", pool);
+    }
+    for (int i = 0; i < (count > 0 ? count : 0); i++) {
+        const char *name = virStorageVolGetName(vols[i]);
+        if (rc == 0 && name && ((*names)[*n] = strdup(name)))
+            (*n)++;
+        virStorageVolFree(vols[i]);
+    }
+    free(vols);
     virStoragePoolFree(p);
     return rc;
 }
@@ -1090,5 +1214,8 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .volume_path = lv_volume_path,
     .volume_layer = lv_volume_layer,
     .volume_clone = lv_volume_clone,
+    .volume_read = lv_volume_read,
+    .volume_write = lv_volume_write,
+    .volume_names = lv_volume_names,
     .channel_relay = lv_channel_relay,
 };

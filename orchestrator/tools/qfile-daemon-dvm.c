@@ -21,9 +21,14 @@ static void usage(FILE *f)
 "it down once the service ended (or this process is gone); we exit with\n"
 "the service's status meanwhile. SIGTERM, SIGINT and SIGHUP stop the\n"
 "service; the DispVM still goes. A stale savefile is made again first.\n"
+"Where other hosts are registered (qvm-host) and hold a savefile of the\n"
+"template (qvm-create-default-dvm --host), the DispVM goes to the host with\n"
+"a current savefile and the most free memory (less what its DispVMs may\n"
+"still take); a host that does not answer in time is skipped, said.\n"
 "\n"
 "Options:\n"
 "  -t, --template T     use T's savefile instead of the default template's\n"
+"      --host HOST      restore it on that host (\"local\": this one)\n"
 "      --no-regenerate  refuse a stale savefile instead of making it again\n"
 "  -w, --wait-teardown  exit only once the DispVM is gone\n"
 "  -q, --quiet          no progress messages\n"
@@ -37,6 +42,7 @@ int main(int argc, char **argv)
     tool_check_version(argc, argv);
     static const struct option opts[] = {
         { "template", required_argument, NULL, 't' },
+        { "host", required_argument, NULL, 'H' },
         { "no-regenerate", no_argument, NULL, 'n' },
         { "wait-teardown", no_argument, NULL, 'w' },
         { "quiet", no_argument, NULL, 'q' },
@@ -49,6 +55,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "t:qwh", opts, NULL)) != -1) {
         switch (c) {
         case 't': r.template_name = optarg; break;
+        case 'H': r.host = optarg; break;
         case 'n': r.regenerate = false; break;
         case 'w': r.wait_teardown = true; break;
         case 'q': r.progress = NULL; break;
@@ -70,6 +77,9 @@ int main(int argc, char **argv)
         tool_usage_error(prog, "LABEL is one of red, orange, yellow, green, gray, blue, purple, black");
     if (strcmp(r.source, "dom0") != 0 && qvm_check_name(r.source, &err) < 0)
         tool_fail(prog, &err);
+    if (r.host && strcmp(r.host, "local") != 0 && qvm_check_name(r.host, NULL) < 0)
+        tool_usage_error(prog, "--host: not a host's name (letters, digits, '_', '-'; "
+                         "qvm-host list shows them)");
     /* Only the paths: the service reads qubes.xml and talks to the
      * hypervisor, this process asks and runs the session. */
     struct qubes_config cfg;

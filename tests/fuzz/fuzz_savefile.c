@@ -1,6 +1,8 @@
 /* libFuzzer target for what a DispVM restore reads from a savefile: its
  * header (dispvm/savefile.h), the domain XML it carries, rewritten under a
- * DispVM's identity, and the RAM file it names (dispvm/shmem.h). Whatever
+ * DispVM's identity (into a new file, and into a header of the same size,
+ * as a savefile on another host is), and the RAM file it names
+ * (dispvm/shmem.h). The same bytes as a header alone, in memory. Whatever
  * is read must make sense (nothing past what the header holds) and rewrite
  * without a crash; a RAM file named must be in the shared-memory
  * directory.
@@ -30,6 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     struct savefile_info si;
     struct qerr err;
+    size_t need;
+    if (savefile_parse_header(data, size, &si, &err) == 0) {
+        if (savefile_header_size(data, size, &need, &err) < 0 || need > size ||
+            strlen(si.xml) > si.data_len || strlen(si.cookie) > si.data_len)
+            abort();
+        savefile_info_free(&si);
+    }
     if (savefile_read(path, &si, &err) < 0)
         return 0;
     char ram[4096];
@@ -48,6 +57,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         strlen(si.xml) > si.data_len || strlen(si.cookie) > si.data_len)
         abort();        /* a header read past what it holds */
     free(savefile_domain_xml(si.xml, &id, &err));
+    void *h = NULL;
+    size_t hlen = 0;
+    if (savefile_header_as(&si, &id, &h, &hlen, &err) == 0 &&
+        hlen != (size_t)si.stream_offset)
+        abort();        /* a header in place must keep the stream where it is */
+    free(h);
     savefile_info_free(&si);
     return 0;
 }

@@ -274,6 +274,69 @@ static void check_ram_of_xml(void)
     free(full);
 }
 
+/* A header read alone (a savefile on another host) and rewritten in
+ * place: the same size, the stream where it was, the new XML in it; an XML
+ * that does not fit is refused. */
+static void check_in_place(void)
+{
+    char path[4096];
+    char *xml = fixture("full.xml"), *cookie = fixture("cookie.xml");
+    snprintf(path, sizeof path, "%s/padded.save", scratch);
+    struct fake f = { .magic = "LibvirtQemudSave", .version = 2, .was_running = 1,
+                      .pad = strlen(xml) + strlen(cookie) + 2 + 65536, .stream_len = 4096 };
+    write_fake(path, &f, xml, cookie);
+    size_t n, need = 0;
+    char *all = slurp(path, &n);
+    struct qerr err;
+    ok(savefile_header_size(all, 91, &need, &err) < 0, "91 bytes are not a header's fixed part");
+    ok(savefile_header_size(all, SAVEFILE_FIXED_SIZE, &need, &err) == 0 &&
+       need == SAVEFILE_FIXED_SIZE + f.pad, "the fixed part tells the header's size (%zu)", need);
+    struct savefile_info si;
+    ok(savefile_parse_header(all, need - 1, &si, &err) < 0 && strstr(err.msg, "of its"),
+       "a header cut short is refused (%s)", err.msg);
+    ok(savefile_parse_header(all, need, &si, &err) == 0 && strcmp(si.xml, xml) == 0 &&
+       strcmp(si.cookie, cookie) == 0, "a header alone parses: its XML and cookie");
+    struct savefile_identity id = disp7(false, false);
+    id.agent_socket = id.serial_log = NULL;
+    void *h = NULL;
+    size_t hlen = 0;
+    ok(savefile_header_as(&si, &id, &h, &hlen, &err) == 0 && hlen == need,
+       "rewritten for disp7, the header keeps its size (%zu)", hlen);
+    /* The file with the new header over the old one: a savefile of disp7
+     * whose stream is the old one's, byte for byte. */
+    char *patched = malloc(n);
+    memcpy(patched, all, n);
+    memcpy(patched, h, hlen);
+    snprintf(path, sizeof path, "%s/patched.save", scratch);
+    FILE *out = fopen(path, "we");
+    fwrite(patched, 1, n, out);
+    fclose(out);
+    struct savefile_info pi;
+    size_t tl = 0;
+    char *tail = tail_of(path, (off_t)need, &tl);
+    ok(savefile_read(path, &pi, &err) == 0 && pi.stream_offset == (off_t)need &&
+       strstr(pi.xml, "<name>disp7</name>") && !strstr(pi.xml, "<name>fedora-dvm") &&
+       strcmp(pi.cookie, cookie) == 0 && tail && tl == f.stream_len &&
+       memcmp(tail, all + need, tl) == 0,
+       "the patched file reads as disp7's savefile, the stream untouched");
+    savefile_info_free(&pi);
+    free(tail);
+    free(h);
+    /* Without room (libvirt's padding gone), a longer XML does not fit. */
+    char longer[600];
+    snprintf(longer, sizeof longer, "/var/lib/qubes/pool/%0500d.root.qcow2", 7);
+    id.disks[0] = longer;
+    si.data_len = (uint32_t)(strlen(xml) + strlen(cookie) + 2);
+    h = NULL;
+    ok(savefile_header_as(&si, &id, &h, &hlen, &err) < 0 && !h && strstr(err.msg, "does not fit"),
+       "an XML longer than the header's room is refused (%s)", err.msg);
+    savefile_info_free(&si);
+    free(patched);
+    free(all);
+    free(xml);
+    free(cookie);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -292,6 +355,7 @@ int main(int argc, char **argv)
     check_rewrite("no-network", &alone);
     check_files();
     check_ram_of_xml();
+    check_in_place();
 
     rm_scratch(scratch);
     return done_testing();
