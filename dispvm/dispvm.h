@@ -22,7 +22,8 @@ int dispvm_prepare(struct qubes *q, const char *template_name, FILE *progress,
                    struct qerr *err);
 /* The same on the registered host `host` (NULL or "local": this one):
  * `<template>-dvm-<host>` lives there, and so does its savefile set
- * (dispvm/remote.h); this host's preloads are left alone. */
+ * (dispvm/remote.h); the preloads of that host are made anew (this
+ * host's are left alone). */
 int dispvm_prepare_on(struct qubes *q, const char *template_name, const char *host,
                       FILE *progress, struct qerr *err);
 
@@ -36,8 +37,8 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
 
 #define DISPVM_PRELOAD_MAX QUBES_DISPVM_PRELOAD_MAX
 
-/* The savefile set of the template is new: the service drops its
- * preloads and restores and pauses new ones until as many wait as the
+/* The savefile set of the template is new (`template_name` T, or T@HOST
+ * for its set on another host): the service drops its preloads and restores and pauses new ones until as many wait as the
  * global `dispvm-preload` setting asks (qubes-prefs); returns once they
  * are parked. A request takes one, and a replacement is restored once
  * that request's service has ended. Nothing to do (and no service

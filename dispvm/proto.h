@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "../orchestrator/error.h"
+#include "../orchestrator/vm.h"
 
 #define DVM_MAGIC 0x31445644u       /* "DVD1" */
 #define DVM_MAX_PAYLOAD 8192
@@ -54,6 +55,10 @@ enum dvm_type {
     /* service -> client: the FILL is done: TEXT, what the pool holds */
     DVM_FILLED = 11,
 };
+
+/* A pool of preloads: its template T, or T@HOST for DispVMs on another
+ * host (a FILL's field, a preload worker's argument). */
+#define DVM_POOL_KEY_MAX (2 * QUBES_NAME_MAX + 2)
 
 /* The fields of REQUEST and CLAIM, in order. */
 enum {

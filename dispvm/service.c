@@ -43,7 +43,7 @@ enum wstate {
 
 struct fill {
     int fd, out;                /* the client's connection and stderr; fd -1: unused */
-    char tpl[QUBES_NAME_MAX + 1];
+    char tpl[DVM_POOL_KEY_MAX];
     int pending, made, failed;
 };
 
@@ -51,13 +51,13 @@ struct wrec {
     pid_t pid;                  /* 0: a free slot */
     int ctl;
     enum wstate state;
-    char tpl[QUBES_NAME_MAX + 1];
+    char tpl[DVM_POOL_KEY_MAX];     /* a preload's pool (T or T@HOST); a request's T */
     char name[QUBES_NAME_MAX + 1];
     struct fill *fill;          /* the FILL this preload was made for */
 };
 
 struct pool {
-    char tpl[QUBES_NAME_MAX + 1];   /* "": a free slot */
+    char tpl[DVM_POOL_KEY_MAX];     /* T, or T@HOST for one on another host; "": a free slot */
     long retry_at;
 };
 
@@ -369,25 +369,39 @@ static void from_worker(struct wrec *w)
 
 /* ---- requests ---- */
 
+/* A parked preload of the pool `key`, or (key NULL) of T on any other
+ * host. */
+static struct wrec *parked(const char *key, const char *tpl)
+{
+    size_t tl = tpl ? strlen(tpl) : 0;
+    for (int i = 0; i < DVM_MAX_WORKERS; i++) {
+        struct wrec *w = &S.w[i];
+        if (w->pid && w->state == W_PARKED &&
+            (key ? strcmp(w->tpl, key) == 0 : strncmp(w->tpl, tpl, tl) == 0 && w->tpl[tl] == '@'))
+            return w;
+    }
+    return NULL;
+}
+
 static void request(int client, struct dvm_msg *m)
 {
     const char *tpl = dvm_field(m, DVM_RQ_TEMPLATE), *host = dvm_field(m, DVM_RQ_HOST);
     if (!tpl[0])
         tpl = S.default_tpl;
-    pool_of(tpl, S.target > 0);
-    /* Preloads are this host's: a request for another one gets a new
-     * DispVM there. */
+    /* The pool of the host asked for (this one's is T's); with none asked,
+     * a preload here first, else one on any host. */
+    char key[DVM_POOL_KEY_MAX];
     bool here = !host[0] || strcmp(host, "local") == 0;
-    for (int i = 0; here && i < DVM_MAX_WORKERS; i++) {
-        struct wrec *w = &S.w[i];
-        if (!w->pid || w->state != W_PARKED || strcmp(w->tpl, tpl) != 0)
-            continue;
-        struct qerr e;
-        int fds[2] = { client, m->nfds > 0 ? m->fds[0] : -1 };
-        if (fds[1] < 0 || dvm_send(w->ctl, DVM_CLAIM, m->field, m->nfields, fds, 2, &e) < 0)
-            break;
+    snprintf(key, sizeof key, "%s%s%s", tpl, here ? "" : "@", here ? "" : host);
+    pool_of(key, S.target > 0);
+    struct wrec *w = parked(key, NULL);
+    if (!w && !host[0])
+        w = parked(NULL, tpl);
+    struct qerr e;
+    int fds[2] = { client, m->nfds > 0 ? m->fds[0] : -1 };
+    if (w && fds[1] >= 0 && dvm_send(w->ctl, DVM_CLAIM, m->field, m->nfields, fds, 2, &e) == 0) {
         w->state = W_CLAIMED;
-        say("a request for %s: to preloaded %s", tpl, w->name);
+        say("a request for %s: to preloaded %s (%s)", tpl, w->name, w->tpl);
         close(client);
         dvm_msg_close_fds(m);
         return;

@@ -333,7 +333,8 @@ static int park(struct worker *w, struct dvm_msg *m, struct qerr *err)
      * and be sure the service has it. A claim meanwhile waits in line. */
     const char *fields[] = { w->t.name, w->d.name };
     tell_service(w, DVM_PARKED, fields, 2, NULL, 0);
-    if (vmm_suspend(&w->q.vmm, w->d.name, err) < 0)
+    struct vmm *vmm = dispvm_template_vmm(&w->q, &w->t, err);
+    if (!vmm || vmm_suspend(vmm, w->d.name, err) < 0)
         return -1;
     qsay(w->progress, "--> Preloaded %s (paused)", w->d.name);
     if (w->progress)
@@ -358,7 +359,13 @@ void dispvm_worker_preload(int ctl, const char *template_name, int out)
     setpriority(PRIO_PROCESS, 0, 10);
     if (out >= 0 && (w.progress = fdopen(out, "w")))
         setvbuf(w.progress, NULL, _IOLBF, 0);
-    if (make(&w, template_name, "dom0", "gray", QHOST_LOCAL, false, &err) < 0)
+    /* Its pool: T (here) or T@HOST. */
+    char tname[DVM_POOL_KEY_MAX];
+    snprintf(tname, sizeof tname, "%s", template_name);
+    char *at = strchr(tname, '@');
+    if (at)
+        *at++ = '\0';
+    if (make(&w, tname, "dom0", "gray", at ? at : QHOST_LOCAL, false, &err) < 0)
         fail(&w, &err);
     warm_up(&w);
     static struct dvm_msg m;
@@ -381,7 +388,8 @@ void dispvm_worker_preload(int ctl, const char *template_name, int out)
             continue;
         }
         qtime_mark("claimed (record, rules)");
-        if (rc == 0 && vmm_resume(&w.q.vmm, w.d.name, &err) < 0)
+        struct vmm *vmm = rc == 0 ? dispvm_template_vmm(&w.q, &w.t, &err) : NULL;
+        if (rc == 0 && (!vmm || vmm_resume(vmm, w.d.name, &err) < 0))
             rc = -1;
         qtime_mark("resumed");
         if (rc < 0) {

@@ -220,6 +220,38 @@ out=$(echo 'uname -n' | timeout 120 qfile-daemon-dvm -q --host h2 -t $T qubes.VM
 like "$out" "disp" "h2 back, a DispVM is restored there again"
 is "$(h2_settled)" "0/0/0/0/0" "and leaves nothing"
 
+# Preloads per host: with dispvm-preload 1, a preparation on h2 leaves a
+# DispVM restored and paused there (h2's pool; none here), a request for h2
+# takes it and a replacement comes there; a request for this host does not
+# take it.
+paused_h2() { virsh -c $H2 list --name --state-paused 2>/dev/null | grep '^disp' | grep -vxF -f "$before"; }
+qubes-prefs -s dispvm-preload 1
+run timeout 600 qvm-create-default-dvm --host h2 $T
+is "$rc" 0 "with dispvm-preload 1, qvm-create-default-dvm --host h2"
+like "$out" "Preloaded disp" "says a DispVM was preloaded"
+pre=$(paused_h2)
+ok "$([ -n "$pre" ] && [ "$(echo "$pre" | wc -l)" = 1 ]; echo $?)" "one waits paused on h2 (${pre:-none})"
+is "$(local_doms | wc -l)" 0 "and none here"
+out=$(echo 'uname -n' | timeout 120 qfile-daemon-dvm --host h2 -t $T qubes.VMShell dom0 DEFAULT 2>"$SCRATCH/pre.err")
+like "$(cat "$SCRATCH/pre.err")" "Using preloaded $pre" "a request for h2 takes it"
+is "$out" "$pre" "and its service runs there"
+next=""
+for i in $(seq 600); do
+    next=$(paused_h2)
+    [ -n "$next" ] && [ "$next" != "$pre" ] && [ -S "$R/vms/$next/qrexec.sock" ] && break
+    sleep 0.1
+done
+ok "$([ -n "$next" ] && [ "$next" != "$pre" ]; echo $?)" "a replacement is preloaded on h2 (${next:-none})"
+out=$(echo 'uname -n' | timeout 120 qfile-daemon-dvm --host local -t $T qubes.VMShell dom0 DEFAULT 2>"$SCRATCH/pre.err")
+ok "$(case "$out" in disp*) [ "$out" != "$next" ];; *) false;; esac; echo $?)" \
+   "a request for this host (--host local) gets a DispVM here, not h2's preload ($out)"
+is "$(paused_h2)" "$next" "which still waits on h2"
+qubes-prefs -s dispvm-preload 0
+for i in $(seq 100); do pgrep -f "qfile-daemon-dvm" >/dev/null || break; sleep 0.1; done
+sleep 1
+qvm-cleanup-dispvms -q
+is "$(h2_settled)" "0/0/0/0/0" "with preloading off, the preloads go from both hosts"
+
 # The set on h2 goes with its VM: its volumes there (savefile and snapshots
 # of every generation), its header, generation and stamp here.
 run qvm-remove $D
