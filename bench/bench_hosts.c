@@ -25,8 +25,18 @@ static bool made_remote, registered, made_dvm;
 static void cleanup(void)
 {
     if (made_dvm) {
-        char *rm_argv[] = { "qvm-remove", "-q", remote_dvm, NULL };
-        bench_exec(BENCH_MAY_FAIL, rm_argv, NULL, NULL, 0, NULL, NULL);
+        /* The dvm VMs, then the template: its copies on host2 (made for
+         * the dvm VM there) go with it. */
+        char local_dvm[64];
+        snprintf(local_dvm, sizeof local_dvm, "%s-dvm", E.tpl);
+        char *stop[] = { "qubes-dvmd", "--stop", NULL };
+        char *rm_remote[] = { "qvm-remove", "-q", remote_dvm, NULL };
+        char *rm_local[] = { "qvm-remove", "-q", local_dvm, NULL };
+        char *rm_tpl[] = { "qvm-remove", "-q", E.tpl, NULL };
+        bench_exec(BENCH_MAY_FAIL, stop, NULL, NULL, 0, NULL, NULL);
+        bench_exec(BENCH_MAY_FAIL, rm_remote, NULL, NULL, 0, NULL, NULL);
+        bench_exec(BENCH_MAY_FAIL, rm_local, NULL, NULL, 0, NULL, NULL);
+        bench_exec(BENCH_MAY_FAIL, rm_tpl, NULL, NULL, 0, NULL, NULL);
         made_dvm = false;
     }
     if (made_remote) {
