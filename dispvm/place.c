@@ -50,6 +50,14 @@ int dispvm_place(struct qubes *q, const char *template_name, char *host, size_t 
     struct qhosts reg;
     char path[PATH_MAX], dir[PATH_MAX];
     host[0] = record[0] = '\0';
+    /* A template on another host: its DispVMs go there. */
+    int dq = q->coll->globals[QG_DEFAULT_TEMPLATE];
+    const struct qvm *tv = template_name ? qvm_collection_by_name(q->coll, template_name)
+                           : dq >= 0 ? qvm_collection_by_qid(q->coll, dq) : NULL;
+    if (tv && qvm_class_is_template(tv->cls) && qvm_host(tv)) {
+        snprintf(host, len, "%s", qvm_host(tv));
+        return 0;
+    }
     if (dispvm_template_find(q, template_name, &t, err) < 0 ||
         qhosts_path(&q->cfg, path, sizeof path, err) < 0 || qhosts_load(path, &reg, err) < 0)
         return -1;

@@ -25,6 +25,23 @@ static int source_stamp(struct qubes *q, const struct dispvm_template *t, char *
     struct stat r, k;
     if (!tpl)
         return qerr_set(err, "the template '%s' is gone", t->name);
+    if (qvm_host(tpl)) {
+        /* On its host: its volumes there, as that host's daemon sees them. */
+        char rs[160], ks[160] = "none";
+        struct vmm *vmm = qubes_vmm_of(q, tpl, err);
+        char rv[QHOST_VOLUME_NAME_MAX], kv[QHOST_VOLUME_NAME_MAX];
+        if (!vmm || qhost_volume_name(tpl->name, "root.img", rv, sizeof rv, err) < 0 ||
+            qhost_volume_name(tpl->name, "vmlinuz", kv, sizeof kv, err) < 0)
+            return -1;
+        int rc = vmm_volume_stamp(vmm, QHOST_POOL, rv, rs, sizeof rs, err);
+        if (rc <= 0)
+            return rc < 0 ? -1 : qerr_set(err, "'%s' has no root image on host '%s'", tpl->name,
+                                          qvm_host(tpl));
+        if (vmm_volume_stamp(vmm, QHOST_POOL, kv, ks, sizeof ks, err) < 0)
+            return -1;
+        snprintf(out, len, "host %s root %s kernel %s net -1\n", qvm_host(tpl), rs, ks);
+        return 0;
+    }
     if ((dv && qnet_of_vm(q->coll, dv, &net, err) < 0) ||
         qubes_vm_dir(q, tpl, dir, sizeof dir, err) < 0)
         return -1;

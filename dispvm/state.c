@@ -29,13 +29,11 @@ int dispvm_template_find_on(struct qubes *q, const char *name, const char *host,
     if (host && qhost_check_name(host, err) < 0)
         return -1;
     /* Its DispVMs' disks are layers over copies of its root there: one
-     * sent from here (a template here), or its own (on that host). */
+     * sent from here (a template here), or its own (on that host; its
+     * DispVMs go nowhere else). */
     if (host && qvm_host(tpl) && strcmp(qvm_host(tpl), host) != 0)
         return qerr_set(err, "'%s' lives on host '%s': its DispVMs cannot go to host '%s'",
                         tpl->name, qvm_host(tpl), host);
-    if (host && qvm_host(tpl))
-        return qerr_set(err, "'%s' lives on host '%s': DispVMs there need a template on this "
-                        "host (its root image is sent there) for now", tpl->name, host);
     if (!host && qvm_host(tpl))
         return qerr_set(err, "'%s' lives on host '%s': its DispVMs go there (--host %s)",
                         tpl->name, qvm_host(tpl), qvm_host(tpl));

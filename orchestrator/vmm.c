@@ -277,6 +277,12 @@ int vmm_volume_names(struct vmm *vmm, const char *pool, char ***names, size_t *n
     VMM_STORAGE_CALL(volume_names, pool, names, n);
 }
 
+int vmm_volume_stamp(struct vmm *vmm, const char *pool, const char *name, char *out, size_t len,
+                     struct qerr *err)
+{
+    VMM_STORAGE_CALL(volume_stamp, pool, name, out, len);
+}
+
 void vmm_names_free(char **names, size_t n)
 {
     for (size_t i = 0; names && i < n; i++)

@@ -165,6 +165,11 @@ struct vmm_backend {
                        struct qerr *err);
     int (*volume_write)(struct vmm *vmm, const char *pool, const char *name,
                         unsigned long long offset, const void *buf, size_t len, struct qerr *err);
+    /* volume_stamp: what tells a change of the volume's data on its host:
+     * its capacity and modification time, as one line in `out`; 1 with
+     * it, 0 when there is no such volume. */
+    int (*volume_stamp)(struct vmm *vmm, const char *pool, const char *name, char *out,
+                        size_t len, struct qerr *err);
     /* volume_names: the names of the pool's volumes (malloc'ed, and the
      * array); none when there is no such pool. */
     int (*volume_names)(struct vmm *vmm, const char *pool, char ***names, size_t *n,
@@ -242,6 +247,8 @@ int vmm_volume_write(struct vmm *vmm, const char *pool, const char *name,
 int vmm_volume_names(struct vmm *vmm, const char *pool, char ***names, size_t *n,
                      struct qerr *err);
 void vmm_names_free(char **names, size_t n);
+int vmm_volume_stamp(struct vmm *vmm, const char *pool, const char *name, char *out, size_t len,
+                     struct qerr *err);
 /* Serves a domain's channel on `listen_fd` until the domain stops (see
  * struct vmm_backend); `vmm` not yet connected. */
 int vmm_channel_relay(struct vmm *vmm, const char *name, const char *channel, int listen_fd,

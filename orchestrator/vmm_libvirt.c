@@ -756,23 +756,48 @@ static int lv_volume_delete(struct vmm *vmm, const char *pool, const char *name,
     return rc < 0 ? qerr_prefix(err, "volume %s in pool %s", name, pool) : 0;
 }
 
-static int lv_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out,
-                          size_t len, struct qerr *err)
+/* fn on the volume `name` of `pool`: 1 when it returned 0, 0 when there is
+ * no such volume, -1 with the error. */
+struct volume_call {
+    char *out;
+    size_t len;
+};
+
+static int on_volume(struct vmm *vmm, const char *pool, const char *name,
+                     int (*fn)(struct vmm *, virStorageVolPtr, const char *, struct volume_call *,
+                               struct qerr *),
+                     struct volume_call *c, struct qerr *err)
 {
     virStoragePoolPtr p;
     virStorageVolPtr v;
     int rc = find_volume(vmm, pool, name, &p, &v, err);
     if (rc != 1)
         return rc;
-    char *path = virStorageVolGetPath(v);
-    if (!path)
-        rc = lv_error(err, "cannot get the volume's path", vmm->uri);
-    else if ((size_t)snprintf(out, len, "%s", path) >= len)
-        rc = qerr_set(err, "the path of volume %s on %s is too long", name, vmm->uri);
-    free(path);
+    if (fn(vmm, v, name, c, err) < 0)
+        rc = -1;
     virStorageVolFree(v);
     virStoragePoolFree(p);
     return rc;
+}
+
+static int volume_path_of(struct vmm *vmm, virStorageVolPtr v, const char *name,
+                          struct volume_call *c, struct qerr *err)
+{
+    char *path = virStorageVolGetPath(v);
+    int rc = 0;
+    if (!path)
+        rc = lv_error(err, "cannot get the volume's path", vmm->uri);
+    else if ((size_t)snprintf(c->out, c->len, "%s", path) >= c->len)
+        rc = qerr_set(err, "the path of volume %s on %s is too long", name, vmm->uri);
+    free(path);
+    return rc;
+}
+
+static int lv_volume_path(struct vmm *vmm, const char *pool, const char *name, char *out,
+                          size_t len, struct qerr *err)
+{
+    struct volume_call c = { out, len };
+    return on_volume(vmm, pool, name, volume_path_of, &c, err);
 }
 
 /* The volume `name` of the pool `pool`, which must exist; NULL with the
@@ -946,6 +971,44 @@ static int lv_volume_write(struct vmm *vmm, const char *pool, const char *name,
         return -1;
     return sent == len ? 0 : qerr_set(err, "volume %s in pool %s: %zu of %zu bytes written",
                                       name, pool, sent, len);
+}
+
+/* The text of the first element <tag ...>TEXT</tag> of `xml`, digits and
+ * dots only, or "-". */
+static void xml_number(const char *xml, const char *tag, char *out, size_t len)
+{
+    char open[32];
+    snprintf(open, sizeof open, "<%s", tag);
+    const char *p = strstr(xml, open);
+    p = p ? strchr(p, '>') : NULL;
+    size_t n = p ? strspn(p + 1, "0123456789.") : 0;
+    snprintf(out, len, "%.*s", n ? (int)n : 1, n ? p + 1 : "-");
+}
+
+static int volume_stamp_of(struct vmm *vmm, virStorageVolPtr v, const char *name,
+                           struct volume_call *c, struct qerr *err)
+{
+    (void)name;
+    volume_refresh(v);
+    char *xml = virStorageVolGetXMLDesc(v, 0);
+    if (!xml)
+        return lv_error(err, "cannot read the volume", vmm->uri);
+    /* Not its change time (a domain's start relabels its files), nor its
+     * allocation (which the file system settles after a write). */
+    char f[2][32];
+    const char *tags[] = { "capacity", "mtime" };
+    for (int i = 0; i < 2; i++)
+        xml_number(xml, tags[i], f[i], sizeof f[i]);
+    snprintf(c->out, c->len, "%s %s", f[0], f[1]);
+    free(xml);
+    return 0;
+}
+
+static int lv_volume_stamp(struct vmm *vmm, const char *pool, const char *name, char *out,
+                           size_t len, struct qerr *err)
+{
+    struct volume_call c = { out, len };
+    return on_volume(vmm, pool, name, volume_stamp_of, &c, err);
 }
 
 static int lv_volume_names(struct vmm *vmm, const char *pool, char ***names, size_t *n,
@@ -1217,5 +1280,6 @@ __attribute__((visibility("default"))) const struct vmm_backend qubes_vmm_backen
     .volume_read = lv_volume_read,
     .volume_write = lv_volume_write,
     .volume_names = lv_volume_names,
+    .volume_stamp = lv_volume_stamp,
     .channel_relay = lv_channel_relay,
 };

@@ -9,12 +9,15 @@
 # an unknown host and a missing savefile, named; placement of requests
 # without --host over both hosts (8 at once, spread, distinct); h2 stopped
 # while 8 requests run: each ends within a deadline, with its status or an
-# error, and once h2 is back qvm-cleanup-dispvms leaves nothing anywhere.
+# error, and once h2 is back qvm-cleanup-dispvms leaves nothing anywhere;
+# preloads kept per host; a template that lives on h2 (its DispVMs go
+# there); the removal of a dvm VM on h2 taking its savefile set along.
 # Needs root, `make vmm-up` and `make guest` (else skipped, as 80-hosts.t).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../e2e.sh"
 H2=qemu+tcp://127.0.0.2:16510/system
 T=hdt$$
+T2=hdr$$
 D=$T-dvm-h2
 
 # What was named disp* on h2 before this test (another run's leftovers) is
@@ -44,7 +47,8 @@ cleanup() {
     # h2 back if a check left it stopped, to remove what is ours there.
     virsh -c $H2 version >/dev/null 2>&1 || "$top/mk/host2-up.sh" >/dev/null 2>&1
     for d in $(h2_doms) $D; do virsh -c $H2 destroy "$d" >/dev/null 2>&1; done
-    for v in $(h2_vols | awk -v t="$T" 'index($1, t ".") == 1 || index($1, t "-dvm-h2.") == 1 || /^disp/' |
+    for v in $(h2_vols | awk -v t="$T" -v t2="$T2" 'index($1, t ".") == 1 || index($1, t "-dvm-h2.") == 1 ||
+                                               index($1, t2 ".") == 1 || index($1, t2 "-dvm-h2.") == 1 || /^disp/' |
                grep -vxF -f "$before"); do
         virsh -c $H2 vol-delete --pool qubes "$v" >/dev/null 2>&1
     done
@@ -251,6 +255,25 @@ for i in $(seq 100); do pgrep -f "qfile-daemon-dvm" >/dev/null || break; sleep 0
 sleep 1
 qvm-cleanup-dispvms -q
 is "$(h2_settled)" "0/0/0/0/0" "with preloading off, the preloads go from both hosts"
+
+# A template that lives on h2: its savefile is made there from its own
+# volumes (no copy from here), and its DispVMs go there without --host.
+qvm-create -q -l red --hvm-template --host h2 -r "$GUEST/root.img" --kernel "$GUEST/kernel" $T2
+is "$?/$(qvm-prefs -g $T2 host)" "0/h2" "a template on h2"
+run timeout 600 qvm-create-default-dvm --host h2 $T2
+is "$rc" 0 "qvm-create-default-dvm --host h2 of a template on h2"
+[ "$rc" = 0 ] || diag "$(printf '%s\n' "$out" | tail -n 5)"
+is "$(printf '%s\n' "$out" | grep -c 'Sending the root image')" 0 "its root image is not sent: it is there"
+run sh -c "echo 'uname -n' | timeout 120 qfile-daemon-dvm -t $T2 qubes.VMShell dom0 DEFAULT"
+like "$rc/$out" "0/" "a request for it without --host succeeds"
+like "$out" "on host h2" "restored on h2, where its template lives"
+run sh -c "echo 'uname -n' | timeout 120 qfile-daemon-dvm -q --host local -t $T2 qubes.VMShell dom0 DEFAULT"
+like "$rc/$out" "1/qfile-daemon-dvm: error: '$T2' lives on host 'h2'" "one for this host is refused, naming where it lives"
+is "$(h2_settled)" "0/0/0/0/0" "and nothing is left"
+run qvm-remove $T2-dvm-h2
+is "$rc" 0 "its dvm VM goes"
+run qvm-remove $T2
+is "$rc/$(vols $T2)" "0/" "then the template, its volumes on h2 too"
 
 # The set on h2 goes with its VM: its volumes there (savefile and snapshots
 # of every generation), its header, generation and stamp here.
