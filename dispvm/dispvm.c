@@ -50,7 +50,7 @@ int dispvm_prepare_on(struct qubes *q, const char *template_name, const char *ho
     qclose(&lock);
     /* The preloads of that host's pool (dispvm/proto.h). */
     char key[DVM_POOL_KEY_MAX];
-    snprintf(key, sizeof key, "%s%s%s", t.name, t.host[0] ? "@" : "", t.host);
+    dvm_pool_key(key, t.name, t.host);
     /* Preloads restored from the old savefile go; new ones come. */
     if (dispvm_preload_fill(q, key, progress, err) < 0)
         return qerr_prefix(err, "the savefile is ready, but preloading failed");

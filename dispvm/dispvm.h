@@ -38,7 +38,8 @@ int dispvm_savefile_state(struct qubes *q, const char *template_name, bool *usab
 #define DISPVM_PRELOAD_MAX QUBES_DISPVM_PRELOAD_MAX
 
 /* The savefile set of the template is new (`template_name` T, or T@HOST
- * for its set on another host): the service drops its preloads and restores and pauses new ones until as many wait as the
+ * for its set on another host): the service drops its preloads and
+ * restores and pauses new ones until as many wait as the
  * global `dispvm-preload` setting asks (qubes-prefs); returns once they
  * are parked. A request takes one, and a replacement is restored once
  * that request's service has ended. Nothing to do (and no service

@@ -68,10 +68,9 @@ int dispvm_place(struct qubes *q, const char *template_name, char *host, size_t 
     if (access(t.set.savefile, R_OK) == 0)
         c[n++] = (struct candidate){ QHOST_LOCAL, q->cfg.vmm_uri, 0, 0 };
     for (size_t i = 0; i < reg.n; i++) {
-        struct dvmdata set;
-        char dvm[QUBES_NAME_MAX + 2];
-        if (snprintf(dvm, sizeof dvm, "%s-dvm-%s", t.name, reg.host[i].name) < (int)sizeof dvm &&
-            dvmdata_of(&q->cfg, dvm, &set, NULL) == 0 && access(set.gen, R_OK) == 0)
+        struct dispvm_template there;
+        if (dispvm_template_find_on(q, t.name, reg.host[i].name, &there, NULL) == 0 &&
+            access(there.set.gen, R_OK) == 0)
             c[n++] = (struct candidate){ reg.host[i].name, reg.host[i].uri, 0, 0 };
     }
     if (n == 0)

@@ -311,13 +311,13 @@ static void publish_set(struct qubes *q, const struct dispvm_template *t, FILE *
 }
 
 /* A set on another host: saved there, installed here (dispvm/remote.h). */
-static int save_and_install_remote(struct qubes *q, struct vmm *vmm, struct dispvm_template *t,
+static int save_and_install_remote(struct vmm *vmm, struct dispvm_template *t,
                                    const char *stamp, FILE *progress, struct qerr *err)
 {
     struct dispvm_remote_set n;
     void *header = NULL;
     size_t hlen = 0;
-    if (dispvm_remote_save(q, vmm, t, &n, &header, &hlen, progress, err) < 0)
+    if (dispvm_remote_save(vmm, t, &n, &header, &hlen, progress, err) < 0)
         return -1;
     int rc = dispvm_remote_install(vmm, t, &n, header, hlen, stamp, err);
     free(header);
@@ -360,7 +360,7 @@ int dispvm_set_make(struct qubes *q, struct dispvm_template *t, FILE *progress,
     if (rc == 0)
         shrink_memory(q, vmm, t->dvm, progress);
     if (rc == 0 && t->host[0]) {
-        if (save_and_install_remote(q, vmm, t, stamp, progress, err) < 0) {
+        if (save_and_install_remote(vmm, t, stamp, progress, err) < 0) {
             vmm_destroy(vmm, t->dvm, NULL);
             return qerr_prefix(err, "cannot prepare the DispVM savefile of '%s' on host '%s'",
                                t->name, t->host);

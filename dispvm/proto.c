@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,6 +59,12 @@ void dvm_msg_close_fds(struct dvm_msg *m)
             m->fds[i] = -1;
         }
     m->nfds = 0;
+}
+
+void dvm_pool_key(char out[DVM_POOL_KEY_MAX], const char *tpl, const char *host)
+{
+    bool here = !host || !host[0] || strcmp(host, "local") == 0;
+    snprintf(out, DVM_POOL_KEY_MAX, "%s%s%s", tpl, here ? "" : "@", here ? "" : host);
 }
 
 const char *dvm_field(const struct dvm_msg *m, int i)

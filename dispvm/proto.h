@@ -57,8 +57,10 @@ enum dvm_type {
 };
 
 /* A pool of preloads: its template T, or T@HOST for DispVMs on another
- * host (a FILL's field, a preload worker's argument). */
+ * host (a FILL's field, a preload worker's argument); dvm_pool_key makes
+ * it (host NULL, "" or "local": this one). */
 #define DVM_POOL_KEY_MAX (2 * QUBES_NAME_MAX + 2)
+void dvm_pool_key(char out[DVM_POOL_KEY_MAX], const char *tpl, const char *host);
 
 /* The fields of REQUEST and CLAIM, in order. */
 enum {

@@ -40,8 +40,7 @@ void dispvm_remote_discard(struct vmm *vmm, const struct dispvm_remote_set *n)
 {
     const char *vols[] = { n->savefile, n->root, n->priv };
     for (size_t i = 0; i < 3; i++)
-        if (vols[i][0])
-            vmm_volume_delete(vmm, QHOST_POOL, vols[i], NULL);
+        vmm_volume_delete(vmm, QHOST_POOL, vols[i], NULL);
 }
 
 /* A volume's path there; a missing one is an error. */
@@ -98,42 +97,34 @@ static int check_room(const char *pool_dir, const void *header, size_t hlen, str
     return rc;
 }
 
-int dispvm_remote_save(struct qubes *q, struct vmm *vmm, const struct dispvm_template *t,
+int dispvm_remote_save(struct vmm *vmm, const struct dispvm_template *t,
                        struct dispvm_remote_set *n, void **header, size_t *hlen, FILE *progress,
                        struct qerr *err)
 {
-    (void)q;
     struct timespec ts;
     char gen[24], path[PATH_MAX], from[QHOST_VOLUME_NAME_MAX];
     unsigned long long sent;
     *header = NULL;
-    memset(n, 0, sizeof *n);
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(gen, sizeof gen, "%lld%09ld", (long long)ts.tv_sec, ts.tv_nsec);
-    struct dispvm_remote_set names;
-    if (set_names(t->dvm, gen, &names, err) < 0)
+    if (set_names(t->dvm, gen, n, err) < 0)
         return -1;
-    qsay(progress, "--> Saving '%s' on host %s (volume %s)", t->dvm, t->host, names.savefile);
+    qsay(progress, "--> Saving '%s' on host %s (volume %s)", t->dvm, t->host, n->savefile);
     /* The savefile is written by that host's daemon at the path of a volume
-     * made for it; each volume counts as made once it exists. */
-    if (vmm_volume_upload(vmm, QHOST_POOL, names.savefile, NULL, 0, &sent, err) < 0)
-        return -1;
-    snprintf(n->savefile, sizeof n->savefile, "%s", names.savefile);
-    snprintf(n->gen, sizeof n->gen, "%s", gen);
-    if (path_of(vmm, n->savefile, path, sizeof path, err) < 0 ||
+     * made for it. On failure, every volume of the new generation goes
+     * (deleting one not made yet is no error). */
+    if (vmm_volume_upload(vmm, QHOST_POOL, n->savefile, NULL, 0, &sent, err) < 0 ||
+        path_of(vmm, n->savefile, path, sizeof path, err) < 0 ||
         vmm_save(vmm, t->dvm, path, err) < 0)
         goto fail;
     /* Its disks as the saved memory believes them: the root layer made at
      * its start, flattened (its backing file may be replaced when the
      * template changes), and its private image. */
     if (qhost_volume_name(t->dvm, "volatile.img", from, sizeof from, err) < 0 ||
-        vmm_volume_clone(vmm, QHOST_POOL, names.root, from, "qcow2", err) < 0)
+        vmm_volume_clone(vmm, QHOST_POOL, n->root, from, "qcow2", err) < 0 ||
+        qhost_volume_name(t->dvm, "private.img", from, sizeof from, err) < 0 ||
+        vmm_volume_clone(vmm, QHOST_POOL, n->priv, from, "raw", err) < 0)
         goto fail;
-    snprintf(n->root, sizeof n->root, "%s", names.root);
-    if (qhost_volume_name(t->dvm, "private.img", from, sizeof from, err) < 0 ||
-        vmm_volume_clone(vmm, QHOST_POOL, names.priv, from, "raw", err) < 0)
-        goto fail;
-    snprintf(n->priv, sizeof n->priv, "%s", names.priv);
     char *slash = strrchr(path, '/');
     if (slash)
         *slash = '\0';
@@ -184,10 +175,8 @@ static int local_header(const struct dispvm_template *t, struct savefile_info *s
                                                         : 0;
 }
 
-int dispvm_remote_restore(struct qubes *q, struct vmm *vmm, struct dispvm_state *d,
-                          struct qerr *err)
+int dispvm_remote_restore(struct vmm *vmm, struct dispvm_state *d, struct qerr *err)
 {
-    (void)q;
     const struct dispvm_template *t = d->tpl;
     struct dispvm_remote_set set;
     char vol[3][QHOST_VOLUME_NAME_MAX], path[3][PATH_MAX];

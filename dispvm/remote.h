@@ -39,8 +39,8 @@ int dispvm_remote_current(const struct dispvm_template *t, struct dispvm_remote_
 /* Saves the running T-dvm-H (through `vmm`, its host's) into a new set
  * *n there: the domain stops. *header (malloc'ed, *hlen bytes) is the
  * savefile's header, checked to leave room for any DispVM's XML. On
- * failure, what was made of *n is deleted. */
-int dispvm_remote_save(struct qubes *q, struct vmm *vmm, const struct dispvm_template *t,
+ * failure, the volumes of *n are deleted. */
+int dispvm_remote_save(struct vmm *vmm, const struct dispvm_template *t,
                        struct dispvm_remote_set *n, void **header, size_t *hlen, FILE *progress,
                        struct qerr *err);
 /* Puts *n in place of the set installed (under the set's lock, exclusive:
@@ -56,7 +56,6 @@ void dispvm_remote_discard(struct vmm *vmm, const struct dispvm_remote_set *n);
 /* Restores d's domain on its host (`vmm`) from the set installed, under
  * its identity; running when this returns. d->has_domain tells whether
  * its volumes or domain may exist there (dispvm_teardown removes them). */
-int dispvm_remote_restore(struct qubes *q, struct vmm *vmm, struct dispvm_state *d,
-                          struct qerr *err);
+int dispvm_remote_restore(struct vmm *vmm, struct dispvm_state *d, struct qerr *err);
 
 #endif

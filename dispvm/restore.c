@@ -253,7 +253,7 @@ static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state 
                           struct qerr *err)
 {
     if (d->host[0])
-        return dispvm_remote_restore(q, vmm, d, err);
+        return dispvm_remote_restore(vmm, d, err);
     const char *from = dvmdata_restore_from(&d->tpl->set);
     struct savefile_identity id = {
         .name = d->name, .uuid = d->uuid, .genid = d->genid,

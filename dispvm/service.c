@@ -391,8 +391,7 @@ static void request(int client, struct dvm_msg *m)
     /* The pool of the host asked for (this one's is T's); with none asked,
      * a preload here first, else one on any host. */
     char key[DVM_POOL_KEY_MAX];
-    bool here = !host[0] || strcmp(host, "local") == 0;
-    snprintf(key, sizeof key, "%s%s%s", tpl, here ? "" : "@", here ? "" : host);
+    dvm_pool_key(key, tpl, host);
     pool_of(key, S.target > 0);
     struct wrec *w = parked(key, NULL);
     if (!w && !host[0])
