@@ -262,6 +262,16 @@ run qvm-clone -q $T k$$
 like "$rc/$(vols k$$)" "1/" "a second clone of that name: refused"
 qvm-remove -q k$$
 is "$(vols k$$)" "" "and removed, its volumes go"
+# A guest writes what it likes to its raw private disk, a qcow2 header too
+# (here put there with vol-upload), and h2's pool then sees the volume as
+# qcow2: copying it as qcow2 would follow a backing file the guest named,
+# a file of h2. The copy is refused, and nothing of the clone stays.
+qemu-img create -q -f qcow2 -b /etc/shadow -F raw "$SCRATCH/evil.qcow2" 1M
+virsh -c $H2 vol-upload --pool qubes $T.private.img "$SCRATCH/evil.qcow2" >/dev/null 2>&1
+run qvm-clone -q $T k$$
+like "$rc/$out" "1/" "qvm-clone of a VM whose raw private disk looks like qcow2 there: refused"
+like "$out" "$T.private.img in pool qubes is qcow2" "saying the host sees it as qcow2"
+is "$(vols k$$)/$(qvm-ls --raw-list | grep -cx k$$)" "/0" "and nothing of the clone is left"
 
 # A template here, a VM based on it on h2: the template's root and kernel
 # are copied there at the VM's first start, again only once they changed;
