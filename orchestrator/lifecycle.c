@@ -643,6 +643,45 @@ static int announce_routes(struct qubes *q, const char *name, FILE *progress, st
     return 0;
 }
 
+/* A netvm that starts again (a restart with --force, a crash) has lost the
+ * routes of the ProxyVMs still running behind it: each is announced anew.
+ * Their names are taken first: an announcement reads qubes.xml again. */
+static int announce_behind(struct qubes *q, const char *name, FILE *progress, struct qerr *err)
+{
+    const struct qvm *nv = qubes_find_vm(q, name, err);
+    if (!nv)
+        return -1;
+    struct qnet_serving serve;
+    qnet_serving_of_vm(nv, &serve);
+    if (!serve.on || vmm_is_test_driver(&q->vmm))
+        return 0;
+    size_t n, k = 0;
+    struct qvm **all = qvm_collection_sorted(q->coll, &n);
+    char **proxies = all ? calloc(n, sizeof *proxies) : NULL;
+    int rc = proxies ? 0 : qerr_errno(err, ENOMEM, "VM list");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct qnet_serving behind;
+        enum qvm_power st;
+        if (all[i]->netvm_qid != nv->qid || all[i] == nv)
+            continue;
+        qnet_serving_of_vm(all[i], &behind);
+        if (!behind.on)
+            continue;
+        if (qubes_vm_power(q, all[i], NULL, &st, err) < 0)
+            rc = -1;
+        else if (qvm_power_is_running(st) && !(proxies[k++] = strdup(all[i]->name)))
+            rc = qerr_errno(err, ENOMEM, "VM list");
+    }
+    free(all);
+    for (size_t i = 0; i < k; i++) {
+        if (rc == 0 && proxies[i])
+            rc = announce_routes(q, proxies[i], progress, err);
+        free(proxies[i]);
+    }
+    free(proxies);
+    return rc;
+}
+
 int qubes_vm_start(struct qubes *q, const char *name, const struct qvm_start_opts *o,
                    struct qerr *err)
 {
@@ -726,9 +765,15 @@ static int start_vm(struct qubes *q, const char *name, const struct qvm_start_op
             qsay(o->progress, "--> Debug mode: logs in %s/console.log and %s/qrexec.log", dir,
                  rdir);
     }
+    /* Its netvm runs and answers (netvm_up waited for it): the way back
+     * through this VM is told now, whether or not this start waits. */
+    if (announce_routes(q, name, o->progress, err) < 0)
+        return -1;
     if (!o->wait)
         return 0;
-    if (wait_agent(q, vm, o->progress, err) < 0 || announce_routes(q, name, o->progress, err) < 0)
+    /* The announcement read qubes.xml again. */
+    if (!(vm = qubes_find_vm(q, name, err)) || wait_agent(q, vm, o->progress, err) < 0 ||
+        announce_behind(q, name, o->progress, err) < 0)
         return -1;
     if (o->gui)
         send_monitor_layout(q, name, o->progress);

@@ -35,6 +35,7 @@ struct iface {
     char ip[INET_ADDRSTRLEN];
     char gw[2 * INET_ADDRSTRLEN + 8];  /* one address, or a set of two */
     char *own;                  /* the VM's sources: ip, or a set with its extra prefixes */
+    bool forwards;              /* it has extra prefixes: a ProxyVM's uplink */
     bool apply_rules;
 };
 
@@ -157,6 +158,7 @@ static int check_iface(const struct vmfw_iface *in, struct iface *x, struct qerr
         snprintf(x->gw, sizeof x->gw, "%s", gw[0]);
 
     /* The VM's own address, and its networks after it in a set. */
+    x->forwards = in->n_extra > 0;
     size_t len = 0;
     FILE *f = open_memstream(&x->own, &len);
     if (!f)
@@ -239,22 +241,36 @@ static void link_checks(FILE *f, const struct iface *x, enum dir d)
 }
 
 /* The gateway, the one VM this one talks to: DNS and ICMP by the flags;
- * then nothing to or from any other VM. */
-static void gateway(FILE *f, const struct iface *x, enum dir d, bool dns, bool icmp)
+ * then nothing to or from any other VM. Each rule starts with `only`
+ * (a match, or ""). */
+static void gateway(FILE *f, const struct iface *x, enum dir d, bool dns, bool icmp,
+                    const char *only)
 {
     const char *peer = d == FROM_VM ? "daddr" : "saddr";
     const char *port = d == FROM_VM ? "dport" : "sport";
     rule(f, "# the gateway: DNS %s, ICMP %s; no other VM", dns ? "allowed" : "denied",
          icmp ? "allowed" : d == TO_VM ? "errors only" : "denied");
     if (dns) {
-        rule(f, "ip %s %s udp %s 53 return", peer, x->gw, port);
-        rule(f, "ip %s %s tcp %s 53 return", peer, x->gw, port);
+        rule(f, "%sip %s %s udp %s 53 return", only, peer, x->gw, port);
+        rule(f, "%sip %s %s tcp %s 53 return", only, peer, x->gw, port);
     }
     if (icmp)
-        rule(f, "ip %s %s ip protocol icmp return", peer, x->gw);
+        rule(f, "%sip %s %s ip protocol icmp return", only, peer, x->gw);
     else if (d == TO_VM)
-        rule(f, "ip saddr %s icmp type != echo-reply return", x->gw);
-    rule(f, "ip %s %s drop", peer, vm_ranges);
+        rule(f, "%sip saddr %s icmp type != echo-reply return", only, x->gw);
+    rule(f, "%sip %s %s drop", only, peer, vm_ranges);
+}
+
+/* What a ProxyVM forwards for its networks, from (or to) any address but
+ * its own: the gateway for DNS and ICMP, no other VM, then on. The rules of
+ * the VMs it forwards for hold on their own interfaces. */
+static void forwarded(FILE *f, const struct iface *x, enum dir d)
+{
+    char only[64];
+    snprintf(only, sizeof only, "ip %s != %s ", d == FROM_VM ? "saddr" : "daddr", x->ip);
+    rule(f, "# what it forwards for its networks (their own chains hold their rules)");
+    gateway(f, x, d, true, true, only);
+    rule(f, "%sreturn", only);
 }
 
 /* One firewall rule, from the VM (its destination) or toward it (the
@@ -288,8 +304,10 @@ static void vm_chain(FILE *f, const struct iface *x, const struct qfw *fw, long 
 {
     fprintf(f, "\tchain %s_%s {\n", d == FROM_VM ? "from" : "to", x->name);
     link_checks(f, x, d);
+    if (x->forwards && x->apply_rules)
+        forwarded(f, x, d);
     if (!x->apply_rules) {
-        gateway(f, x, d, true, true);
+        gateway(f, x, d, true, true, "");
         rule(f, "return");
         fprintf(f, "\t}\n");
         return;
@@ -303,7 +321,8 @@ static void vm_chain(FILE *f, const struct iface *x, const struct qfw *fw, long 
         rule(f, "tcp flags & (syn | ack) == syn drop");
         rule(f, "icmp type != %s drop", icmp_answers);
     }
-    gateway(f, x, d, fw->dns, fw->icmp);
+    /* A ProxyVM answers its VMs' DNS by asking its own gateway. */
+    gateway(f, x, d, fw->dns || x->forwards, fw->icmp, "");
     if (d == TO_VM) {
         rule(f, "# ICMP errors about what the VM sent");
         rule(f, "icmp type != echo-reply return");

@@ -34,9 +34,13 @@
  * checked. What is refused is dropped, not rejected (the bridge family has
  * no reject on this kernel): a VM sees a timeout.
  *
- * For the uplink of a ProxyVM (apply_rules false): anti-spoofing, and
- * nothing to or from other VMs but DNS and ICMP with the gateway; the
- * rules of the VMs behind it hold on their own interfaces.
+ * The uplink of a ProxyVM (extra prefixes: the networks it routes): what
+ * it forwards, from or to any address but its own, gets anti-spoofing and
+ * nothing to or from other VMs but DNS and ICMP with the gateway (the
+ * rules of the VMs behind it hold on their own interfaces); its own
+ * traffic gets its own rules, with DNS to its gateway always allowed (it
+ * answers its VMs' DNS by asking there). With apply_rules false (no
+ * rules), its own traffic is treated as what it forwards.
  *
  * The script that installs a VM's chains is one transaction: it creates
  * the table and base chains when missing, replaces the VM's chains, and
@@ -66,7 +70,7 @@ struct vmfw_iface {
      * forwards its own networks' traffic without translation. */
     const char *const *extra;
     size_t n_extra;
-    bool apply_rules;           /* false: a ProxyVM's uplink */
+    bool apply_rules;           /* false: anti-spoofing and the gateway only */
 };
 
 /* The script installing the chains of `ifc` with the rules of `fw` (not

@@ -41,8 +41,6 @@ int vmguard_next_expire(struct qubes *q, const struct qvm *vm, long long *next_e
     char path[4200];
     struct qfw fw;
     *next_expire = 0;
-    if (qvm_class_is_netvm(vm->cls))
-        return 0;               /* its rules are not applied (vmguard_up_next) */
     if (qfw_path(q, vm, path, sizeof path, err) < 0 || qfw_load(path, &fw, err) < 0)
         return qerr_prefix(err, "the firewall of '%s'", vm->name);
     long long now = (long long)time(NULL);
@@ -72,14 +70,12 @@ int vmguard_up_next(struct qubes *q, const struct qvm *vm, long long *next_expir
         .ifname = net.ifname, .mac = net.mac, .ip = net.ip, .gw_mac = gw.mac,
         .gw_ip = { gw.gateway, gw.disp_gateway },
         .extra = own.on ? extras : NULL, .n_extra = own.on ? 2 : 0,
-        /* A ProxyVM's uplink: its own rules are its netvm's business. */
-        .apply_rules = !qvm_class_is_netvm(vm->cls),
+        .apply_rules = true,    /* a ProxyVM's: to its own traffic (vmfw.h) */
     };
     struct qfw fw;
     char path[4200];
     qfw_defaults(&fw);
-    if (ifc.apply_rules &&
-        (qfw_path(q, vm, path, sizeof path, err) < 0 || qfw_load(path, &fw, err) < 0))
+    if (qfw_path(q, vm, path, sizeof path, err) < 0 || qfw_load(path, &fw, err) < 0)
         return qerr_prefix(err, "the firewall of '%s'", vm->name);
     char *script = NULL;
     int rc = vmfw_script(&ifc, &fw, (long long)time(NULL), &script, next_expire, err);

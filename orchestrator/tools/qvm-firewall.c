@@ -171,6 +171,9 @@ int main(int argc, char **argv)
             qerr_prefix(&err, "the rules are saved, but not yet in force");
         if (rc == 0 && applied)
             fprintf(stderr, "--> in force in the running VM %s\n", name);
+        if (rc == 0 && vm->netvm_qid < 0)
+            fprintf(stderr, "warning: '%s' has no netvm: its rules apply to nothing until it "
+                    "has one\n", name);
         qubes_unlock(&q);
     } else {
         list(name, path, &fw);

@@ -375,6 +375,34 @@ reaches "but reaches 192.0.2.1:53" $V1 tcp 192.0.2.1 53
 blocked "the outside world cannot open a connection to vm1" $GW tcp $V1IP 1234 192.0.2.1
 blocked "nor ping it" $GW ping $V1IP 192.0.2.1
 
+# vm1 as a ProxyVM: it routes 10.137.7.0/24 (an address of it on lo stands
+# for a VM behind it) without translation, and the gateway routes that
+# network back through it. Its own rules hold for its own address only;
+# what it forwards gets anti-spoofing and no other VM (the rules of the VMs
+# behind it are on their own interfaces); DNS to its gateway stays open.
+FWD=10.137.7.5
+ip -n $V1 addr add $FWD/32 dev lo && nsx $V1 sysctl -qw net.ipv4.conf.eth0.arp_announce=2 &&
+    ip -n $GW route add 10.137.7.0/24 via $V1IP
+ok $? "vm1 routes 10.137.7.0/24, the gateway knows the way back"
+vm1 "vm1 as a ProxyVM: deny all, DNS and ICMP denied" \
+    '<QubesFirewallRules policy="deny" dns="deny" icmp="deny"/>' -x 10.137.7.0/24 -x 10.138.7.0/24
+blocked "its own address cannot reach 192.0.2.1:1234" $V1 tcp 192.0.2.1 1234
+blocked "nor ping 192.0.2.1" $V1 ping 192.0.2.1
+reaches "but its gateway's DNS stays open (it answers its VMs' DNS there)" $V1 udp $GWIP 53
+reaches "what it forwards reaches 192.0.2.1:1234" $V1 tcp 192.0.2.1 1234 $FWD
+reaches "and pings 192.0.2.1" $V1 ping 192.0.2.1 $FWD
+blocked "but not another VM" $V1 tcp $V2IP 1234 $FWD
+blocked "nor its gateway's TCP 1234" $V1 tcp $GWIP 1234 $FWD
+vm1 "vm1 as a ProxyVM: policy deny, 192.0.2.1/32 tcp 1234" \
+    "<QubesFirewallRules policy=\"deny\" dns=\"deny\" icmp=\"deny\">$rule</QubesFirewallRules>" \
+    -x 10.137.7.0/24 -x 10.138.7.0/24
+reaches "its own address reaches 192.0.2.1:1234" $V1 tcp 192.0.2.1 1234
+blocked "but not 192.0.2.1:53" $V1 tcp 192.0.2.1 53
+reaches "what it forwards still does" $V1 tcp 192.0.2.1 53 $FWD
+ip -n $GW route del 10.137.7.0/24 via $V1IP && ip -n $V1 addr del $FWD/32 dev lo
+vm1 "vm1 an AppVM again: policy allow, 192.0.2.1/32 tcp 1234" \
+    "<QubesFirewallRules policy=\"allow\" dns=\"allow\" icmp=\"allow\">$rule</QubesFirewallRules>"
+
 # Other VMs: not directly, not through the gateway; vm2's chains alone
 # are enough, and so are vm1's.
 via_gw() {  # vm1 and vm2 send to each other through the gateway (by its MAC) or directly

@@ -48,8 +48,8 @@ like "$(qvm-run -p $A 'nslookup no-such-name.example 2>&1; echo rc=$?')" "rc=1" 
 
 # The firewall, each step applied to the running AppVM. probe prints what
 # got through: ping by address, ping by name (DNS), TCP to port 1234.
-probe() {
-    qvm-run -p $A 'ping -c 1 -W 2 192.0.2.1 >/dev/null 2>&1 && echo ping
+probe() {  # probe [VM]: A by default
+    qvm-run -p ${1:-$A} 'ping -c 1 -W 2 192.0.2.1 >/dev/null 2>&1 && echo ping
                    ping -c 1 -W 2 test.example >/dev/null 2>&1 && echo name
                    nc -w 3 192.0.2.1 1234 </dev/null 2>/dev/null | grep -q "^outside world" && echo tcp' |
         tr '\n' ' '
@@ -78,6 +78,30 @@ is "$(probe)" "ping name " "after its expiry TCP is blocked, without any tool ca
 like "$(cat "$QUBES_RUN_DIR/vms/$A/qrexec.log")" "a firewall rule expired: the chains are installed again" \
      "the VM's qrexec daemon did it"
 qvm-firewall -P allow $A 2>/dev/null
+
+# The ProxyVM's own rules hold on its uplink for its own traffic; what it
+# forwards for A keeps A's rules, and its DNS relay keeps working.
+is "$(probe $PRX)" "ping name tcp " "the ProxyVM itself reaches the outside world with its default rules"
+run qvm-firewall -P deny -D deny -i deny $PRX
+like "$out" "in force in the running VM $PRX" "the ProxyVM's rules change while it runs"
+is "$(probe $PRX)" "" "deny all: the ProxyVM's own ping and TCP are blocked"
+is "$(probe)" "ping name tcp " "while A behind it keeps its own rules, DNS relayed"
+qvm-firewall -P allow -D allow -i allow $PRX 2>/dev/null
+is "$(probe $PRX)" "ping name tcp " "allowed again"
+
+# The NetVM starts again under the running ProxyVM: it is told the way back
+# to the ProxyVM's network again, and A reaches the outside world again.
+qvm-kill $NET >/dev/null 2>&1
+run qvm-start $NET
+is "$rc" 0 "the NetVM starts again under the running ProxyVM"
+like "$out" "$NET routes networks $prx_n through $PRX" "and learns the ProxyVM's network again"
+# (The NetVM's first answers may lag its agent: up to three tries.)
+for try in 1 2 3; do
+    got=$(probe)
+    [ "$got" = "ping name tcp " ] && break
+    sleep 1
+done
+is "$got" "ping name tcp " "A reaches the outside world again"
 
 # Two more AppVMs: B behind the same ProxyVM, C behind a second one.
 qvm-create -q -l orange --proxy -s -m 160 -r "$GUEST/root.img" --kernel "$GUEST/kernel" $PRX2

@@ -114,6 +114,15 @@ static void proxyvm_uplink(void)
         .extra = nets, .n_extra = 2, .apply_rules = false,
     };
     check_script("proxyvm-uplink", &ifc, NULL, 0);
+    /* Its own rules: for its own address only, DNS to its gateway kept. */
+    struct qfw fw;
+    qfw_defaults(&fw);
+    fw.allow = false;
+    fw.dns = false;
+    add(&fw, "192.0.2.0", 24, "tcp", 443, 0, 0);
+    ifc.apply_rules = true;
+    check_script("proxyvm-uplink-rules", &ifc, &fw, 0);
+    qfw_free(&fw);
 }
 
 static void removal(void)
