@@ -195,6 +195,16 @@ static int services_arg(const struct qvm *vm, FILE *progress, char out[QSERVICES
     return rc < 0 ? qerr_prefix(err, "cannot start '%s'", vm->name) : 0;
 }
 
+/* Services reach a guest on the kernel command line we give it: one that
+ * boots from its own disk does not learn of them, and its start says so. */
+static void no_kernel_services(const struct qvm *vm, const char *services, FILE *progress)
+{
+    const char *list = strchr(services, '=');
+    if (list)
+        qsay(progress, "warning: '%s' boots from its disk, without a kernel of ours: its "
+             "services (%s) do not reach it", vm->name, list + 1);
+}
+
 /* The domain's identity and size from the record. A VM gets its memory,
  * no more: ballooning up to maxmem needs a memory balancer that grows a
  * guest on demand (the original's qmemman), which this host has not.
@@ -357,6 +367,10 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
         s.kernel = kernel;
         s.initrd = initrd[0] ? initrd : NULL;
         s.cmdline = cmdline;
+    } else if (services_arg(vm, progress, services, err) < 0) {
+        return -1;
+    } else {
+        no_kernel_services(vm, services, progress);
     }
     if (qrt_vm_path(&q->cfg, vm->name, NULL, rdir, sizeof rdir, err) < 0 ||
         qmkdirs(rdir, err) < 0)
@@ -429,6 +443,8 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
         s.kernel = kernel;
         s.initrd = file_exists(initrd) ? initrd : NULL;
         s.cmdline = cmdline;
+    } else {
+        no_kernel_services(vm, services, progress);
     }
     snprintf(log, sizeof log, "%s/console.log", dir);
     s.serial_log = log;

@@ -302,7 +302,7 @@ ok $? "none of them changed qubes.xml (no lstpl-dvm, debug as it was)"
 run qvm-create --help
 like "$out" "Usage: qvm-create" "--help works"
 for t in qvm-ls qvm-prefs qvm-remove qubes-prefs qvm-start qvm-shutdown qvm-kill qvm-pause \
-         qvm-unpause qvm-run qvm-grow-root; do
+         qvm-unpause qvm-run qvm-grow-root qvm-clone qvm-service qvm-block; do
     "$t" --help | grep -q "Usage: $t"
     ok $? "$t --help"
 done

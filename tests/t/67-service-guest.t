@@ -43,4 +43,14 @@ run qvm-start -q $V
 is "$rc" 0 "the VM starts again"
 is "$(seen)" "svc-off |svc-new " "and then sees the services as they are now, and only them"
 qvm-kill $V >/dev/null 2>&1
+
+# A VM that boots from its own disk (no kernel of ours) cannot be told: its
+# start says so. Its firmware finds nothing to boot; it is killed at once.
+D=e2e-svcdisk-$$
+trap 'virsh -c "$QUBES_VMM_URI" destroy $V >/dev/null 2>&1; virsh -c "$QUBES_VMM_URI" destroy $D >/dev/null 2>&1; rm -rf "$SCRATCH"' EXIT
+qvm-create -q -l red -H $D && qvm-service -e $D svc-on
+run qvm-start --no-wait $D
+like "$out" "warning: '$D' boots from its disk, without a kernel of ours: its services (svc-on) do not reach it" \
+     "a VM without a kernel of ours starts with a warning that its services do not reach it"
+qvm-kill $D >/dev/null 2>&1
 done_testing

@@ -89,6 +89,9 @@ systemd-tmpfiles --root="$R" --create "$R/usr/lib/tmpfiles.d/qubes-orchestrator.
 is "$?/$(stat -c '%a %U %G' "$R/var/lib/qubes" "$R/run/qubes" "$R/dev/shm/qubes" 2>&1 | tr '\n' ';')" \
    "0/750 root libvirt-qemu;750 root libvirt-qemu;750 root libvirt-qemu;" \
    "tmpfiles.d makes /var/lib/qubes, /run/qubes and /dev/shm/qubes: root's, group libvirt-qemu, 0750"
+mkdir -p "$S/ctl" && dpkg-deb -e "$main" "$S/ctl"
+like "$(cat "$S/ctl/postinst" 2>&1)" "--create qubes-orchestrator.conf" \
+     "and the package's postinst runs it when it is installed"
 
 # The unpacked tools, run in place: they find their backends beside them.
 like "$("$R/usr/bin/qvm-ls" --version)" "hypervisor backends: libvirt, libxl" \
