@@ -17,7 +17,20 @@ B=$QUBES_BASE_DIR R=$QUBES_RUN_DIR
 # then destroys the domains of this test's run directory (domain names are
 # host-wide: those of other databases are left alone), and removes its
 # DispVM templates' files in /dev/shm/qubes.
+# After a failure, the last lines of every guest's console and qrexec log of
+# this run go to standard error (prove shows it), before the scratch
+# directory that holds them goes.
+show_logs_on_failure() {
+    [ "${_tap_failed:-0}" != 0 ] || return 0
+    find "$QUBES_BASE_DIR" "$R" \( -name console.log -o -name qrexec.log \) -type f 2>/dev/null |
+        sort | while read -r log; do
+            echo "# ---- $log (last 20 lines)"
+            tail -n 20 "$log" | sed 's/^/#   /'
+        done >&2
+}
+
 destroy_ours() {
+    show_logs_on_failure
     qubes-dvmd --stop >/dev/null 2>&1
     for d in $(virsh -c "$QUBES_VMM_URI" list --name 2>/dev/null); do
         [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" destroy "$d" >/dev/null 2>&1
