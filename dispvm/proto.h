@@ -54,6 +54,12 @@ enum dvm_type {
     DVM_FILL = 10,
     /* service -> client: the FILL is done: TEXT, what the pool holds */
     DVM_FILLED = 11,
+    /* worker -> service: a request's DispVM is gone; the worker waits for
+     * the next request (no fork, its hypervisor connection kept) */
+    DVM_IDLE = 13,
+    /* service -> an idle worker: a request's fields; fds: the client's
+     * connection and its stderr */
+    DVM_TAKE = 14,
 };
 
 /* A pool of preloads: its template T, or T@HOST for DispVMs on another

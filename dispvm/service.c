@@ -32,6 +32,8 @@
 #define RETRY_MS 30000          /* after a preload failed, before the next one */
 #define TICK_MS 1000
 #define STOP_WAIT_MS 20000      /* for the workers to tear down at the end */
+#define MAX_IDLE 4              /* request workers kept for the next requests */
+#define IDLE_WORKER_MS 30000    /* how long one is kept */
 
 enum wstate {
     W_REQUEST,                  /* making or serving a DispVM for a request */
@@ -39,6 +41,7 @@ enum wstate {
     W_PARKED,                   /* a preload, waiting */
     W_CLAIMED,                  /* a preload serving a request */
     W_GOING,                    /* tearing down */
+    W_IDLE,                     /* a request's worker, its DispVM gone, for the next */
 };
 
 struct fill {
@@ -54,6 +57,7 @@ struct wrec {
     char tpl[DVM_POOL_KEY_MAX];     /* a preload's pool (T or T@HOST); a request's T */
     char name[QUBES_NAME_MAX + 1];
     struct fill *fill;          /* the FILL this preload was made for */
+    long idle_at;               /* W_IDLE since */
 };
 
 struct pool {
@@ -227,13 +231,33 @@ static struct wrec *fork_worker(struct dvm_msg *rq, int client, const char *tpl,
     return w;
 }
 
+/* The idle worker that waited least (its pages the warmest), NULL when
+ * none waits. */
+static struct wrec *idle_worker(void)
+{
+    struct wrec *best = NULL;
+    for (int i = 0; i < DVM_MAX_WORKERS; i++)
+        if (S.w[i].pid && S.w[i].state == W_IDLE && S.w[i].ctl >= 0 &&
+            (!best || S.w[i].idle_at > best->idle_at))
+            best = &S.w[i];
+    return best;
+}
+
 static void request_worker(struct dvm_msg *rq, int client)
 {
     const char *tpl = dvm_field(rq, DVM_RQ_TEMPLATE);
-    struct wrec *w = fork_worker(rq, client, tpl[0] ? tpl : S.default_tpl, -1, NULL);
-    if (w)
+    struct wrec *w = idle_worker();
+    struct qerr e;
+    int fds[2] = { client, rq->nfds > 0 ? rq->fds[0] : -1 };
+    if (w && fds[1] >= 0 && dvm_send(w->ctl, DVM_TAKE, rq->field, rq->nfields, fds, 2, &e) == 0) {
+        w->state = W_REQUEST;
+        snprintf(w->tpl, sizeof w->tpl, "%s", tpl[0] ? tpl : S.default_tpl);
+        say("a request for %s: to a new DispVM (idle worker %d)", w->tpl[0] ? w->tpl :
+            "the default template", (int)w->pid);
+    } else if ((w = fork_worker(rq, client, tpl[0] ? tpl : S.default_tpl, -1, NULL))) {
         say("a request for %s: to a new DispVM (worker %d)", w->tpl[0] ? w->tpl : "the default "
             "template", (int)w->pid);
+    }
     close(client);
     dvm_msg_close_fds(rq);
 }
@@ -360,6 +384,15 @@ static void from_worker(struct wrec *w)
     case DVM_SERVED:            /* its output is complete: a replacement may come */
         w->state = W_GOING;
         replenish(w->tpl, NULL);
+        break;
+    case DVM_IDLE:              /* its DispVM is gone: kept for a while, a few at most */
+        if (w->state == W_REQUEST && !S.stop && count(NULL, W_IDLE, W_IDLE) < MAX_IDLE) {
+            w->state = W_IDLE;
+            w->idle_at = qnow_ms();
+        } else {
+            kill(w->pid, SIGTERM);
+            w->state = W_GOING;
+        }
         break;
     default:
         say("worker %d sent message type %u", (int)w->pid, m.type);
@@ -492,6 +525,11 @@ static void tick(void)
     S.next_tick = now + TICK_MS;
     if (read_settings())
         keep_pools();
+    for (int i = 0; i < DVM_MAX_WORKERS; i++)
+        if (S.w[i].pid && S.w[i].state == W_IDLE && now - S.w[i].idle_at > IDLE_WORKER_MS) {
+            kill(S.w[i].pid, SIGTERM);
+            S.w[i].state = W_GOING;
+        }
     bool idle = count(NULL, W_REQUEST, W_PRELOADING) + count(NULL, W_PARKED, W_CLAIMED) +
                     count(NULL, W_GOING, W_GOING) == 0;
     for (int i = 0; i < MAX_FILLS; i++)
@@ -570,8 +608,11 @@ static void loop(void)
 static void stop_workers(void)
 {
     for (int i = 0; i < DVM_MAX_WORKERS; i++)
-        if (S.w[i].pid)
+        if (S.w[i].pid) {
             kill(S.w[i].pid, SIGTERM);
+            if (S.w[i].state == W_IDLE)
+                S.w[i].state = W_GOING;
+        }
     for (long end = qnow_ms() + STOP_WAIT_MS;;) {
         reap();
         if (count(NULL, W_REQUEST, W_PRELOADING) + count(NULL, W_PARKED, W_CLAIMED) +

@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../orchestrator/agent_client.h"
@@ -37,6 +38,7 @@ static void on_stop(int sig)
 
 struct worker {
     int ctl;                    /* the line to the service */
+    bool opened;                /* q is open (a worker that served before) */
     int client;                 /* the request's client, -1 while none */
     FILE *progress;             /* where progress lines go, or NULL */
     bool wait_teardown;         /* the client waits for GONE */
@@ -73,8 +75,9 @@ static void setup(struct worker *w, int ctl, bool preload)
 static void take_settings(struct worker *w, const struct dvm_msg *rq, int out)
 {
     const char *flags = dvm_field(rq, DVM_RQ_FLAGS);
-    if (strchr(flags, 't') && out >= 0)
-        qtime_start(out, w->preload ? "worker (preload)" : "worker");
+    /* Off unless this request asks: a worker may have served another. */
+    qtime_start(strchr(flags, 't') && out >= 0 ? out : -1,
+                w->preload ? "worker (preload)" : "worker");
     if (w->progress && w->progress != stderr)
         fclose(w->progress);
     w->progress = NULL;
@@ -184,7 +187,10 @@ static int make(struct worker *w, const char *template_name, const char *source,
 {
     char placed[QUBES_NAME_MAX + 1];
     const char *tname = template_name[0] ? template_name : NULL;
-    if (qubes_open(&w->q, false, err) < 0 || qubes_load_for_reading(&w->q, err) < 0)
+    if (!w->opened && qubes_open(&w->q, false, err) < 0)
+        return -1;
+    w->opened = true;
+    if (qubes_load_for_reading(&w->q, err) < 0)
         return -1;
     /* A host named, or the one placement picks among those with a set. */
     if (!host[0] && (dispvm_place(&w->q, tname, placed, sizeof placed, w->placed,
@@ -273,23 +279,75 @@ static void serve(struct worker *w)
     }
 }
 
-static void __attribute__((noreturn)) finish(struct worker *w, int status)
+/* The DispVM's end: its teardown, its placement released, GONE when
+ * asked. With `stay`, a request's worker whose DispVM left nothing and
+ * went here (a host's connection may be the next one's trouble) says IDLE
+ * first, before its client can ask again: true when it did. */
+static bool end_dispvm(struct worker *w, bool stay)
 {
     struct qerr e;
     struct qtime_step s;
     qtime_begin(&s);
-    if (dispvm_teardown(&w->q, &w->d, &e) < 0)
+    int rc = dispvm_teardown(&w->q, &w->d, &e);
+    if (rc < 0)
         fprintf(stderr, "qubes-dvmd worker %d: %s: %s\n", (int)getpid(), w->d.name, e.msg);
     dispvm_place_release(w->placed);
+    w->placed[0] = '\0';
     qtime_end(&s, "teardown");
+    stay = stay && rc == 0 && !stopping && !w->d.host[0];
+    if (stay)
+        tell_service(w, DVM_IDLE, NULL, 0, NULL, 0);
     if (w->wait_teardown)
         tell_client(w, DVM_GONE, "");
-    qubes_close(&w->q);
-    /* A forked copy of the service: its exit handlers and buffers are the
-     * service's, not ours to run. */
     if (w->progress)
         fflush(w->progress);
+    return stay;
+}
+
+static void __attribute__((noreturn)) leave(struct worker *w, int status)
+{
+    if (w->opened)
+        qubes_close(&w->q);
+    /* A forked copy of the service: its exit handlers and buffers are the
+     * service's, not ours to run. */
     _exit(status);
+}
+
+static void __attribute__((noreturn)) finish(struct worker *w, int status)
+{
+    end_dispvm(w, false);
+    leave(w, status);
+}
+
+/* A request's worker whose DispVM went and left nothing stays for the
+ * next request: no fork, no new hypervisor connection. It waits for the
+ * service's TAKE (1, in *m, whose descriptors are the caller's), or its
+ * end (0: the caller exits). */
+static int next_request(struct worker *w, struct dvm_msg *m)
+{
+    bool again = end_dispvm(w, true);
+    if (w->client >= 0)
+        close(w->client);
+    w->client = -1;
+    if (w->progress && w->progress != stderr)
+        fclose(w->progress);
+    w->progress = NULL;
+    if (!again)
+        return 0;
+    /* The qrexec-daemons of its DispVMs are its children: those that ended. */
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    memset(&w->t, 0, sizeof w->t);
+    memset(&w->d, 0, sizeof w->d);
+    w->d.dispid = -1;
+    struct qerr e;
+    for (;;) {
+        if (wait_for(w->ctl, -1) < 0 || dvm_recv(w->ctl, m, 0, &e) != 0)
+            return 0;
+        if (m->type == DVM_TAKE && m->nfds == 2 && m->nfields >= DVM_RQ_NFIELDS)
+            return 1;
+        dvm_msg_close_fds(m);
+    }
 }
 
 static void __attribute__((noreturn)) fail(struct worker *w, const struct qerr *err)
@@ -307,19 +365,28 @@ void dispvm_worker_request(int ctl, struct dvm_msg *rq, int client)
 {
     struct worker w;
     struct qerr err;
+    static struct dvm_msg next;
     setup(&w, ctl, false);
-    w.client = client;
-    take_settings(&w, rq, rq->nfds > 0 ? rq->fds[0] : -1);
-    dvm_msg_close_fds(rq);
-    qtime_mark("worker forked");
-    if (make(&w, dvm_field(rq, DVM_RQ_TEMPLATE), dvm_field(rq, DVM_RQ_SOURCE),
-             dvm_field(rq, DVM_RQ_LABEL), dvm_field(rq, DVM_RQ_HOST),
-             strchr(dvm_field(rq, DVM_RQ_FLAGS), 'r') != NULL, &err) < 0)
-        fail(&w, &err);
-    if (stopping)
-        finish(&w, 1);
-    serve(&w);
-    finish(&w, 0);
+    int out = rq->nfds > 0 ? rq->fds[0] : -1;
+    for (;;) {
+        w.client = client;
+        take_settings(&w, rq, out);
+        dvm_msg_close_fds(rq);
+        qtime_mark(rq == &next ? "worker taken (idle)" : "worker forked");
+        if (make(&w, dvm_field(rq, DVM_RQ_TEMPLATE), dvm_field(rq, DVM_RQ_SOURCE),
+                 dvm_field(rq, DVM_RQ_LABEL), dvm_field(rq, DVM_RQ_HOST),
+                 strchr(dvm_field(rq, DVM_RQ_FLAGS), 'r') != NULL, &err) < 0)
+            fail(&w, &err);
+        if (stopping)
+            finish(&w, 1);
+        serve(&w);
+        if (next_request(&w, &next) != 1)
+            leave(&w, 0);
+        rq = &next;
+        client = next.fds[0];
+        out = next.fds[1];
+        next.fds[0] = -1;       /* w.client's, from here on */
+    }
 }
 
 /* ---- a preload ---- */

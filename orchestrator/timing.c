@@ -38,21 +38,32 @@ void qtime_who(const char *who)
     T.cpu = cpu_ms();           /* a forked child starts with no children's time */
 }
 
-void qtime_start(int fd, const char *who)
+/* Timings to a duplicate of `fd` (-1: off), the old one closed after the
+ * new one is made (fd may be the old one); `publish`: the environment
+ * names it for the hypervisor backend, loaded into this process with a
+ * copy of this module of its own (which reads it again before each timed
+ * step, and publishes nothing). */
+static void start(int fd, const char *who, bool publish)
 {
-    if (T.fd >= 0)
-        close(T.fd);
+    int old = T.fd;
     T.fd = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (old >= 0)
+        close(old);
     qtime_who(who);
-    if (T.fd >= 0) {
-        /* For the hypervisor backend, loaded into this process with a copy
-         * of this module of its own. */
+    if (publish && T.fd >= 0) {
         char num[16];
         snprintf(num, sizeof num, "%d", T.fd);
         setenv(QTIME_ENV, num, 1);
+    } else if (publish) {
+        unsetenv(QTIME_ENV);
     }
     T.wall = clock_ms(CLOCK_MONOTONIC);
     T.cpu = cpu_ms();
+}
+
+void qtime_start(int fd, const char *who)
+{
+    start(fd, who, true);
 }
 
 void qtime_from_env(const char *who)
@@ -60,8 +71,8 @@ void qtime_from_env(const char *who)
     const char *v = getenv(QTIME_ENV);
     char *end;
     long fd = v && *v ? strtol(v, &end, 10) : -1;
-    if (fd >= 0 && *end == '\0' && fd < 1024 && fcntl((int)fd, F_GETFD) >= 0)
-        qtime_start((int)fd, who);
+    bool named = fd >= 0 && *end == '\0' && fd < 1024 && fcntl((int)fd, F_GETFD) >= 0;
+    start(named ? (int)fd : -1, who, false);
 }
 
 bool qtime_on(void)

@@ -17,7 +17,8 @@
 /* Timings go to `fd` (a duplicate is kept, close-on-exec); `who` names
  * this process in each line. The clock starts now. fd < 0: off. */
 void qtime_start(int fd, const char *who);
-/* Started from QTIME_ENV when it names an open descriptor. */
+/* Started from QTIME_ENV when it names an open descriptor, else off (a
+ * process that serves one request after another reads it again). */
 void qtime_from_env(const char *who);
 /* Renames this process in later lines; after a fork, the child calls it
  * (its children's CPU time starts again at 0). */

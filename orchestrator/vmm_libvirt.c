@@ -353,6 +353,7 @@ static int lv_restore_device_state(struct vmm *vmm, const char *xml, const char 
         return qerr_errno(err, errno, "cannot seek in the savefile %s", path);
     }
     struct qtime_step ts;
+    qtime_from_env("libvirt backend");  /* this request's, in a worker that serves many */
     qtime_begin(&ts);
     virDomainPtr dom = virDomainCreateXML(vmm->priv, xml, VIR_DOMAIN_START_PAUSED);
     if (!dom) {

@@ -209,6 +209,25 @@ like "$out" "Removed $d (the process that kept it is gone)" "and says what it re
 wait
 is "$(settled)" "0/0/0" "and nothing is left"
 
+# A worker whose DispVM went cleanly waits for the next request: the next
+# one (after --wait-teardown, which it answers once it said so) goes to it,
+# gets a DispVM of its own, and nothing of the first request's reaches it:
+# the first asked for timings, the second did not, and the first's stderr
+# gets nothing more once it ended.
+echo 'uname -n' | qfile-daemon-dvm -q --timings --wait-teardown -t $T qubes.VMShell dom0 DEFAULT \
+    > "$SCRATCH/first.out" 2> "$SCRATCH/first.err"
+size=$(stat -c %s "$SCRATCH/first.err")
+echo 'uname -n' | qfile-daemon-dvm -q --wait-teardown -t $T qubes.VMShell dom0 DEFAULT \
+    > "$SCRATCH/second.out" 2> "$SCRATCH/second.err"
+like "$(tail -n 2 "$R/dvmd.log")" "to a new DispVM (idle worker" "the second request goes to the first one's worker, idle"
+ok "$([ -s "$SCRATCH/first.out" ] && [ -s "$SCRATCH/second.out" ] &&
+      [ "$(cat "$SCRATCH/first.out")" != "$(cat "$SCRATCH/second.out")" ]; echo $?)" \
+   "each got a DispVM of its own ($(cat "$SCRATCH/first.out"), $(cat "$SCRATCH/second.out"))"
+like "$(cat "$SCRATCH/first.err")" "libvirt: domain created" "the first request's timings came, its backend's too"
+is "$(grep -c 'ms' "$SCRATCH/second.err")" "0" "the second, which asked for none, got none"
+is "$(stat -c %s "$SCRATCH/first.err")" "$size" "nor did the first request's stderr, once it ended"
+is "$(settled)" "0/0/0" "and nothing is left"
+
 # A stale savefile: the template's root image changed.
 touch "$B/vm-templates/$T/root.img"
 run sh -c "echo 'echo x' | qfile-daemon-dvm -q --no-regenerate -t $T qubes.VMShell dom0 DEFAULT"
