@@ -523,8 +523,10 @@ static void tick(void)
     if (now < S.next_tick)
         return;
     S.next_tick = now + TICK_MS;
-    if (read_settings())
-        keep_pools();
+    /* Every tick, not only when qubes.xml changed: a service that just
+     * started fills its pools, one whose preload failed tries again. */
+    read_settings();
+    keep_pools();
     for (int i = 0; i < DVM_MAX_WORKERS; i++)
         if (S.w[i].pid && S.w[i].state == W_IDLE && now - S.w[i].idle_at > IDLE_WORKER_MS) {
             kill(S.w[i].pid, SIGTERM);

@@ -280,6 +280,12 @@ kill -9 "$pid"
 for i in $(seq 50); do [ "$(qvm-ls | grep " $next " | grep -c Paused)" = 0 ] && break; sleep 0.1; done
 out=$(echo 'echo despite' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT)
 is "$out" "despite" "a broken preload does not stall a request (it restores one instead)"
+# A service that starts (at boot, its unit) fills the pool on its own: no
+# request, no change of qubes.xml.
+qubes-dvmd --stop
+qubes-dvmd
+for i in $(seq 600); do [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
+is "$(parked | wc -l)" 1 "a service started with dispvm-preload 1 preloads with no request"
 # Sixteen at once with four preloads waiting: four take them, twelve are
 # restored; all as distinct as before.
 qubes-prefs -s dispvm-preload 4
