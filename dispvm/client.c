@@ -155,7 +155,6 @@ int dispvm_run(const struct qubes_config *cfg, const struct dispvm_request *r, i
         qsay(r->progress, "warning: %s", e.msg);
     struct dispvm_job job = { r->service, r->source, r->command, r->user };
     int rc = dispvm_session(name, qrexec, &job, layout, status, err);
-    qtime_mark("session (fork to exit)");
     /* The end: the worker tears the DispVM down (a hang-up says it too). */
     const char *done[] = { "" };
     if (dvm_send(sock, DVM_DONE, done, 1, NULL, 0, &e) == 0 && r->wait_teardown) {

@@ -60,6 +60,9 @@ enum dvm_type {
     /* service -> an idle worker: a request's fields; fds: the client's
      * connection and its stderr */
     DVM_TAKE = 14,
+    /* service -> a preload's worker whose claimed DispVM is gone (it said
+     * IDLE): POOL: make the next preload of POOL (a template here) */
+    DVM_PRELOAD = 15,
 };
 
 /* A pool of preloads: its template T, or T@HOST for DispVMs on another

@@ -58,6 +58,7 @@ struct wrec {
     char name[QUBES_NAME_MAX + 1];
     struct fill *fill;          /* the FILL this preload was made for */
     long idle_at;               /* W_IDLE since */
+    bool recycle;               /* a served preload's: it may make the pool's next one */
 };
 
 struct pool {
@@ -155,6 +156,15 @@ static int count(const char *tpl, enum wstate a, enum wstate b)
         if (S.w[i].pid && (S.w[i].state == a || S.w[i].state == b) &&
             (!tpl || strcmp(S.w[i].tpl, tpl) == 0))
             n++;
+    return n;
+}
+
+/* Workers of served preloads of `tpl` that may still make its next one. */
+static int recycling(const char *tpl)
+{
+    int n = 0;
+    for (int i = 0; i < DVM_MAX_WORKERS; i++)
+        n += S.w[i].pid && S.w[i].recycle && strcmp(S.w[i].tpl, tpl) == 0;
     return n;
 }
 
@@ -269,7 +279,8 @@ static void replenish(const char *tpl, struct fill *fill)
     struct pool *p = pool_of(tpl, S.target > 0);
     if (!p || (!fill && qnow_ms() < p->retry_at))
         return;
-    for (int have = count(tpl, W_PRELOADING, W_PARKED); have < S.target; have++) {
+    for (int have = count(tpl, W_PRELOADING, W_PARKED) + recycling(tpl); have < S.target;
+         have++) {
         int out = fill ? fcntl(fill->out, F_DUPFD_CLOEXEC, 3) : -1;
         struct wrec *w = fork_worker(NULL, -1, tpl, out, fill);
         if (out >= 0)
@@ -337,7 +348,14 @@ static void reap(void)
                 }
             }
             close(w->ctl);
+            /* A served preload's worker that ended without making the next
+             * one (its teardown failed, a signal): a new worker makes it. */
+            bool replace = w->recycle;
+            char tpl[DVM_POOL_KEY_MAX];
+            snprintf(tpl, sizeof tpl, "%s", w->tpl);
             memset(w, 0, sizeof *w);
+            if (replace && !S.stop)
+                replenish(tpl, NULL);
         }
     }
 }
@@ -383,9 +401,29 @@ static void from_worker(struct wrec *w)
         break;
     case DVM_SERVED:            /* its output is complete: a replacement may come */
         w->state = W_GOING;
-        replenish(w->tpl, NULL);
+        /* One here: made by this worker once its DispVM is gone (no fork,
+         * its hypervisor connection kept); one on another host: now. */
+        w->recycle = !strchr(w->tpl, '@');
+        if (!w->recycle)
+            replenish(w->tpl, NULL);
         break;
     case DVM_IDLE:              /* its DispVM is gone: kept for a while, a few at most */
+        if (w->recycle) {
+            w->recycle = false;
+            const char *pool[] = { w->tpl };
+            struct pool *p = pool_of(w->tpl, false);
+            if (!S.stop && p && qnow_ms() >= p->retry_at &&
+                count(w->tpl, W_PRELOADING, W_PARKED) < S.target &&
+                dvm_send(w->ctl, DVM_PRELOAD, pool, 1, NULL, 0, &e) == 0) {
+                w->state = W_PRELOADING;
+                w->name[0] = '\0';
+                say("preloading a DispVM of %s (worker %d, again)", w->tpl, (int)w->pid);
+            } else {
+                kill(w->pid, SIGTERM);
+            }
+            replenish(w->tpl, NULL);
+            break;
+        }
         if (w->state == W_REQUEST && !S.stop && count(NULL, W_IDLE, W_IDLE) < MAX_IDLE) {
             w->state = W_IDLE;
             w->idle_at = qnow_ms();

@@ -20,8 +20,8 @@ struct dispvm_job {
 
 /* In the DispVM `name`, whose qrexec-daemon listens on `sock`: the monitor
  * `layout` first ("" for none), then the job with our stdin, stdout and
- * stderr, in a child that a stop signal kills. *status gets its exit
- * status. */
+ * stderr, relayed by this process until it ends or a stop signal comes.
+ * *status gets its exit status. */
 int dispvm_session(const char *name, const char *sock, const struct dispvm_job *job,
                    const char *layout, int *status, struct qerr *err);
 

@@ -75,7 +75,7 @@ static int remote_remove(struct qubes *q, const char *name, const char *host, FI
     return qhost_volumes_delete(vmm, name, err);
 }
 
-int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+int dispvm_teardown_domain(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     int rc = 0;
     struct qerr later;          /* after the first error, the others go here */
@@ -98,12 +98,18 @@ int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err)
     }
     if (d->rundir[0])
         remove_runtime(&q->cfg, d->rundir, d->ram);
-    if (d->has_record) {
-        if (drop_record(q, d->name, rc < 0 ? &later : err) < 0)
-            return -1;
-        d->has_record = false;
-    }
+    d->rundir[0] = '\0';
     return rc;
+}
+
+int dispvm_teardown_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
+{
+    if (!d->has_record)
+        return 0;
+    if (drop_record(q, d->name, err) < 0)
+        return -1;
+    d->has_record = false;
+    return 0;
 }
 
 /* ---- qvm-cleanup-dispvms ---- */

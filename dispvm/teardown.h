@@ -5,10 +5,13 @@
 
 #include "state.h"
 
-/* Destroys the domain, removes the run directory (releasing the memory
- * file it mapped) and the record: whatever d says exists. Needs no lock
- * held; takes the qubes.xml write lock for the record. */
-int dispvm_teardown(struct qubes *q, struct dispvm_state *d, struct qerr *err);
+/* A DispVM's end, in two steps, each doing whatever d says exists (no
+ * lock held before either). The first destroys the domain and removes the
+ * run directory (releasing the memory file it mapped); a record that must
+ * stay (its host did not answer) is no longer d's. The second removes the
+ * record, under the qubes.xml write lock. */
+int dispvm_teardown_domain(struct qubes *q, struct dispvm_state *d, struct qerr *err);
+int dispvm_teardown_record(struct qubes *q, struct dispvm_state *d, struct qerr *err);
 
 /* The sweeps of qvm-cleanup-dispvms, with q->coll loaded for writing:
  * records of DispVMs whose owner (the service's worker) is gone, their

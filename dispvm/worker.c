@@ -49,6 +49,26 @@ struct worker {
     struct dispvm_state d;
 };
 
+/* The settings a request brings, and the service's own values of them
+ * (a preload's, again once its request is served). */
+static const char *const request_vars[] = { "QUBES_DISPVM_MIN_FREE_MIB", "QUBES_DISPVM_FEED" };
+#define NVARS (sizeof request_vars / sizeof *request_vars)
+static char *own_vars[NVARS];
+
+static void own_settings(bool save)
+{
+    for (size_t i = 0; i < NVARS; i++) {
+        if (save) {
+            const char *v = getenv(request_vars[i]);
+            own_vars[i] = v ? strdup(v) : NULL;
+        } else if (own_vars[i]) {
+            setenv(request_vars[i], own_vars[i], 1);
+        } else {
+            unsetenv(request_vars[i]);
+        }
+    }
+}
+
 static void setup(struct worker *w, int ctl, bool preload)
 {
     memset(w, 0, sizeof *w);
@@ -67,6 +87,7 @@ static void setup(struct worker *w, int ctl, bool preload)
     signal(SIGCHLD, SIG_DFL);
     if (getppid() == 1)
         stopping = SIGTERM;     /* the service went before the signal was asked for */
+    own_settings(true);
     qtime_start(-1, "worker");
 }
 
@@ -87,13 +108,12 @@ static void take_settings(struct worker *w, const struct dvm_msg *rq, int out)
     if (w->progress)
         setvbuf(w->progress, NULL, _IOLBF, 0);
     w->wait_teardown = strchr(flags, 'w') != NULL;
-    const char *vars[][2] = { { "QUBES_DISPVM_MIN_FREE_MIB", dvm_field(rq, DVM_RQ_MIN_FREE) },
-                              { "QUBES_DISPVM_FEED", dvm_field(rq, DVM_RQ_FEED) } };
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        if (vars[i][1][0])
-            setenv(vars[i][0], vars[i][1], 1);
+    const char *values[NVARS] = { dvm_field(rq, DVM_RQ_MIN_FREE), dvm_field(rq, DVM_RQ_FEED) };
+    for (size_t i = 0; i < NVARS; i++) {
+        if (values[i][0])
+            setenv(request_vars[i], values[i], 1);
         else
-            unsetenv(vars[i][0]);
+            unsetenv(request_vars[i]);
     }
 }
 
@@ -280,23 +300,26 @@ static void serve(struct worker *w)
 }
 
 /* The DispVM's end: its teardown, its placement released, GONE when
- * asked. With `stay`, a request's worker whose DispVM left nothing and
- * went here (a host's connection may be the next one's trouble) says IDLE
- * first, before its client can ask again: true when it did. */
+ * asked. With `stay`, a worker whose DispVM went here and cleanly (a
+ * host's connection may be the next one's trouble) says IDLE once the
+ * domain is gone, before its record goes: whoever sees the record gone
+ * and asks again finds it idle. True when it did. */
 static bool end_dispvm(struct worker *w, bool stay)
 {
     struct qerr e;
     struct qtime_step s;
     qtime_begin(&s);
-    int rc = dispvm_teardown(&w->q, &w->d, &e);
+    int rc = dispvm_teardown_domain(&w->q, &w->d, &e);
     if (rc < 0)
+        fprintf(stderr, "qubes-dvmd worker %d: %s: %s\n", (int)getpid(), w->d.name, e.msg);
+    stay = stay && rc == 0 && !stopping && !w->d.host[0];
+    if (stay)
+        tell_service(w, DVM_IDLE, NULL, 0, NULL, 0);
+    if (dispvm_teardown_record(&w->q, &w->d, &e) < 0)
         fprintf(stderr, "qubes-dvmd worker %d: %s: %s\n", (int)getpid(), w->d.name, e.msg);
     dispvm_place_release(w->placed);
     w->placed[0] = '\0';
     qtime_end(&s, "teardown");
-    stay = stay && rc == 0 && !stopping && !w->d.host[0];
-    if (stay)
-        tell_service(w, DVM_IDLE, NULL, 0, NULL, 0);
     if (w->wait_teardown)
         tell_client(w, DVM_GONE, "");
     if (w->progress)
@@ -319,11 +342,22 @@ static void __attribute__((noreturn)) finish(struct worker *w, int status)
     leave(w, status);
 }
 
-/* A request's worker whose DispVM went and left nothing stays for the
- * next request: no fork, no new hypervisor connection. It waits for the
- * service's TAKE (1, in *m, whose descriptors are the caller's), or its
- * end (0: the caller exits). */
-static int next_request(struct worker *w, struct dvm_msg *m)
+/* The qrexec-daemons of a worker's earlier DispVMs are its children:
+ * those that ended (a daemon ends once its domain is gone, often just
+ * after the worker looked). */
+static void reap_daemons(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
+/* A worker whose DispVM went and left nothing stays for the next one: no
+ * fork, no new hypervisor connection. A request's waits for the service's
+ * TAKE, a served preload's for PRELOAD (1: the message is in *m, its
+ * descriptors the caller's), or the service's end (0: the caller exits).
+ * Nothing of the last request stays: its client, progress, timings, and
+ * (a preload's) its settings. */
+static int next_job(struct worker *w, struct dvm_msg *m)
 {
     bool again = end_dispvm(w, true);
     if (w->client >= 0)
@@ -332,11 +366,13 @@ static int next_request(struct worker *w, struct dvm_msg *m)
     if (w->progress && w->progress != stderr)
         fclose(w->progress);
     w->progress = NULL;
+    qtime_start(-1, w->preload ? "worker (preload)" : "worker");
+    w->wait_teardown = false;
     if (!again)
         return 0;
-    /* The qrexec-daemons of its DispVMs are its children: those that ended. */
-    while (waitpid(-1, NULL, WNOHANG) > 0)
-        ;
+    if (w->preload)
+        own_settings(false);
+    reap_daemons();
     memset(&w->t, 0, sizeof w->t);
     memset(&w->d, 0, sizeof w->d);
     w->d.dispid = -1;
@@ -344,7 +380,11 @@ static int next_request(struct worker *w, struct dvm_msg *m)
     for (;;) {
         if (wait_for(w->ctl, -1) < 0 || dvm_recv(w->ctl, m, 0, &e) != 0)
             return 0;
-        if (m->type == DVM_TAKE && m->nfds == 2 && m->nfields >= DVM_RQ_NFIELDS)
+        if (!w->preload && m->type == DVM_TAKE && m->nfds == 2 &&
+            m->nfields >= DVM_RQ_NFIELDS)
+            return 1;
+        if (w->preload && m->type == DVM_PRELOAD && m->nfields >= 1 &&
+            strlen(dvm_field(m, 0)) < DVM_POOL_KEY_MAX)
             return 1;
         dvm_msg_close_fds(m);
     }
@@ -380,7 +420,7 @@ void dispvm_worker_request(int ctl, struct dvm_msg *rq, int client)
         if (stopping)
             finish(&w, 1);
         serve(&w);
-        if (next_request(&w, &next) != 1)
+        if (next_job(&w, &next) != 1)
             leave(&w, 0);
         rq = &next;
         client = next.fds[0];
@@ -404,6 +444,8 @@ static int park(struct worker *w, struct dvm_msg *m, struct qerr *err)
     if (!vmm || vmm_suspend(vmm, w->d.name, err) < 0)
         return -1;
     qsay(w->progress, "--> Preloaded %s (paused)", w->d.name);
+    if (!w->d.host[0])
+        reap_daemons();     /* a recycled worker's last daemon, by now ended */
     if (w->progress)
         fclose(w->progress);
     w->progress = NULL;
@@ -417,63 +459,81 @@ static int park(struct worker *w, struct dvm_msg *m, struct qerr *err)
     }
 }
 
-void dispvm_worker_preload(int ctl, const char *template_name, int out)
+/* One preload of the pool `key` (T here, or T@HOST), parked until a
+ * request claims it and served; false when it went unclaimed. */
+static bool preload_one(struct worker *w, const char *key)
 {
-    struct worker w;
     struct qerr err;
-    setup(&w, ctl, true);
-    /* Ahead of anyone's request: below what requests need. */
-    setpriority(PRIO_PROCESS, 0, 10);
-    if (out >= 0 && (w.progress = fdopen(out, "w")))
-        setvbuf(w.progress, NULL, _IOLBF, 0);
-    /* Its pool: T (here) or T@HOST. */
     char tname[DVM_POOL_KEY_MAX];
-    snprintf(tname, sizeof tname, "%s", template_name);
+    snprintf(tname, sizeof tname, "%s", key);
     char *at = strchr(tname, '@');
     if (at)
         *at++ = '\0';
-    if (make(&w, tname, "dom0", "gray", at ? at : QHOST_LOCAL, false, &err) < 0)
-        fail(&w, &err);
-    warm_up(&w);
+    if (make(w, tname, "dom0", "gray", at ? at : QHOST_LOCAL, false, &err) < 0)
+        fail(w, &err);
+    warm_up(w);
     static struct dvm_msg m;
     for (;;) {
-        int parked = park(&w, &m, &err);
+        int parked = park(w, &m, &err);
         if (parked < 0)
-            fail(&w, &err);
+            fail(w, &err);
         if (parked == 0)
-            finish(&w, 0);
-        w.client = m.fds[0];
-        take_settings(&w, &m, m.fds[1]);
+            return false;
+        w->client = m.fds[0];
+        take_settings(w, &m, m.fds[1]);
         qtime_mark("claim received");
-        int rc = dispvm_preload_claim(&w.q, &w.d, dvm_field(&m, DVM_RQ_TEMPLATE),
+        int rc = dispvm_preload_claim(&w->q, &w->d, dvm_field(&m, DVM_RQ_TEMPLATE),
                                       dvm_field(&m, DVM_RQ_SOURCE), dvm_field(&m, DVM_RQ_LABEL),
                                       &err);
         if (rc == 1) {          /* another network, or template: not this one */
-            tell_service(&w, DVM_DECLINE, m.field, m.nfields, m.fds, 2);
+            tell_service(w, DVM_DECLINE, m.field, m.nfields, m.fds, 2);
             dvm_msg_close_fds(&m);
-            w.client = -1;
+            w->client = -1;
             continue;
         }
         qtime_mark("claimed (record, rules)");
-        struct vmm *vmm = rc == 0 ? dispvm_template_vmm(&w.q, &w.t, &err) : NULL;
-        if (rc == 0 && (!vmm || vmm_resume(vmm, w.d.name, &err) < 0))
+        struct vmm *vmm = rc == 0 ? dispvm_template_vmm(&w->q, &w->t, &err) : NULL;
+        if (rc == 0 && (!vmm || vmm_resume(vmm, w->d.name, &err) < 0))
             rc = -1;
         qtime_mark("resumed");
         if (rc < 0) {
             /* A broken preload never fails a request: the service gives
              * it to a new DispVM, and this one goes. */
-            qsay(w.progress, "--> Preloaded %s failed (%s): restoring one instead", w.d.name,
+            qsay(w->progress, "--> Preloaded %s failed (%s): restoring one instead", w->d.name,
                  err.msg);
-            tell_service(&w, DVM_BROKEN, m.field, m.nfields, m.fds, 2);
+            tell_service(w, DVM_BROKEN, m.field, m.nfields, m.fds, 2);
             dvm_msg_close_fds(&m);
-            w.client = -1;
-            finish(&w, 1);
+            w->client = -1;
+            finish(w, 1);
         }
-        m.fds[0] = -1;          /* the client's connection is w.client's now */
+        m.fds[0] = -1;          /* the client's connection is w->client's now */
         dvm_msg_close_fds(&m);
-        qsay(w.progress, "--> Using preloaded %s", w.d.name);
-        serve(&w);
-        tell_service(&w, DVM_SERVED, NULL, 0, NULL, 0);
-        finish(&w, 0);
+        qsay(w->progress, "--> Using preloaded %s", w->d.name);
+        serve(w);
+        tell_service(w, DVM_SERVED, NULL, 0, NULL, 0);
+        return true;
+    }
+}
+
+void dispvm_worker_preload(int ctl, const char *pool, int out)
+{
+    struct worker w;
+    setup(&w, ctl, true);
+    /* Ahead of anyone's request: below what requests need. */
+    setpriority(PRIO_PROCESS, 0, 10);
+    if (out >= 0 && (w.progress = fdopen(out, "w")))
+        setvbuf(w.progress, NULL, _IOLBF, 0);
+    char key[DVM_POOL_KEY_MAX];
+    snprintf(key, sizeof key, "%s", pool);
+    static struct dvm_msg next;
+    /* Served, its DispVM gone: the pool's next preload, when the service
+     * asks for it. */
+    for (;;) {
+        if (!preload_one(&w, key))
+            finish(&w, 0);
+        if (next_job(&w, &next) != 1)
+            leave(&w, 0);
+        snprintf(key, sizeof key, "%s", dvm_field(&next, 0));
+        dvm_msg_close_fds(&next);
     }
 }

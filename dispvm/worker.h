@@ -23,9 +23,11 @@
  * own; `ctl` is the worker's line to the service. Never returns. */
 void dispvm_worker_request(int ctl, struct dvm_msg *rq, int client) __attribute__((noreturn));
 
-/* Makes a preload of `template_name` (T, or T@HOST: on that host) and parks it; progress goes to `out`
- * (-1: the service's log). Then serves the requests the service hands it
- * (it may decline one it cannot serve: another network). Never returns. */
-void dispvm_worker_preload(int ctl, const char *template_name, int out) __attribute__((noreturn));
+/* Makes a preload of the pool `pool` (T, or T@HOST: on that host) and
+ * parks it; progress goes to `out` (-1: the service's log). Then serves the
+ * request the service hands it (it may decline one it cannot serve:
+ * another network); once that DispVM is gone (here, cleanly), it makes
+ * the next preload the service asks for (DVM_PRELOAD). Never returns. */
+void dispvm_worker_preload(int ctl, const char *pool, int out) __attribute__((noreturn));
 
 #endif

@@ -63,6 +63,8 @@ int agent_connect(const char *sock, long timeout_ms, struct agent_conn *c, struc
         if ((c->fd = dial(sock)) >= 0)
             return 0;
         last = errno;
+        if (qmux_stopped())
+            return qerr_errno(err, EINTR, "stopped before the agent answered on %s", sock);
         if (qnow_ms() >= deadline)
             break;
         usleep(20000);
@@ -172,6 +174,8 @@ static int session(struct agent_conn *c, uint32_t type, const char *const parts[
             return qerr_set(err, "the agent did not answer within %ld s", c->deadline_ms / 1000);
         if (e == EPIPE)
             return qerr_set(err, "the caller went away (its end of the output is closed)");
+        if (e == EINTR)
+            return qerr_set(err, "stopped by a signal");
         return qerr_errno(err, e, "relaying the session");
     }
     return read_answer(c, status, err);

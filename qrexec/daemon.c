@@ -431,7 +431,8 @@ static struct {
     int timer, watch, pipe;
     pid_t child;
     bool child_applies, pending, pending_apply;
-    char file[NAME_MAX + 1];
+    char file[NAME_MAX + 1];    /* its name in the watched directory */
+    char path[PATH_MAX];        /* and its whole path */
 } FW = { .timer = -1, .watch = -1, .pipe = -1 };
 
 static void fw_arm(long long when)
@@ -467,6 +468,7 @@ static void fw_visit(bool apply, struct fw_result *r)
 }
 
 static void fw_job(bool apply);
+static long long fw_next_in(const char *path);
 
 /* The watch on the firewall file's directory, once its path is known. */
 static void fw_changed(struct qmux *m, int fd, short revents, void *arg);
@@ -479,6 +481,7 @@ static void fw_watch(const char *path)
         return;
     *slash = '\0';
     snprintf(FW.file, sizeof FW.file, "%s", slash + 1);
+    snprintf(FW.path, sizeof FW.path, "%s", path);
     FW.watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (FW.watch < 0 ||
         inotify_add_watch(FW.watch, dir, IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE) < 0 ||
@@ -590,7 +593,14 @@ static void fw_changed(struct qmux *m, int fd, short revents, void *arg)
                 ours = true;
             p += sizeof *ev + ev->len;
         }
-    if (ours)
+    if (!ours)
+        return;
+    /* The file is known and no helper is at work: read here, no process
+     * (a claimed preload's rules are written in its request's time). */
+    long long next = FW.child ? -1 : fw_next_in(FW.path);
+    if (next >= 0)
+        fw_arm(next);
+    else
         fw_job(false);
 }
 

@@ -1023,16 +1023,33 @@ int qmux_run(struct qmux *m)
 
 /* Writes all of it (the caller's descriptor may be blocking or not) by
  * the deadline: -1 with ETIMEDOUT after it, -1 when the reader is gone. */
+static volatile sig_atomic_t *stop_flag;
+#define STOP_POLL_MS 500
+
+void qmux_stop_on(volatile sig_atomic_t *flag)
+{
+    stop_flag = flag;
+}
+
+bool qmux_stopped(void)
+{
+    return stop_flag && *stop_flag;
+}
+
 static int write_blocking(int fd, const char *p, size_t len, long deadline_ms)
 {
     while (len) {
+        if (qmux_stopped()) {
+            errno = EINTR;
+            return -1;
+        }
         long left = deadline_ms ? deadline_ms - qmux_now_ms() : 1000;
         if (left <= 0) {
             errno = ETIMEDOUT;
             return -1;
         }
         struct pollfd pfd = { fd, POLLOUT, 0 };
-        if (poll(&pfd, 1, (int)left) == 0)
+        if (poll(&pfd, 1, stop_flag && left > STOP_POLL_MS ? STOP_POLL_MS : (int)left) == 0)
             continue;
         /* PIPE_BUF at most when it must not block past the deadline. */
         ssize_t r = write(fd, p, deadline_ms && len > 4096 ? 4096 : len);
@@ -1087,6 +1104,10 @@ int qmux_pump(int user_in, int user_out, int user_err, int to_session, int from_
         long timeout = -1;
         if (deadline_ms && (timeout = deadline_ms - qmux_now_ms()) <= 0)
             goto timeout;
+        if (stop_flag && (timeout < 0 || timeout > STOP_POLL_MS))
+            timeout = STOP_POLL_MS;     /* a signal just before the poll */
+        if (qmux_stopped())
+            goto stopped;
         int r = poll(p, (nfds_t)n, (int)timeout);
         if (r < 0 && errno == EINTR)
             continue;
@@ -1123,6 +1144,8 @@ int qmux_pump(int user_in, int user_out, int user_err, int to_session, int from_
                 if (to[k] >= 0 && write_blocking(to[k], outb, (size_t)got, deadline_ms) < 0) {
                     if (errno == ETIMEDOUT)
                         goto timeout;
+                    if (errno == EINTR)
+                        goto stopped;
                     if (k == 0)
                         goto gone;  /* nobody wants the output: the session ends */
                     to[k] = -1;     /* errors nobody reads are dropped */
@@ -1147,5 +1170,11 @@ gone:
     close_fd(&from[0]);
     close_fd(&from[1]);
     errno = EPIPE;
+    return -1;
+stopped:
+    close_fd(&to_session);
+    close_fd(&from[0]);
+    close_fd(&from[1]);
+    errno = EINTR;
     return -1;
 }

@@ -12,6 +12,7 @@
 #ifndef QUBES_QREXEC_MUX_H
 #define QUBES_QREXEC_MUX_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +100,13 @@ int qmux_sessions(const struct qmux *m);
  * nobody reads any more with -1 and EPIPE (the caller ends the session). */
 int qmux_pump(int user_in, int user_out, int user_err, int to_session, int from_out,
               int from_err, int ctl, long deadline_ms);
+/* A flag a signal handler sets: once it is non-zero, qmux_pump (and
+ * agent_connect) return -1 with errno EINTR: at once when the signal
+ * interrupts their wait, within half a second when it came just before
+ * it. A caller's stop signal so ends its session without a process of its
+ * own. NULL (the default): signals are ridden out. */
+void qmux_stop_on(volatile sig_atomic_t *flag);
+bool qmux_stopped(void);
 
 long qmux_now_ms(void);
 

@@ -187,10 +187,14 @@ ok "$([ $(( $(date +%s) - t0 )) -lt 30 ]; echo $?)" "without waiting for the ser
 # Killed: by SIGTERM or SIGKILL, the request goes and its worker still
 # tears the DispVM down; when the worker itself is killed, qvm-cleanup-dispvms
 # does.
-(echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
+(echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT; echo $? > "$SCRATCH/term.rc") &
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
+sleep 1     # the service runs: the signal comes mid-session
+t0=$(date +%s)
 pkill -TERM -f "qfile-daemon-dvm -q -t $T"
 wait
+ok "$([ $(( $(date +%s) - t0 )) -lt 5 ] && [ "$(cat "$SCRATCH/term.rc")" != 0 ]; echo $?)" \
+   "SIGTERM mid-session: qfile-daemon-dvm ends at once, with a failure status ($(cat "$SCRATCH/term.rc"))"
 is "$(settled)" "0/0/0" "SIGTERM to qfile-daemon-dvm: the DispVM is destroyed and its record removed"
 (echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
@@ -226,6 +230,16 @@ ok "$([ -s "$SCRATCH/first.out" ] && [ -s "$SCRATCH/second.out" ] &&
 like "$(cat "$SCRATCH/first.err")" "libvirt: domain created" "the first request's timings came, its backend's too"
 is "$(grep -c 'ms' "$SCRATCH/second.err")" "0" "the second, which asked for none, got none"
 is "$(stat -c %s "$SCRATCH/first.err")" "$size" "nor did the first request's stderr, once it ended"
+is "$(settled)" "0/0/0" "and nothing is left"
+# Without --wait-teardown: a request made as soon as the last one's record
+# is gone finds that worker idle too (it says so before the record goes).
+for i in 1 2 3; do
+    echo 'uname -n' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > /dev/null
+    for j in $(seq 500); do [ "$(disp_records)" = 0 ] && break; sleep 0.01; done
+done
+echo 'uname -n' | qfile-daemon-dvm -q --wait-teardown -t $T qubes.VMShell dom0 DEFAULT > /dev/null
+is "$(tail -n 4 "$R/dvmd.log" | grep -c 'to a new DispVM (idle worker')" 4 \
+   "requests made once the last one's record is gone go to its worker, idle"
 is "$(settled)" "0/0/0" "and nothing is left"
 
 # A stale savefile: the template's root image changed.
@@ -263,10 +277,15 @@ is "$out" "$pre" "and its service runs there"
 for i in $(seq 600); do [ "$(disp_records)" = 1 ] && [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
 next=$(qvm-ls --raw-list | grep '^disp')
 ok "$([ -n "$next" ] && [ "$next" != "$pre" ]; echo $?)" "a replacement is preloaded in the background ($next)"
+# Made by the claimed preload's worker once that DispVM was gone: no fork,
+# and none of its ended processes kept.
+wk=$(grep "$pre is preloaded and waits" "$R/dvmd.log" | sed -n 's/.*(worker \([0-9]*\)).*/\1/p')
+like "$(grep "$next is preloaded" "$R/dvmd.log")" "(worker $wk)" "by the worker of the one claimed"
+is "$(ps --ppid "$wk" -o stat= | grep -c Z)" 0 "which keeps no ended process"
 # A preload was restored before anyone asked: the request that claims it
 # still gives it its own identity.
 out=$(echo "uname -n; cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | awk '{print \$4}'" |
-      qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)
+      QUBES_DISPVM_MIN_FREE_MIB=99999999 qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)
 n=${next#disp}
 is "$out" "$(printf '%s\n00:16:3e:7c:8b:%02x\n10.138.%d.%d/24' "$next" "$n" "$netid" $((n % 254 + 1)))" \
    "a claimed preload has the name, MAC and address of its own dispid"
@@ -275,6 +294,12 @@ for i in $(seq 600); do
     [ -n "$next" ] && [ "$next" != "disp$n" ] && break
     sleep 0.05
 done
+# That request asked for more free memory than there is: the next preload
+# (by the same worker) is made with the service's settings, not its.
+wk=$(grep "disp$n is preloaded and waits" "$R/dvmd.log" | sed -n 's/.*(worker \([0-9]*\)).*/\1/p')
+ok "$([ -n "$next" ] && grep -q "$next is preloaded and waits (worker $wk)" "$R/dvmd.log" &&
+      ! grep -q 'preload of .* failed' "$R/dvmd.log"; echo $?)" \
+   "the next preload ($next) has the service's settings, not the last request's"
 pid=$(pgrep -f "guest=$next," | head -n 1)
 kill -9 "$pid"
 for i in $(seq 50); do [ "$(qvm-ls | grep " $next " | grep -c Paused)" = 0 ] && break; sleep 0.1; done
