@@ -75,6 +75,14 @@ void qtime_from_env(const char *who)
     start(named ? (int)fd : -1, who, false);
 }
 
+void qtime_release(void)
+{
+    int old = T.fd;
+    T.fd = -1;
+    if (old >= 0)
+        close(old);
+}
+
 bool qtime_on(void)
 {
     return T.fd >= 0;

@@ -20,6 +20,10 @@ void qtime_start(int fd, const char *who);
 /* Started from QTIME_ENV when it names an open descriptor, else off (a
  * process that serves one request after another reads it again). */
 void qtime_from_env(const char *who);
+/* Off, its duplicate closed, the environment left as it is: a backend's
+ * copy once its timed work is done (a worker that then waits for the next
+ * request must not keep the last one's stderr open). */
+void qtime_release(void);
 /* Renames this process in later lines; after a fork, the child calls it
  * (its children's CPU time starts again at 0). */
 void qtime_who(const char *who);

@@ -38,7 +38,6 @@ static void quiet(void *opaque, virErrorPtr e)
 static int lv_connect(struct vmm *vmm, struct qerr *err)
 {
     virSetErrorFunc(NULL, quiet);
-    qtime_from_env("libvirt backend");
     /* A daemon that goes away must give an error, not kill us with SIGPIPE
      * while libvirt writes to its socket. */
     signal(SIGPIPE, SIG_IGN);
@@ -358,6 +357,7 @@ static int lv_restore_device_state(struct vmm *vmm, const char *xml, const char 
     virDomainPtr dom = virDomainCreateXML(vmm->priv, xml, VIR_DOMAIN_START_PAUSED);
     if (!dom) {
         close(fd);
+        qtime_release();
         return lv_error(err, "cannot create the domain to restore", vmm->uri);
     }
     qtime_end(&ts, "  libvirt: domain created (paused)");
@@ -411,6 +411,7 @@ out:
     if (rc < 0)
         virDomainDestroy(dom);
     virDomainFree(dom);
+    qtime_release();
     return rc;
 }
 

@@ -1155,26 +1155,20 @@ int qmux_pump(int user_in, int user_out, int user_err, int to_session, int from_
             }
         }
     }
-    close_fd(&to_session);
-    close_fd(&from[0]);
-    close_fd(&from[1]);
-    return 0;
+    int why = 0;        /* the loop ended: both outputs did */
+    goto done;
 timeout:
-    close_fd(&to_session);
-    close_fd(&from[0]);
-    close_fd(&from[1]);
-    errno = ETIMEDOUT;
-    return -1;
+    why = ETIMEDOUT;
+    goto done;
 gone:
-    close_fd(&to_session);
-    close_fd(&from[0]);
-    close_fd(&from[1]);
-    errno = EPIPE;
-    return -1;
+    why = EPIPE;
+    goto done;
 stopped:
+    why = EINTR;
+done:
     close_fd(&to_session);
     close_fd(&from[0]);
     close_fd(&from[1]);
-    errno = EINTR;
-    return -1;
+    errno = why;
+    return why ? -1 : 0;
 }

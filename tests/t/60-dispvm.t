@@ -218,8 +218,11 @@ is "$(settled)" "0/0/0" "and nothing is left"
 # gets a DispVM of its own, and nothing of the first request's reaches it:
 # the first asked for timings, the second did not, and the first's stderr
 # gets nothing more once it ended.
+t0=$(date +%s)
 echo 'uname -n' | qfile-daemon-dvm -q --timings --wait-teardown -t $T qubes.VMShell dom0 DEFAULT \
-    > "$SCRATCH/first.out" 2> "$SCRATCH/first.err"
+    2>&1 > "$SCRATCH/first.out" | cat > "$SCRATCH/first.err"
+ok "$([ $(( $(date +%s) - t0 )) -lt 10 ]; echo $?)" \
+   "a request's stderr (with its timings) is closed once it ended: the idle worker keeps none of it"
 size=$(stat -c %s "$SCRATCH/first.err")
 echo 'uname -n' | qfile-daemon-dvm -q --wait-teardown -t $T qubes.VMShell dom0 DEFAULT \
     > "$SCRATCH/second.out" 2> "$SCRATCH/second.err"
