@@ -145,9 +145,9 @@ static void prefs(const char *prop, const char *value)
 }
 
 /* No DispVM record left, preloads included (with dispvm-preload 0). The
- * service looks at dispvm-preload when qubes.xml changes: a preload that
- * parks after it last looked stays, so the setting is written again when
- * one is left after a while. */
+ * service looks at dispvm-preload every second, and DispVMs take a while
+ * to go; should one still be there after 3 s, the setting is written
+ * again (said: a service that missed it). */
 static void wait_no_dispvm(double max_s)
 {
     double now = bench_now(), end = now + max_s, nudge = now + 3;
