@@ -520,6 +520,7 @@ struct path {
     double dropped_exit;        /* median of the record gone after the exit, s */
     int n_killed, n_dropped;    /* teardowns seen */
     double cpu;                 /* ours per request, s */
+    double cpu_own;             /* of which from its start until its record is gone, s */
     long pss;                   /* KiB per DispVM with HELD running, -1: not measured */
 };
 
@@ -555,12 +556,16 @@ static void requests(struct path *p, const char *feed, bool preloaded)
     if (preloaded)
         wait_parked(1, 120);
     bench_cg_settle(10);
-    double cpu0 = bench_our_cpu();
+    double cpu0 = bench_our_cpu(), own = 0;
     for (int i = 0; i < druns; i++) {
         if (preloaded)
             wait_parked(1, 120);
         struct req r;
+        double c = bench_our_cpu();
         request(feed, false, &r, NULL);
+        /* A preloaded request's replacement starts as its DispVM goes:
+         * the window ends once the record is gone. */
+        own += bench_our_cpu() - c;
         out[i] = r.out;
         ex[i] = r.exit;
         kl[i] = r.killed;
@@ -572,6 +577,7 @@ static void requests(struct path *p, const char *feed, bool preloaded)
         wait_parked(1, 120);
     bench_cg_settle(10);
     p->cpu = (bench_our_cpu() - cpu0) / druns;
+    p->cpu_own = own / druns;
     p->out = bench_median(out, druns);
     p->exit = bench_median(ex, druns);
     p->killed = median_seen(kl, druns, &p->n_killed);
@@ -977,8 +983,9 @@ static void full_image(void)
     make_savefile();
 }
 
-/* The CPU of preloads made on their own: a fill of FILL preloads against
- * the plain savefile made just before, in FILL_PAIRS pairs (a savefile's
+/* The CPU of preloads made on their own, each by a new worker (a claimed
+ * preload's replacement is made by its worker, already running): a fill
+ * of FILL preloads against the plain savefile made just before, in FILL_PAIRS pairs (a savefile's
  * own CPU varies by tens of ms from one to the next). Each pair starts
  * with a new service: one that has made preloads of T keeps a pool of it,
  * and would start preloading from the old savefile as soon as it saw
@@ -1179,13 +1186,14 @@ static void print_cpu(void)
     printf("   %-46s %7.1f ms\n", "4. on demand, shared memory", R.demand.cpu * 1e3);
     printf("   %-46s %7.1f ms\n", "5. full image, copied clone", R.full.cpu * 1e3);
     printf("   %-46s %7.1f ms\n", "5. full image, clone via a FIFO", R.fifo.cpu * 1e3);
-    printf("   6. per preloaded request: %.1f ms in all, of which its replacement %.1f ms,\n"
-           "      the request itself %.1f ms\n", R.pre.cpu * 1e3, R.per_preload * 1e3,
-           (R.pre.cpu - R.per_preload) * 1e3);
-    printf("   a preload on its own: (our CPU across qvm-create-default-dvm filling %d preloads, "
-           "with\n   dispvm-preload %d, - across a plain one with dispvm-preload 0 made just "
-           "before) / %d,\n   the median of %d pairs: %.1f ms\n", FILL, FILL, FILL, FILL_PAIRS,
-           R.per_preload * 1e3);
+    printf("   6. per preloaded request: %.1f ms in all: the request itself (from its start until "
+           "its\n      record is gone) %.1f ms, its replacement (made by the claimed preload's "
+           "worker,\n      from then until it waits) %.1f ms\n", R.pre.cpu * 1e3,
+           R.pre.cpu_own * 1e3, (R.pre.cpu - R.pre.cpu_own) * 1e3);
+    printf("   a preload made by a new worker: (our CPU across qvm-create-default-dvm filling %d "
+           "preloads,\n   with dispvm-preload %d, - across a plain one with dispvm-preload 0 "
+           "made just before) / %d,\n   the median of %d pairs: %.1f ms\n", FILL, FILL, FILL,
+           FILL_PAIRS, R.per_preload * 1e3);
     for (int i = 0; i < FILL_PAIRS; i++)
         printf("     pair %d: (%.1f ms (%.1f s) - %.1f ms (%.1f s)) / %d = %.1f ms\n", i + 1,
                R.fill_cpu[i] * 1e3, R.fill_wall[i], R.plain_cpu[i] * 1e3, R.plain_wall[i], FILL,
@@ -1233,7 +1241,7 @@ static void print_summary(void)
     printf("     %-58s %7.1f ms %10s\n", "our CPU per DispVM on demand (4.)", R.demand.cpu * 1e3,
            "<= 10 ms");
     printf("     %-58s %7.1f ms %10s\n", "our CPU per preloaded request, the request itself (6.)",
-           (R.pre.cpu - R.per_preload) * 1e3, "<= 5 ms");
+           R.pre.cpu_own * 1e3, "<= 5 ms");
     printf("     %-58s %7.1f ms %10s\n", "  in all, with its replacement", R.pre.cpu * 1e3, "-");
     const struct burst *b[] = { &R.b_demand, &R.b_pre };
     for (int i = 0; i < 2; i++) {
