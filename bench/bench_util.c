@@ -405,8 +405,16 @@ void bench_env_cleanup(struct bench_env *e)
         bench_say("cannot unmount the run directory %s: %s", e->run, strerror(errno));
     e->run_tmpfs = false;
     nftw(e->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-    char pattern[128];
+    char pattern[128], link[256];
     glob_t g;
+    /* The link to the default template's savefile, when it is ours. */
+    ssize_t n = readlink("/dev/shm/qubes/current-savefile", link, sizeof link - 1);
+    snprintf(pattern, sizeof pattern, "/dev/shm/qubes/%s-dvm.", e->tpl);
+    if (n > 0) {
+        link[n] = '\0';
+        if (strncmp(link, pattern, strlen(pattern)) == 0)
+            unlink("/dev/shm/qubes/current-savefile");
+    }
     snprintf(pattern, sizeof pattern, "/dev/shm/qubes/%s-dvm.*", e->tpl);
     if (glob(pattern, 0, NULL, &g) == 0)
         for (size_t i = 0; i < g.gl_pathc; i++)
