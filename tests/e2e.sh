@@ -36,9 +36,15 @@ destroy_ours() {
         [ -d "$R/vms/$d" ] && virsh -c "$QUBES_VMM_URI" destroy "$d" >/dev/null 2>&1
     done
     # The shared-memory files of this database's DispVM templates (their
-    # RAM and savefile copies live in /dev/shm/qubes, outside SCRATCH).
+    # RAM and savefile copies live in /dev/shm/qubes, outside SCRATCH), and
+    # the link to the default one's savefile when it is one of them.
     for v in $(QUBES_OFFLINE=1 qvm-ls --raw-list 2>/dev/null); do
-        case $v in *-dvm) rm -f "/dev/shm/qubes/$v".* ;; esac
+        case $v in *-dvm)
+            case $(readlink /dev/shm/qubes/current-savefile 2>/dev/null) in
+                "/dev/shm/qubes/$v".*) rm -f /dev/shm/qubes/current-savefile ;;
+            esac
+            rm -f "/dev/shm/qubes/$v".* ;;
+        esac
     done
 }
 
