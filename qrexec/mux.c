@@ -1021,8 +1021,6 @@ int qmux_run(struct qmux *m)
 
 /* ---- the callers' relay ---- */
 
-/* Writes all of it (the caller's descriptor may be blocking or not) by
- * the deadline: -1 with ETIMEDOUT after it, -1 when the reader is gone. */
 static volatile sig_atomic_t *stop_flag;
 #define STOP_POLL_MS 500
 
@@ -1036,6 +1034,9 @@ bool qmux_stopped(void)
     return stop_flag && *stop_flag;
 }
 
+/* Writes all of it (the caller's descriptor may be blocking or not) by
+ * the deadline: -1 with ETIMEDOUT after it, -1 when the reader is gone,
+ * -1 with EINTR once the stop flag is set. */
 static int write_blocking(int fd, const char *p, size_t len, long deadline_ms)
 {
     while (len) {
