@@ -132,6 +132,9 @@ static bool read_settings(void)
         const struct qvm *t = qid >= 0 ? qvm_collection_by_qid(q.coll, qid) : NULL;
         snprintf(S.default_tpl, sizeof S.default_tpl, "%s", t ? t->name : "");
         S.target = dispvm_preload_target(q.coll);
+        /* The default template's pool, also when dispvm-preload was
+         * raised while no pool was kept. */
+        pool_of(S.default_tpl, S.target > 0);
     } else {
         say("cannot read the settings: %s", e.msg);
     }
@@ -799,7 +802,6 @@ int dispvm_service_main(bool foreground, struct qerr *err)
         return qerr_errno(err, errno, "signalfd");
     load_libraries();
     read_settings();
-    pool_of(S.default_tpl, S.target > 0);
     say("listening on %s (default template %s, dispvm-preload %d)", S.sock,
         S.default_tpl[0] ? S.default_tpl : "none", S.target);
     if (ready >= 0) {

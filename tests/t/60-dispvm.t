@@ -314,6 +314,14 @@ qubes-dvmd --stop
 qubes-dvmd
 for i in $(seq 600); do [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
 is "$(parked | wc -l)" 1 "a service started with dispvm-preload 1 preloads with no request"
+# One started with dispvm-preload 0 keeps no pool: raising it later fills
+# the default template's, with no request and no qvm-create-default-dvm.
+qubes-prefs -s dispvm-preload 0
+qubes-dvmd --stop
+qubes-dvmd
+qubes-prefs -s dispvm-preload 1
+for i in $(seq 600); do [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
+is "$(parked | wc -l)" 1 "raising dispvm-preload on a running service preloads with no request"
 # Sixteen at once with four preloads waiting: four take them, twelve are
 # restored; all as distinct as before.
 qubes-prefs -s dispvm-preload 4
