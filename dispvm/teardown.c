@@ -78,7 +78,6 @@ static int remote_remove(struct qubes *q, const char *name, const char *host, FI
 int dispvm_teardown_domain(struct qubes *q, struct dispvm_state *d, struct qerr *err)
 {
     int rc = 0;
-    struct qerr later;          /* after the first error, the others go here */
     if (d->has_domain && d->host[0]) {
         if (remote_remove(q, d->name, d->host, NULL, err) < 0) {
             /* Its host is gone or silent: the record stays, for
@@ -89,11 +88,8 @@ int dispvm_teardown_domain(struct qubes *q, struct dispvm_state *d, struct qerr 
         }
         d->has_domain = false;
     } else if (d->has_domain) {
-        struct vmm_domain info;
-        if (vmm_domain_info(&q->vmm, d->name, &info, &later) == 0 &&
-            info.state != QVM_POWER_HALTED && vmm_kill_or_destroy(&q->vmm, d->name, err) < 0)
+        if (vmm_kill_or_destroy(&q->vmm, d->name, err) < 0)
             rc = -1;
-        free(info.name);
         d->has_domain = false;
     }
     if (d->rundir[0])

@@ -360,7 +360,11 @@ int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err)
         return -1;
     if (vmm->backend->kill && vmm->backend->kill(vmm, name) == 1)
         return 0;
-    return vmm->backend->destroy(vmm, name, err);
+    struct vmm_domain info;
+    if (vmm_domain_info(vmm, name, &info, err) < 0)
+        return -1;
+    free(info.name);
+    return info.state == QVM_POWER_HALTED ? 0 : vmm->backend->destroy(vmm, name, err);
 }
 
 /* ---- block devices of running domains ----

@@ -274,7 +274,8 @@ int vmm_detach_disk(struct vmm *vmm, const char *name, const struct vmm_disk_spe
 int vmm_disks_from_xml(const char *xml, struct vmm_disk **out, size_t *n, struct qerr *err);
 char *vmm_disk_xml(const struct vmm_disk_spec *d, struct qerr *err);
 
-/* Kills the domain at once where the backend can, else destroys it. */
+/* Kills the domain at once where the backend can, else destroys it when it
+ * runs (one that is not there is no error). */
 int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err);
 /* 0 when domains run on this host and use its devices (bridges); 1 for
  * libvirt's test driver, whose domains are simulated in the client. */

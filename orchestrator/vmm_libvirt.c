@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <time.h>
@@ -451,14 +453,34 @@ static int lv_domain_pid(struct vmm *vmm, const char *name)
 /* libvirt's destroy signals QEMU and, when the process is still there
  * (a zombie not yet reaped counts), sleeps 200 ms before it looks again;
  * its own clean-up after QEMU's monitor closes does the same. Killing QEMU
- * and returning once it is reaped leaves libvirt to forget the domain by
- * itself (within those 200 ms: a lookup meanwhile waits for it), and the
- * caller need not wait. Returns 1 when killed so, 0 when the process is
- * not found (the caller destroys instead). */
+ * and returning once it has exited (its memory and files released) leaves
+ * libvirt to forget the domain by itself (within those 200 ms: a lookup
+ * meanwhile waits for it), and the caller need not wait. The process is
+ * held by a pidfd (and checked again once held), signalled through it and
+ * waited for with one poll; without pidfds, it is looked at every 250 us
+ * until reaped. At most 1 s. Returns 1 when killed so, 0 when the process
+ * is not found (the caller destroys instead). */
 static int lv_kill(struct vmm *vmm, const char *name)
 {
     int pid = lv_domain_pid(vmm, name);
-    if (pid <= 0 || kill(pid, SIGKILL) < 0)
+    if (pid <= 0)
+        return 0;
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pfd >= 0 && lv_domain_pid(vmm, name) != pid) {
+        close(pfd);             /* it ended before it was held */
+        return 0;
+    }
+    if (pfd >= 0) {
+        int r = (int)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+        if (r == 0) {
+            struct pollfd p = { pfd, POLLIN, 0 };
+            while (poll(&p, 1, 1000) < 0 && errno == EINTR)
+                ;
+        }
+        close(pfd);
+        return r == 0;
+    }
+    if (kill(pid, SIGKILL) < 0)
         return 0;
     for (int i = 0; i < 4000 && kill(pid, 0) == 0; i++)
         usleep(250);

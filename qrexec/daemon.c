@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -772,49 +773,56 @@ static int serve(const char *name, const char *firewall, enum detach how, int re
     return 0;
 }
 
-int qrexecd_run(const char *name, bool foreground, struct qerr *err)
+int qrexecd_run(const char *name, bool foreground, int ready, const char *firewall,
+                struct qerr *err)
 {
-    return serve(name, NULL, foreground ? FOREGROUND : EXIT_PARENT, -1, err);
+    if (ready >= 0)
+        return serve(name, firewall, READY_FD, ready, err);
+    return serve(name, firewall, foreground ? FOREGROUND : EXIT_PARENT, -1, err);
 }
 
-int qrexecd_fork(const char *name, const char *firewall, struct qerr *err)
+int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qerr *err)
 {
+    char path[PATH_MAX];
+    if (qsibling_program("qrexec-daemon", "QUBES_QREXEC_DAEMON", path, sizeof path, err) < 0)
+        return -1;
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return qerr_errno(err, errno, "cannot start the qrexec daemon of '%s': pipe", name);
+    /* The line back is its descriptor 3; every signal as a new program's. */
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 3);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    char *argv[] = { path, "--ready-fd", "3", firewall ? "--firewall" : (char *)name,
+                     (char *)firewall, (char *)name, NULL };
+    if (!firewall)
+        argv[4] = NULL;
     fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
+    int r = posix_spawn(pid, path, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(p[1]);
+    if (r != 0) {
         close(p[0]);
-        close(p[1]);
-        return qerr_errno(err, errno, "cannot start the qrexec daemon of '%s': fork", name);
-    }
-    if (pid == 0) {
-        /* Nothing of this process's but the standard descriptors and the
-         * line back, its signals as a new program's would be. */
-        int ready = fcntl(p[1], F_DUPFD_CLOEXEC, 3);
-        close_range(3, (unsigned)ready - 1, 0);
-        close_range((unsigned)ready + 1, ~0U, 0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGCHLD, SIG_DFL);
-        struct qerr e;
-        int rc = serve(name, firewall, READY_FD, ready, &e);
-        if (rc < 0)
-            fprintf(stderr, "%s: error: %s\n", prog, e.msg);
-        _exit(rc == 0 ? 0 : 1);
+        return qerr_errno(err, r, "cannot start the qrexec daemon of '%s': %s", name, path);
     }
     /* It says so once it holds the VM's lock; then it is on its own (a
      * zombie of ours only if it ends before we do). */
-    close(p[1]);
     char b;
     ssize_t n;
     while ((n = read(p[0], &b, 1)) < 0 && errno == EINTR)
         ;
     close(p[0]);
     if (n != 1) {
-        waitpid(pid, NULL, 0);
+        waitpid(*pid, NULL, 0);
         return qerr_set(err, "cannot start the qrexec daemon of '%s' (see above)", name);
     }
     return 0;

@@ -10,22 +10,27 @@
 #define QUBES_QREXEC_DAEMON_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "../orchestrator/error.h"
 
 /* Takes the VM's qrexec lock ($RUN/vms/NAME/qrexec.lock, which then holds
- * the daemon's pid), and unless `foreground` detaches: the calling process
- * exits 0 once the lock is the daemon's, and the daemon logs to
- * $RUN/vms/NAME/qrexec.log. Then serves the channel until it closes.
- * Returns in the daemon: 0 when done, 1 when the channel could not be
- * had; -1 with err before it could start (in the calling process). */
-int qrexecd_run(const char *name, bool foreground, struct qerr *err);
+ * the daemon's pid) and, unless `foreground`, leaves its starter: with
+ * `ready` >= 0 it writes one byte there once the lock is its own (for a
+ * starter that goes on), else the calling process exits 0 then; either
+ * way it logs to $RUN/vms/NAME/qrexec.log. Then serves the channel until
+ * it closes. `firewall`: the VM's firewall file when the starter knows it
+ * (read directly to begin with, no database needed), or NULL. Returns in
+ * the daemon: 0 when done, 1 when the channel could not be had; -1 with
+ * err before it could start (in the calling process). */
+int qrexecd_run(const char *name, bool foreground, int ready, const char *firewall,
+                struct qerr *err);
 
-/* The daemon of `name` from a child of this process, without a new
- * program: returns once it holds the VM's lock and is on its own (as
- * qrexec_daemon_spawn, for a process that has the code loaded already).
- * `firewall`: the VM's firewall file when the caller knows it (the daemon
- * then reads it directly to begin with), or NULL. */
-int qrexecd_fork(const char *name, const char *firewall, struct qerr *err);
+/* Starts the qrexec-daemon program (QUBES_QREXEC_DAEMON, else the one
+ * beside this program) for `name` as a child of this process, spawned
+ * without a copy of this process's memory, and returns once it holds the
+ * VM's lock; *pid is the child's, for the caller to reap. `firewall` as
+ * for qrexecd_run. */
+int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qerr *err);
 
 #endif

@@ -1,4 +1,7 @@
 /* qrexec-daemon: the one holder of a VM's agent channel (qrexec/daemon.h). */
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "../../qrexec/daemon.h"
@@ -27,6 +30,11 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 "      --foreground  stay attached, messages on standard error\n"
+"      --ready-fd N  for a starter that goes on (the DispVM service): write\n"
+"                    one byte to descriptor N once the lock is held, and\n"
+"                    detach without forking\n"
+"      --firewall FILE  the VM's firewall file, read at once (its starter\n"
+"                    knows it; without it the database names it)\n"
 "      --version     show the version and the hypervisor backends\n"
 "  -h, --help        show this help\n", prog, QRT_AGENT_SOCK, QRT_QREXEC_SOCK, QPOL_DEFAULT_DIR, QRT_POLICY_LOG,
             QRT_QREXEC_LOG, QRT_QREXEC_LOCK);
@@ -34,13 +42,50 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    /* A daemon keeps nothing of its starter's: an inherited pipe would
-     * never see its end while the VM runs. */
-    close_range(3, ~0U, 0);
     tool_check_version(argc, argv);
-    bool foreground = tool_vm_daemon_options(argc, argv, prog, usage);
+    static const struct option opts[] = {
+        { "foreground", no_argument, NULL, 'f' },
+        { "ready-fd", required_argument, NULL, 'r' },
+        { "firewall", required_argument, NULL, 'w' },
+        { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    bool foreground = false;
+    int ready = -1;
+    const char *firewall = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': foreground = true; break;
+        case 'r': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end || v < 3 || v > 1023)
+                tool_usage_error(prog, "--ready-fd: a descriptor from 3 to 1023");
+            ready = (int)v;
+            break;
+        }
+        case 'w': firewall = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: tool_usage_error(prog, "bad option");
+        }
+    }
+    if (argc - optind != 1)
+        tool_usage_error(prog, "expected the VM's name");
+    if (ready >= 0 && (foreground || fcntl(ready, F_GETFD) < 0))
+        tool_usage_error(prog, foreground ? "--ready-fd detaches: not with --foreground"
+                                          : "--ready-fd: not an open descriptor");
+    /* A daemon keeps nothing of its starter's but that line back: an
+     * inherited pipe would never see its end while the VM runs. */
+    if (ready >= 0) {
+        if (ready > 3)
+            close_range(3, (unsigned)ready - 1, 0);
+        close_range((unsigned)ready + 1, ~0U, 0);
+    } else {
+        close_range(3, ~0U, 0);
+    }
     struct qerr err;
-    int rc = qrexecd_run(argv[optind], foreground, &err);
+    int rc = qrexecd_run(argv[optind], foreground, ready, firewall, &err);
     if (rc < 0)
         tool_fail(prog, &err);
     return rc;

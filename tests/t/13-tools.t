@@ -314,4 +314,15 @@ is "$rc" 2 "a missing argument is a usage error (status 2)"
 libs=$(ldd "$(command -v qfile-daemon-dvm)" | awk '{print $1}' | tr '\n' ' ')
 ok "$(case "$libs" in *libxml2*) echo 1;; *) echo 0;; esac)" "qfile-daemon-dvm does not load libxml2 ($libs)"
 
+# qrexec-daemon's line back to a starter that goes on (a DispVM's worker):
+# a descriptor it was given, never one of its standard three.
+run qrexec-daemon --ready-fd 2 work
+is "$rc/$out" "2/qrexec-daemon: --ready-fd: a descriptor from 3 to 1023
+Try 'qrexec-daemon --help' for more information." "qrexec-daemon --ready-fd refuses standard error"
+run qrexec-daemon --ready-fd 9 work
+is "$rc" 2 "and a descriptor it does not have"
+like "$out" "--ready-fd: not an open descriptor" "naming why"
+run qrexec-daemon --ready-fd 9 --foreground work 9>/dev/null
+like "$out" "not with --foreground" "and --foreground with it"
+
 done_testing
