@@ -276,14 +276,26 @@ static void request_worker(struct dvm_msg *rq, int client)
 }
 
 /* Preloads of `tpl` up to the target; none while the last one failed
- * recently. Progress to the FILL's stderr when it asked. */
-static void replenish(const char *tpl, struct fill *fill)
+ * recently. `reuse`: a served preload's worker whose DispVM is gone: it
+ * makes the first one (no fork, its hypervisor connection kept), or ends
+ * when none is needed. Progress to the FILL's stderr when it asked. */
+static void replenish(const char *tpl, struct fill *fill, struct wrec *reuse)
 {
+    struct qerr e;
     struct pool *p = pool_of(tpl, S.target > 0);
-    if (!p || (!fill && qnow_ms() < p->retry_at))
-        return;
-    for (int have = count(tpl, W_PRELOADING, W_PARKED) + recycling(tpl); have < S.target;
-         have++) {
+    int have = count(tpl, W_PRELOADING, W_PARKED) + recycling(tpl);
+    int want = p && (fill || qnow_ms() >= p->retry_at) ? S.target : 0;
+    const char *pool[] = { tpl };
+    if (reuse && have < want && !S.stop &&
+        dvm_send(reuse->ctl, DVM_PRELOAD, pool, 1, NULL, 0, &e) == 0) {
+        reuse->state = W_PRELOADING;
+        reuse->name[0] = '\0';
+        say("preloading a DispVM of %s (worker %d, again)", tpl, (int)reuse->pid);
+        have++;
+    } else if (reuse) {
+        kill(reuse->pid, SIGTERM);
+    }
+    for (; have < want; have++) {
         int out = fill ? fcntl(fill->out, F_DUPFD_CLOEXEC, 3) : -1;
         struct wrec *w = fork_worker(NULL, -1, tpl, out, fill);
         if (out >= 0)
@@ -326,7 +338,7 @@ static void keep_pools(void)
                 extra--;
             }
         if (extra < 0 && !busy)
-            replenish(tpl, NULL);
+            replenish(tpl, NULL, NULL);
     }
 }
 
@@ -358,7 +370,7 @@ static void reap(void)
             snprintf(tpl, sizeof tpl, "%s", w->tpl);
             memset(w, 0, sizeof *w);
             if (replace && !S.stop)
-                replenish(tpl, NULL);
+                replenish(tpl, NULL, NULL);
         }
     }
 }
@@ -408,23 +420,12 @@ static void from_worker(struct wrec *w)
          * its hypervisor connection kept); one on another host: now. */
         w->recycle = !strchr(w->tpl, '@');
         if (!w->recycle)
-            replenish(w->tpl, NULL);
+            replenish(w->tpl, NULL, NULL);
         break;
     case DVM_IDLE:              /* its DispVM is gone: kept for a while, a few at most */
         if (w->recycle) {
             w->recycle = false;
-            const char *pool[] = { w->tpl };
-            struct pool *p = pool_of(w->tpl, false);
-            if (!S.stop && p && qnow_ms() >= p->retry_at &&
-                count(w->tpl, W_PRELOADING, W_PARKED) < S.target &&
-                dvm_send(w->ctl, DVM_PRELOAD, pool, 1, NULL, 0, &e) == 0) {
-                w->state = W_PRELOADING;
-                w->name[0] = '\0';
-                say("preloading a DispVM of %s (worker %d, again)", w->tpl, (int)w->pid);
-            } else {
-                kill(w->pid, SIGTERM);
-            }
-            replenish(w->tpl, NULL);
+            replenish(w->tpl, NULL, w);
             break;
         }
         if (w->state == W_REQUEST && !S.stop && count(NULL, W_IDLE, W_IDLE) < MAX_IDLE) {
@@ -509,7 +510,7 @@ static void fill(int client, struct dvm_msg *m)
     f->out = m->fds[0];
     m->nfds = 0;
     snprintf(f->tpl, sizeof f->tpl, "%s", tpl);
-    replenish(tpl, f);
+    replenish(tpl, f, NULL);
     fill_done_check(f);
 }
 
