@@ -801,10 +801,15 @@ int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qer
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
-    char *argv[] = { path, "--ready-fd", "3", firewall ? "--firewall" : (char *)name,
-                     (char *)firewall, (char *)name, NULL };
-    if (!firewall)
-        argv[4] = NULL;
+    char *argv[8] = { path, "--ready-fd", "3" };
+    int a = 3;
+    if (firewall) {
+        argv[a++] = "--firewall";
+        argv[a++] = (char *)firewall;
+    }
+    argv[a++] = "--";
+    argv[a++] = (char *)name;
+    argv[a] = NULL;
     fflush(NULL);
     int r = posix_spawn(pid, path, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);

@@ -229,6 +229,10 @@ is "$(h2_settled)" "0/0/0/0/0" "and leaves nothing"
 # takes it and a replacement comes there; a request for this host does not
 # take it.
 paused_h2() { virsh -c $H2 list --name --state-paused 2>/dev/null | grep '^disp' | grep -vxF -f "$before"; }
+# The service keeps the default template's pool here whenever dispvm-preload
+# is set: T is not the default template meanwhile, so that what is here
+# comes from requests alone.
+qubes-prefs -s default-template none
 qubes-prefs -s dispvm-preload 1
 run timeout 600 qvm-create-default-dvm --host h2 $T
 is "$rc" 0 "with dispvm-preload 1, qvm-create-default-dvm --host h2"
@@ -255,6 +259,7 @@ for i in $(seq 100); do pgrep -f "qfile-daemon-dvm" >/dev/null || break; sleep 0
 sleep 1
 qvm-cleanup-dispvms -q
 is "$(h2_settled)" "0/0/0/0/0" "with preloading off, the preloads go from both hosts"
+qubes-prefs -s default-template $T
 
 # A template that lives on h2: its savefile is made there from its own
 # volumes (no copy from here), and its DispVMs go there without --host.
