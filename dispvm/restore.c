@@ -341,9 +341,8 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
         rc = qubes_channel_relay_spawn(d->name, err);
     char fw[PATH_MAX + 16];
     snprintf(fw, sizeof fw, "%s/firewall.xml", d->rundir);
-    pid_t daemon;               /* reaped with the worker's other children */
     if (rc == 0 && !vmm_is_test_driver(vmm))
-        rc = qrexecd_spawn(d->name, fw, &daemon, err);
+        rc = qrexecd_spawn(d->name, fw, err);
     qtime_mark("qrexec-daemon spawned");
     if (rc == 0)
         give_memory_back(vmm, d);

@@ -781,8 +781,9 @@ int qrexecd_run(const char *name, bool foreground, int ready, const char *firewa
     return serve(name, firewall, foreground ? FOREGROUND : EXIT_PARENT, -1, err);
 }
 
-int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qerr *err)
+int qrexecd_spawn(const char *name, const char *firewall, struct qerr *err)
 {
+    pid_t pid;
     char path[PATH_MAX];
     if (qsibling_program("qrexec-daemon", "QUBES_QREXEC_DAEMON", path, sizeof path, err) < 0)
         return -1;
@@ -811,7 +812,7 @@ int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qer
     argv[a++] = (char *)name;
     argv[a] = NULL;
     fflush(NULL);
-    int r = posix_spawn(pid, path, &fa, &at, argv, environ);
+    int r = posix_spawn(&pid, path, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(p[1]);
@@ -827,7 +828,7 @@ int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qer
         ;
     close(p[0]);
     if (n != 1) {
-        waitpid(*pid, NULL, 0);
+        waitpid(pid, NULL, 0);
         return qerr_set(err, "cannot start the qrexec daemon of '%s' (see above)", name);
     }
     return 0;

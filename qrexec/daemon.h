@@ -10,7 +10,6 @@
 #define QUBES_QREXEC_DAEMON_H
 
 #include <stdbool.h>
-#include <sys/types.h>
 
 #include "../orchestrator/error.h"
 
@@ -29,8 +28,8 @@ int qrexecd_run(const char *name, bool foreground, int ready, const char *firewa
 /* Starts the qrexec-daemon program (QUBES_QREXEC_DAEMON, else the one
  * beside this program) for `name` as a child of this process, spawned
  * without a copy of this process's memory, and returns once it holds the
- * VM's lock; *pid is the child's, for the caller to reap. `firewall` as
- * for qrexecd_run. */
-int qrexecd_spawn(const char *name, const char *firewall, pid_t *pid, struct qerr *err);
+ * VM's lock (the caller reaps its children when it sees fit). `firewall`
+ * as for qrexecd_run. */
+int qrexecd_spawn(const char *name, const char *firewall, struct qerr *err);
 
 #endif
