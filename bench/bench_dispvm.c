@@ -758,7 +758,7 @@ static void burst(struct burst *b, bool preloaded)
 
 struct step {
     char step[48], who[32];
-    double *wall, *cpu;         /* per run in which it appeared */
+    double *wall, *cpu, *faults;    /* per run in which it appeared */
     int n;
 };
 
@@ -772,7 +772,8 @@ struct timings {
 
 #define CLIENT "qfile-daemon-dvm"
 
-/* "timing: STEP  <wall> ms wall <cpu> ms cpu  WHO" lines of one run. */
+/* "timing: STEP  <wall> ms wall <cpu> ms cpu <n> faults  WHO" lines of
+ * one run. */
 static void timings_add(struct timings *t, const char *text, int run)
 {
     t->client[run] = 0;
@@ -789,6 +790,9 @@ static void timings_add(struct timings *t, const char *text, int run)
         char *after;
         double wall = strtod(num, NULL), cpu = strtod(w + 9, &after);
         if (strncmp(after, " ms cpu", 7) != 0)
+            continue;
+        double flt = strtod(after + 7, &after);
+        if (strncmp(after, " faults", 7) != 0)
             continue;
         after += 7;
         while (*after == ' ')
@@ -808,12 +812,14 @@ static void timings_add(struct timings *t, const char *text, int run)
             snprintf(s->who, sizeof s->who, "%s", who);
             s->wall = calloc((size_t)druns * 2, sizeof *s->wall);
             s->cpu = calloc((size_t)druns * 2, sizeof *s->cpu);
-            if (!s->wall || !s->cpu)
+            s->faults = calloc((size_t)druns * 2, sizeof *s->faults);
+            if (!s->wall || !s->cpu || !s->faults)
                 bench_die("out of memory");
         }
         struct step *s = &t->s[k];
         if (s->n < druns * 2) {     /* a step may come more than once in a run */
             s->wall[s->n] = wall;
+            s->faults[s->n] = flt;
             s->cpu[s->n++] = cpu;
         }
         if (strcmp(who, CLIENT) == 0)
@@ -1000,12 +1006,15 @@ static void full_image(void)
  * own CPU varies by tens of ms from one to the next). Each pair starts
  * with a new service: one that has made preloads of T keeps a pool of it,
  * and would start preloading from the old savefile as soon as it saw
- * dispvm-preload go up, before the fill. */
+ * dispvm-preload go up, before the fill. For the same reason T is not
+ * the default template meanwhile: the service keeps the default
+ * template's pool whenever dispvm-preload is above 0. */
 static void preload_cost(void)
 {
     char *stop[] = { "qubes-dvmd", "--stop", NULL };
     char n[8];
     snprintf(n, sizeof n, "%d", FILL);
+    prefs("default-template", "none");
     for (int i = 0; i < FILL_PAIRS; i++) {
         prefs("dispvm-preload", "0");
         bench_run(stop);
@@ -1031,6 +1040,7 @@ static void preload_cost(void)
         R.fill_cpu[i] = c3 - c2;
         R.pair[i] = (R.fill_cpu[i] - R.plain_cpu[i]) / FILL;
     }
+    prefs("default-template", E.tpl);
     double per[FILL_PAIRS];
     memcpy(per, R.pair, sizeof per);
     R.per_preload = bench_median(per, FILL_PAIRS);
@@ -1232,19 +1242,22 @@ static void print_timings(const struct timings *t)
 {
     printf("   %s, %d requests with --timings: medians (n: how many of the steps, when not one "
            "per request)\n", t->label, druns);
-    printf("     %-38s %-18s %10s %10s\n", "step", "who", "wall", "cpu");
+    printf("     %-38s %-18s %10s %10s %6s\n", "step", "who", "wall", "cpu", "faults");
     for (int k = 0; k < t->nsteps; k++) {
         const struct step *s = &t->s[k];
         double *w = calloc((size_t)s->n, sizeof *w), *c = calloc((size_t)s->n, sizeof *c);
+        double *f = calloc((size_t)s->n, sizeof *f);
         memcpy(w, s->wall, (size_t)s->n * sizeof *w);
         memcpy(c, s->cpu, (size_t)s->n * sizeof *c);
+        memcpy(f, s->faults, (size_t)s->n * sizeof *f);
         char n[16] = "";
         if (s->n != druns)
             snprintf(n, sizeof n, "  n=%d", s->n);
-        printf("     %-38s %-18s %7.1f ms %7.2f ms%s\n", s->step, s->who, bench_median(w, s->n),
-               bench_median(c, s->n), n);
+        printf("     %-38s %-18s %7.1f ms %7.2f ms %6.0f%s\n", s->step, s->who,
+               bench_median(w, s->n), bench_median(c, s->n), bench_median(f, s->n), n);
         free(w);
         free(c);
+        free(f);
     }
     double *client = calloc((size_t)druns, sizeof *client);
     memcpy(client, t->client, (size_t)druns * sizeof *client);

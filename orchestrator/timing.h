@@ -1,10 +1,10 @@
 /* Step timings of one request, across the processes that serve it (the
- * tool, the DispVM service, its worker): each step's wall time and the CPU
- * time this process (and the children it waited for) spent in it, one
- * line per step on a descriptor all of them share. Off unless started;
- * then a mark costs two clock reads and a write of one short line, which
- * is atomic on a pipe or terminal (under PIPE_BUF), so lines of several
- * processes never mix. */
+ * tool, the DispVM service, its worker): each step's wall time, and the CPU
+ * time and page faults of this process (and the children it waited for)
+ * in it, one line per step on a descriptor all of them share. Off unless
+ * started; then a mark costs two clock reads, two getrusage calls and a
+ * write of one short line, which is atomic on a pipe or terminal (under
+ * PIPE_BUF), so lines of several processes never mix. */
 #ifndef QUBES_TIMING_H
 #define QUBES_TIMING_H
 
@@ -37,6 +37,7 @@ void qtime_mark(const char *step);
  * in code that does not know the marks around it). */
 struct qtime_step {
     double wall, cpu;
+    long faults;
 };
 void qtime_begin(struct qtime_step *s);
 void qtime_end(const struct qtime_step *s, const char *step);

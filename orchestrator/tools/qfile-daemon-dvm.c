@@ -32,7 +32,8 @@ static void usage(FILE *f)
 "      --no-regenerate  refuse a stale savefile instead of making it again\n"
 "  -w, --wait-teardown  exit only once the DispVM is gone\n"
 "  -q, --quiet          no progress messages\n"
-"      --timings        each step's wall and CPU time on standard error\n"
+"      --timings        each step's wall time, CPU time and page faults on\n"
+"                       standard error\n"
 "      --version        show the version and the hypervisor backends\n"
 "  -h, --help           show this help\n", prog);
 }
