@@ -225,6 +225,14 @@ static int restore_clone(struct qubes *q, const struct dispvm_state *d, const ch
     return rc;
 }
 
+/* A preload's emulator yields to requests (DISPVM_PRELOAD_NICE). */
+static void preload_nice(struct vmm *vmm, const struct dispvm_state *d)
+{
+    struct qerr e;
+    if (d->preload && vmm_domain_nice(vmm, d->name, DISPVM_PRELOAD_NICE, &e) < 0)
+        qsay(d->progress, "warning: %s", e.msg);
+}
+
 /* A shared-memory savefile: the DispVM maps its RAM file copy-on-write
  * and receives the saved device state; it runs when this returns. */
 static int restore_shared(struct qubes *q, const struct dispvm_state *d,
@@ -242,6 +250,7 @@ static int restore_shared(struct qubes *q, const struct dispvm_state *d,
         return qerr_set(err, "cannot map %s copy-on-write for %s", ram, d->name);
     if (vmm_restore_device_state(&q->vmm, xml, from, (long long)si->stream_offset, err) < 0)
         return -1;
+    preload_nice(&q->vmm, d);
     if (vmm_resume(&q->vmm, d->name, err) < 0) {
         vmm_destroy(&q->vmm, d->name, NULL);
         return -1;
@@ -283,6 +292,8 @@ static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state 
              ram[0] ? "shared memory" : "full memory image");
         rc = ram[0] ? restore_shared(q, d, &si, from, ram, &id, err)
                     : restore_clone(q, d, from, &id, err);
+        if (rc == 0 && !ram[0])
+            preload_nice(&q->vmm, d);   /* a full image's runs from its restore */
     }
     savefile_info_free(&si);
     if (rc == 0)

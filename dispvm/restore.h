@@ -14,6 +14,12 @@
  * dispvm_teardown(). */
 int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struct qerr *err);
 
+/* A preload is made ahead of anyone's request, below what requests need:
+ * its worker and its domain's emulator (before the domain first runs,
+ * where the backend knows its process) run at this nice value until a
+ * request claims it, and then at 0. */
+#define DISPVM_PRELOAD_NICE 10
+
 /* Gives `vm` the firewall rules of `from` (the VM that asked for it; the
  * defaults when NULL), written, like every firewall file, under the
  * qubes.xml write lock the caller holds. */

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -459,6 +458,18 @@ static int park(struct worker *w, struct dvm_msg *m, struct qerr *err)
     }
 }
 
+/* The priority of a preload's worker and of its domain's emulator:
+ * DISPVM_PRELOAD_NICE until a request claims it, 0 for the request. */
+static void preload_priority(struct worker *w, struct vmm *vmm, int nice)
+{
+    struct qerr e;
+    if (qproc_set_nice(getpid(), nice) < 0)
+        qsay(w->progress, "warning: cannot set this worker's priority to nice %d: %s", nice,
+             strerror(errno));
+    if (vmm && w->d.name[0] && vmm_domain_nice(vmm, w->d.name, nice, &e) < 0)
+        qsay(w->progress, "warning: %s", e.msg);
+}
+
 /* One preload of the pool `key` (T here, or T@HOST), parked until a
  * request claims it and served; false when it went unclaimed. */
 static bool preload_one(struct worker *w, const char *key)
@@ -482,18 +493,21 @@ static bool preload_one(struct worker *w, const char *key)
         w->client = m.fds[0];
         take_settings(w, &m, m.fds[1]);
         qtime_mark("claim received");
-        int rc = dispvm_preload_claim(&w->q, &w->d, dvm_field(&m, DVM_RQ_TEMPLATE),
-                                      dvm_field(&m, DVM_RQ_SOURCE), dvm_field(&m, DVM_RQ_LABEL),
-                                      &err);
+        struct vmm *vmm = dispvm_template_vmm(&w->q, &w->t, &err);
+        preload_priority(w, vmm, 0);
+        int rc = vmm ? dispvm_preload_claim(&w->q, &w->d, dvm_field(&m, DVM_RQ_TEMPLATE),
+                                            dvm_field(&m, DVM_RQ_SOURCE),
+                                            dvm_field(&m, DVM_RQ_LABEL), &err)
+                     : -1;
         if (rc == 1) {          /* another network, or template: not this one */
             tell_service(w, DVM_DECLINE, m.field, m.nfields, m.fds, 2);
             dvm_msg_close_fds(&m);
             w->client = -1;
+            preload_priority(w, vmm, DISPVM_PRELOAD_NICE);
             continue;
         }
         qtime_mark("claimed (record, rules)");
-        struct vmm *vmm = rc == 0 ? dispvm_template_vmm(&w->q, &w->t, &err) : NULL;
-        if (rc == 0 && (!vmm || vmm_resume(vmm, w->d.name, &err) < 0))
+        if (rc == 0 && vmm_resume(vmm, w->d.name, &err) < 0)
             rc = -1;
         qtime_mark("resumed");
         if (rc < 0) {
@@ -519,8 +533,6 @@ void dispvm_worker_preload(int ctl, const char *pool, int out)
 {
     struct worker w;
     setup(&w, ctl, true);
-    /* Ahead of anyone's request: below what requests need. */
-    setpriority(PRIO_PROCESS, 0, 10);
     if (out >= 0 && (w.progress = fdopen(out, "w")))
         setvbuf(w.progress, NULL, _IOLBF, 0);
     char key[DVM_POOL_KEY_MAX];
@@ -529,6 +541,7 @@ void dispvm_worker_preload(int ctl, const char *pool, int out)
     /* Served, its DispVM gone: the pool's next preload, when the service
      * asks for it. */
     for (;;) {
+        preload_priority(&w, NULL, DISPVM_PRELOAD_NICE);
         if (!preload_one(&w, key))
             finish(&w, 0);
         if (next_job(&w, &next) != 1)

@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -409,4 +411,31 @@ int qwrite_file(const char *path, const void *data, size_t len, unsigned mode, b
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err)
 {
     return write_file(path, text, strlen(text), 0600, false, err);
+}
+
+int qproc_set_nice(pid_t pid, int nice)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int n = 0, why = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long tid = strtol(e->d_name, &end, 10);
+        if (tid <= 0 || *end)
+            continue;
+        if (setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0)
+            n++;
+        else if (errno != ESRCH && !why)
+            why = errno;        /* ESRCH: that thread ended meanwhile */
+    }
+    closedir(d);
+    if (why) {
+        errno = why;
+        return -1;
+    }
+    return n;
 }

@@ -72,5 +72,9 @@ int qwrite_file(const char *path, const void *data, size_t len, unsigned mode, b
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err);
 /* CLOCK_MONOTONIC in milliseconds. */
 long qnow_ms(void);
+/* Sets the nice value of every thread of process `pid` (a process's
+ * priority is its threads' own; threads made later take their maker's).
+ * Returns how many threads, 0 when the process is gone, -1 with errno. */
+int qproc_set_nice(pid_t pid, int nice);
 
 #endif

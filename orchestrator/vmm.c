@@ -354,6 +354,16 @@ int vmm_domain_pid(struct vmm *vmm, const char *name)
     return vmm->backend->domain_pid(vmm, name);
 }
 
+int vmm_domain_nice(struct vmm *vmm, const char *name, int nice, struct qerr *err)
+{
+    int pid = vmm_domain_pid(vmm, name);
+    int n = pid > 0 ? qproc_set_nice(pid, nice) : 0;
+    if (n < 0)
+        return qerr_errno(err, errno, "%s: cannot set the priority of its emulator (pid %d) to "
+                          "nice %d", name, pid, nice);
+    return n;
+}
+
 int vmm_kill_or_destroy(struct vmm *vmm, const char *name, struct qerr *err)
 {
     if (vmm_require(vmm, err) < 0)

@@ -226,6 +226,11 @@ int vmm_save_device_state(struct vmm *vmm, const char *name, const char *path, s
 int vmm_restore_device_state(struct vmm *vmm, const char *xml, const char *path, long long offset,
                              struct qerr *err);
 int vmm_domain_pid(struct vmm *vmm, const char *name);
+/* Sets the scheduling priority (a nice value) of every thread of the
+ * domain's emulator, where vmm_domain_pid knows it (threads it makes
+ * later take their maker's); returns how many threads, 0 when the
+ * process is unknown (another host, another backend) or gone. */
+int vmm_domain_nice(struct vmm *vmm, const char *name, int nice, struct qerr *err);
 /* See struct vmm_backend; fails in offline mode. */
 int vmm_network_ensure(struct vmm *vmm, const char *name, struct qerr *err);
 /* See struct vmm_backend: storage pools and volumes on the connection's

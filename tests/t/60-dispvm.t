@@ -274,7 +274,19 @@ pre=$(qvm-ls --raw-list | grep '^disp')
 is "$(qvm-ls | grep " $pre " | awk -F'|' '{gsub(/ /, "", $3); print $3}')" "Paused" "it waits paused"
 is "$(grep -o "<QubesDisposableVm[^>]*name=\"$pre\"[^>]*>" "$B/qubes.xml" | grep -o 'internal="[A-Za-z]*"')" \
    'internal="True"' "and internal, nobody's VM yet"
-out=$(echo 'uname -n' | qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT 2>"$SCRATCH/pre.err")
+# Ahead of anyone's request, below what requests need: the preload's
+# emulator (all its threads) and worker run at nice 10 until claimed.
+nices() { ps -L -o ni= -p "$1" | tr -d ' ' | sort -u | tr '\n' ' '; }
+wk=$(grep "$pre is preloaded and waits" "$R/dvmd.log" | sed -n 's/.*(worker \([0-9]*\)).*/\1/p')
+qp=$(cat "/run/libvirt/qemu/$pre.pid")
+is "$(nices "$qp")/$(nices "$wk")" "10 /10 " "a preload's emulator and worker run at nice 10"
+echo 'uname -n; sleep 1' | qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT >"$SCRATCH/pre.out" \
+    2>"$SCRATCH/pre.err" &
+rq=$!
+for i in $(seq 200); do [ -s "$SCRATCH/pre.out" ] && break; sleep 0.05; done
+is "$(nices "$qp")/$(nices "$wk")" "0 /0 " "claimed, both run at nice 0 for the request"
+wait $rq
+out=$(cat "$SCRATCH/pre.out")
 like "$(cat "$SCRATCH/pre.err")" "Using preloaded $pre" "a request takes the preloaded DispVM"
 is "$out" "$pre" "and its service runs there"
 for i in $(seq 600); do [ "$(disp_records)" = 1 ] && [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
@@ -282,8 +294,9 @@ next=$(qvm-ls --raw-list | grep '^disp')
 ok "$([ -n "$next" ] && [ "$next" != "$pre" ]; echo $?)" "a replacement is preloaded in the background ($next)"
 # Made by the claimed preload's worker once that DispVM was gone: no fork,
 # and none of its ended processes kept.
-wk=$(grep "$pre is preloaded and waits" "$R/dvmd.log" | sed -n 's/.*(worker \([0-9]*\)).*/\1/p')
 like "$(grep "$next is preloaded" "$R/dvmd.log")" "(worker $wk)" "by the worker of the one claimed"
+is "$(nices "$(cat "/run/libvirt/qemu/$next.pid")")/$(nices "$wk")" "10 /10 " \
+   "which is back at nice 10, and so is the replacement's emulator"
 is "$(ps --ppid "$wk" -o stat= | grep -c Z)" 0 "which keeps no ended process"
 # A preload was restored before anyone asked: the request that claims it
 # still gives it its own identity.
