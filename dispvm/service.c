@@ -34,6 +34,7 @@
 #define STOP_WAIT_MS 20000      /* for the workers to tear down at the end */
 #define MAX_IDLE 4              /* request workers kept for the next requests */
 #define IDLE_WORKER_MS 30000    /* how long one is kept */
+#define HOLD_MS 1000            /* a replacement waits for running requests, at most */
 
 enum wstate {
     W_REQUEST,                  /* making or serving a DispVM for a request */
@@ -42,6 +43,8 @@ enum wstate {
     W_CLAIMED,                  /* a preload serving a request */
     W_GOING,                    /* tearing down */
     W_IDLE,                     /* a request's worker, its DispVM gone, for the next */
+    W_HELD,                     /* a served preload's, its DispVM gone: it makes its pool's
+                                   next preload once no request is being served */
 };
 
 struct fill {
@@ -57,7 +60,7 @@ struct wrec {
     char tpl[DVM_POOL_KEY_MAX];     /* a preload's pool (T or T@HOST); a request's T */
     char name[QUBES_NAME_MAX + 1];
     struct fill *fill;          /* the FILL this preload was made for */
-    long idle_at;               /* W_IDLE since */
+    long idle_at;               /* W_IDLE or W_HELD since */
     bool recycle;               /* a served preload's: it may make the pool's next one */
 };
 
@@ -423,6 +426,15 @@ static void from_worker(struct wrec *w)
             replenish(w->tpl, NULL, NULL);
         break;
     case DVM_IDLE:              /* its DispVM is gone: kept for a while, a few at most */
+        if (w->recycle && count(NULL, W_REQUEST, W_CLAIMED) > 0 && !S.stop) {
+            /* Still its pool's (recycling() counts it): its preload
+             * waits until no request competes with it (release_held). */
+            w->state = W_HELD;
+            w->idle_at = qnow_ms();
+            say("the next preload of %s waits while requests are served (worker %d)", w->tpl,
+                (int)w->pid);
+            break;
+        }
         if (w->recycle) {
             w->recycle = false;
             replenish(w->tpl, NULL, w);
@@ -601,6 +613,34 @@ static void signals(void)
     }
 }
 
+/* The replacements held while requests were served: made once none is,
+ * or once one has waited HOLD_MS (a steady stream of requests still gets
+ * its pool refilled). */
+static void release_held(void)
+{
+    bool busy = count(NULL, W_REQUEST, W_CLAIMED) > 0;
+    long now = qnow_ms();
+    for (int i = 0; i < DVM_MAX_WORKERS; i++) {
+        struct wrec *w = &S.w[i];
+        if (!w->pid || w->state != W_HELD || (busy && now - w->idle_at < HOLD_MS && !S.stop))
+            continue;
+        w->recycle = false;
+        w->state = W_GOING;
+        replenish(w->tpl, NULL, w);
+    }
+}
+
+/* How long the loop may wait: until the next tick, or a held
+ * replacement's HOLD_MS. */
+static int loop_wait(void)
+{
+    long now = qnow_ms(), wait = S.next_tick - now;
+    for (int i = 0; i < DVM_MAX_WORKERS; i++)
+        if (S.w[i].pid && S.w[i].state == W_HELD && S.w[i].idle_at + HOLD_MS - now < wait)
+            wait = S.w[i].idle_at + HOLD_MS - now;
+    return wait < 0 ? 0 : wait > TICK_MS ? TICK_MS : (int)wait;
+}
+
 static void loop(void)
 {
     struct pollfd p[2 + DVM_MAX_WORKERS + MAX_PENDING];
@@ -620,8 +660,7 @@ static void loop(void)
                 pend[np++] = &S.pending[i];
                 p[n++] = (struct pollfd){ S.pending[i], POLLIN, 0 };
             }
-        long wait = S.next_tick - qnow_ms();
-        int r = poll(p, (nfds_t)n, wait < 0 ? 0 : wait > TICK_MS ? TICK_MS : (int)wait);
+        int r = poll(p, (nfds_t)n, loop_wait());
         if (r < 0 && errno != EINTR) {
             say("poll: %s", strerror(errno));
             return;
@@ -645,6 +684,7 @@ static void loop(void)
                     from_pending(pend[i]);
         }
         tick();
+        release_held();
     }
 }
 
@@ -654,7 +694,7 @@ static void stop_workers(void)
     for (int i = 0; i < DVM_MAX_WORKERS; i++)
         if (S.w[i].pid) {
             kill(S.w[i].pid, SIGTERM);
-            if (S.w[i].state == W_IDLE)
+            if (S.w[i].state == W_IDLE || S.w[i].state == W_HELD)
                 S.w[i].state = W_GOING;
         }
     for (long end = qnow_ms() + STOP_WAIT_MS;;) {

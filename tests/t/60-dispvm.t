@@ -335,6 +335,27 @@ qubes-dvmd
 qubes-prefs -s dispvm-preload 1
 for i in $(seq 600); do [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
 is "$(parked | wc -l)" 1 "raising dispvm-preload on a running service preloads with no request"
+# A replacement does not compete with the requests still being served: a
+# claimed preload's worker holds its pool's next preload while another
+# request runs, for a moment at most (a second).
+echo 'uname -n; sleep 1' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT >"$SCRATCH/ha.out" 2>&1 &
+ha=$!
+for i in $(seq 200); do [ -s "$SCRATCH/ha.out" ] && break; sleep 0.05; done
+a=$(head -n 1 "$SCRATCH/ha.out")
+echo 'uname -n; sleep 10' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT >"$SCRATCH/hb.out" 2>&1 &
+hb=$!
+wait $ha
+wk=$(grep "$a is preloaded and waits" "$R/dvmd.log" | tail -n 1 | sed -n 's/.*(worker \([0-9]*\)).*/\1/p')
+for i in $(seq 100); do grep -q "waits while requests are served (worker $wk)" "$R/dvmd.log" && break; sleep 0.05; done
+like "$(grep "worker $wk" "$R/dvmd.log" | tail -n 1)" "waits while requests are served" \
+     "a claimed preload's replacement waits while another request is served ($a, worker $wk)"
+for i in $(seq 180); do [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
+ok "$(kill -0 $hb 2>/dev/null && [ "$(parked | wc -l)" = 1 ]; echo $?)" \
+   "for a moment only: it is preloaded again before that request ends"
+like "$(grep "worker $wk" "$R/dvmd.log" | grep -A1 'waits while requests are served' | tail -n 1)" \
+     "(worker $wk, again)" "made then by the same worker"
+wait $hb
+is "$?/$(wc -l < "$SCRATCH/hb.out")" "0/1" "and the request it waited for ran to its end"
 # Sixteen at once with four preloads waiting: four take them, twelve are
 # restored; all as distinct as before.
 qubes-prefs -s dispvm-preload 4
