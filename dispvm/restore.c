@@ -282,6 +282,9 @@ static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state 
         return -1;
     struct savefile_info si;
     char ram[PATH_MAX];
+    /* Looked at before it is read: a set replaced in between is seen as
+     * changed at the teardown, never the other way round. */
+    d->set_seen = stat(d->tpl->set.savefile, &d->set_st) == 0;
     if (savefile_read(from, &si, err) < 0)
         return -1;
     int rc = dispvm_ram_of_xml(si.xml, ram, sizeof ram);
@@ -290,6 +293,7 @@ static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state 
     if (rc == 0) {
         qsay(d->progress, "--> Restoring %s from %s (%s)", d->name, from,
              ram[0] ? "shared memory" : "full memory image");
+        d->set_seen = d->set_seen && ram[0];
         rc = ram[0] ? restore_shared(q, d, &si, from, ram, &id, err)
                     : restore_clone(q, d, from, &id, err);
         if (rc == 0 && !ram[0])

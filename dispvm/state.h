@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "../orchestrator/net.h"
 #include "../orchestrator/qubes.h"
@@ -76,6 +77,12 @@ struct dispvm_state {
 
     /* Private: what exists, so that a teardown removes just that. */
     bool has_domain, has_record;
+    /* The set's savefile as it was when the DispVM's memory file was
+     * taken from it (shared memory, here): while it is still that file,
+     * the memory file is the current one and the teardown need not look
+     * for memory files that no savefile or DispVM needs any more. */
+    bool set_seen;
+    struct stat set_st;
 };
 
 /* The caller's part: who asks (the label is the source VM's unless given;

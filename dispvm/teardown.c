@@ -21,14 +21,27 @@ static void release_ram(const struct qubes_config *cfg, const char *ram)
         dispvm_ram_gc(cfg, dvm, set.savefile, false);
 }
 
-/* Its run directory, and the memory file only it mapped. */
-static void remove_runtime(const struct qubes_config *cfg, const char *rundir, const char *record)
+/* Its run directory, and (`gc`) the memory file only it mapped. */
+static void remove_runtime(const struct qubes_config *cfg, const char *rundir, const char *record,
+                           bool gc)
 {
     char ram[PATH_MAX];
     dispvm_ram_recorded(record, ram, sizeof ram);
     storage_remove_tree(rundir, NULL);
-    if (ram[0])
+    if (ram[0] && gc)
         release_ram(cfg, ram);
+}
+
+/* Whether d's memory file may be one that no savefile needs: its set's
+ * savefile is not the one it was restored from (or that is not known). */
+static bool set_replaced(const struct dispvm_state *d)
+{
+    struct stat st;
+    return !d->set_seen || stat(d->tpl->set.savefile, &st) < 0 ||
+           st.st_dev != d->set_st.st_dev || st.st_ino != d->set_st.st_ino ||
+           st.st_size != d->set_st.st_size ||
+           st.st_mtim.tv_sec != d->set_st.st_mtim.tv_sec ||
+           st.st_mtim.tv_nsec != d->set_st.st_mtim.tv_nsec;
 }
 
 /* The record, and with it the firewall chains of its interface (host-wide
@@ -93,7 +106,7 @@ int dispvm_teardown_domain(struct qubes *q, struct dispvm_state *d, struct qerr 
         d->has_domain = false;
     }
     if (d->rundir[0])
-        remove_runtime(&q->cfg, d->rundir, d->ram);
+        remove_runtime(&q->cfg, d->rundir, d->ram, set_replaced(d));
     d->rundir[0] = '\0';
     return rc;
 }
@@ -137,7 +150,7 @@ int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *pro
                      host, e.msg);
                 continue;
             }
-            remove_runtime(&q->cfg, rundir, ram);
+            remove_runtime(&q->cfg, rundir, ram, true);
             qsay(progress, "--> Removed %s (on host %s; the process that kept it is gone)",
                  vms[i]->name, host);
             forget(q, vms[i], progress);
@@ -149,7 +162,7 @@ int dispvm_sweep_records(struct qubes *q, int *removed, bool *changed, FILE *pro
             return -1;
         if (st != QVM_POWER_HALTED)
             vmm_destroy(&q->vmm, vms[i]->name, NULL);
-        remove_runtime(&q->cfg, rundir, ram);
+        remove_runtime(&q->cfg, rundir, ram, true);
         qsay(progress, "--> Removed %s (%s)", vms[i]->name,
              st == QVM_POWER_HALTED ? "not running" : "the process that kept it is gone");
         forget(q, vms[i], progress);
@@ -184,7 +197,7 @@ void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress)
                      e->d_name, host, err.msg);
                 continue;
             }
-            remove_runtime(&q->cfg, rundir, ram);
+            remove_runtime(&q->cfg, rundir, ram, true);
             qsay(progress, "--> Removed the files of %s (on host %s)", e->d_name, host);
             (*removed)++;
             continue;
@@ -196,7 +209,7 @@ void dispvm_sweep_run_dirs(struct qubes *q, int *removed, FILE *progress)
             qsay(progress, "--> Destroyed the leftover domain %s", e->d_name);
         }
         free(info.name);
-        remove_runtime(&q->cfg, rundir, ram);
+        remove_runtime(&q->cfg, rundir, ram, true);
         qsay(progress, "--> Removed the files of %s", e->d_name);
         (*removed)++;
     }
