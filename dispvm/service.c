@@ -123,9 +123,7 @@ static struct pool *pool_of(const char *tpl, bool add)
 static bool read_settings(void)
 {
     struct stat st;
-    if (stat(S.cfg.db_path, &st) < 0 ||
-        (st.st_ino == S.db.st_ino && st.st_size == S.db.st_size &&
-         st.st_mtim.tv_sec == S.db.st_mtim.tv_sec && st.st_mtim.tv_nsec == S.db.st_mtim.tv_nsec))
+    if (stat(S.cfg.db_path, &st) < 0 || qstat_same(&st, &S.db))
         return false;
     S.db = st;
     struct qubes q;

@@ -37,11 +37,7 @@ static void remove_runtime(const struct qubes_config *cfg, const char *rundir, c
 static bool set_replaced(const struct dispvm_state *d)
 {
     struct stat st;
-    return !d->set_seen || stat(d->tpl->set.savefile, &st) < 0 ||
-           st.st_dev != d->set_st.st_dev || st.st_ino != d->set_st.st_ino ||
-           st.st_size != d->set_st.st_size ||
-           st.st_mtim.tv_sec != d->set_st.st_mtim.tv_sec ||
-           st.st_mtim.tv_nsec != d->set_st.st_mtim.tv_nsec;
+    return !d->set_seen || stat(d->tpl->set.savefile, &st) < 0 || !qstat_same(&st, &d->set_st);
 }
 
 /* The record, and with it the firewall chains of its interface (host-wide

@@ -387,10 +387,7 @@ static int recheck(struct qubes *q, const struct clone *c, struct qvm **srcp, st
     for (size_t i = 0; i < c->files.n || i < now.n; i++) {
         const struct clone_file *a = i < c->files.n ? &c->files.f[i] : NULL;
         const struct clone_file *b = i < now.n ? &now.f[i] : NULL;
-        if (a && b && strcmp(a->rel, b->rel) == 0 && a->st.st_dev == b->st.st_dev &&
-            a->st.st_ino == b->st.st_ino && a->st.st_size == b->st.st_size &&
-            a->st.st_mtim.tv_sec == b->st.st_mtim.tv_sec &&
-            a->st.st_mtim.tv_nsec == b->st.st_mtim.tv_nsec)
+        if (a && b && strcmp(a->rel, b->rel) == 0 && qstat_same(&a->st, &b->st))
             continue;
         return qerr_set(err, "the files of '%s' changed while they were copied (%s/%s: was the "
                         "VM started?): nothing was cloned; try again", c->o->src, c->src_dir,

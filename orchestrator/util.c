@@ -439,3 +439,9 @@ int qproc_set_nice(pid_t pid, int nice)
     }
     return n;
 }
+
+bool qstat_same(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -76,5 +77,8 @@ long qnow_ms(void);
  * priority is its threads' own; threads made later take their maker's).
  * Returns how many threads, 0 when the process is gone, -1 with errno. */
 int qproc_set_nice(pid_t pid, int nice);
+/* Whether two stats are of the same file, unchanged: device, inode, size
+ * and modification time (a file replaced by rename, or written, differs). */
+bool qstat_same(const struct stat *a, const struct stat *b);
 
 #endif
