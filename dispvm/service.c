@@ -163,6 +163,12 @@ static int count(const char *tpl, enum wstate a, enum wstate b)
     return n;
 }
 
+/* Whether a request is being served (its DispVM made, or run). */
+static bool serving(void)
+{
+    return count(NULL, W_REQUEST, W_CLAIMED) > 0;
+}
+
 /* Workers of served preloads of `tpl` that may still make its next one. */
 static int recycling(const char *tpl)
 {
@@ -325,7 +331,7 @@ static void fill_done_check(struct fill *f)
  * missing ones come while no request is being served. */
 static void keep_pools(void)
 {
-    bool busy = count(NULL, W_REQUEST, W_CLAIMED) > 0;
+    bool busy = serving();
     for (int i = 0; i < MAX_POOLS; i++) {
         const char *tpl = S.pools[i].tpl;
         if (!tpl[0])
@@ -424,18 +430,15 @@ static void from_worker(struct wrec *w)
             replenish(w->tpl, NULL, NULL);
         break;
     case DVM_IDLE:              /* its DispVM is gone: kept for a while, a few at most */
-        if (w->recycle && count(NULL, W_REQUEST, W_CLAIMED) > 0 && !S.stop) {
-            /* Still its pool's (recycling() counts it): its preload
-             * waits until no request competes with it (release_held). */
+        if (w->recycle) {
+            /* Still its pool's (recycling() counts it): release_held, at
+             * the end of this turn of the loop, has it make the pool's
+             * next preload once no request competes with that. */
             w->state = W_HELD;
             w->idle_at = qnow_ms();
-            say("the next preload of %s waits while requests are served (worker %d)", w->tpl,
-                (int)w->pid);
-            break;
-        }
-        if (w->recycle) {
-            w->recycle = false;
-            replenish(w->tpl, NULL, w);
+            if (serving() && !S.stop)
+                say("the next preload of %s waits while requests are served (worker %d)",
+                    w->tpl, (int)w->pid);
             break;
         }
         if (w->state == W_REQUEST && !S.stop && count(NULL, W_IDLE, W_IDLE) < MAX_IDLE) {
@@ -616,7 +619,7 @@ static void signals(void)
  * its pool refilled). */
 static void release_held(void)
 {
-    bool busy = count(NULL, W_REQUEST, W_CLAIMED) > 0;
+    bool busy = serving();
     long now = qnow_ms();
     for (int i = 0; i < DVM_MAX_WORKERS; i++) {
         struct wrec *w = &S.w[i];
