@@ -234,7 +234,7 @@ static void preload_nice(struct vmm *vmm, const struct dispvm_state *d)
 }
 
 /* A shared-memory savefile: the DispVM maps its RAM file copy-on-write
- * and receives the saved device state; it runs when this returns. */
+ * and receives the saved device state; it is paused when this returns. */
 static int restore_shared(struct qubes *q, const struct dispvm_state *d,
                           const struct savefile_info *si, const char *from, const char *ram,
                           struct savefile_identity *id, struct qerr *err)
@@ -251,15 +251,12 @@ static int restore_shared(struct qubes *q, const struct dispvm_state *d,
     if (vmm_restore_device_state(&q->vmm, xml, from, (long long)si->stream_offset, err) < 0)
         return -1;
     preload_nice(&q->vmm, d);
-    if (vmm_resume(&q->vmm, d->name, err) < 0) {
-        vmm_destroy(&q->vmm, d->name, NULL);
-        return -1;
-    }
     return 0;
 }
 
+/* *paused: the domain waits for its first vmm_resume (else it runs). */
 static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state *d,
-                          struct qerr *err)
+                          bool *paused, struct qerr *err)
 {
     if (d->host[0])
         return dispvm_remote_restore(vmm, d, err);
@@ -296,6 +293,7 @@ static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state 
         d->set_seen = d->set_seen && ram[0];
         rc = ram[0] ? restore_shared(q, d, &si, from, ram, &id, err)
                     : restore_clone(q, d, from, &id, err);
+        *paused = rc == 0 && ram[0];
         if (rc == 0 && !ram[0])
             preload_nice(&q->vmm, d);   /* a full image's runs from its restore */
     }
@@ -348,19 +346,31 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
     if (register_record(q, d, err) < 0)
         return -1;
     qtime_mark("record: start lock, write lock, saved");
-    int rc = restore_domain(q, vmm, d, err);
+    bool paused = false;
+    int rc = restore_domain(q, vmm, d, &paused, err);
     qclose(set_lock);       /* its QEMU holds the set's files now */
-    qtime_mark("domain restored, running");
-    /* On another host, its agent's channel is served here first. */
+    qtime_mark(paused ? "domain restored (paused)" : "domain restored, running");
+    /* What the guest meets first is made ready before it runs: its qrexec
+     * daemon, on the channel already (on another host, through the
+     * channel's relay), and its memory target. */
     if (rc == 0 && d->host[0])
         rc = qubes_channel_relay_spawn(d->name, err);
     char fw[PATH_MAX + 16];
     snprintf(fw, sizeof fw, "%s/firewall.xml", d->rundir);
+    cleanup_close int answered = -1;
     if (rc == 0 && !vmm_is_test_driver(vmm))
-        rc = qrexecd_spawn(d->name, fw, err);
+        rc = qrexecd_spawn(d->name, fw, &answered, err);
     qtime_mark("qrexec-daemon spawned");
     if (rc == 0)
         give_memory_back(vmm, d);
     qtime_mark("balloon: memory back");
+    if (rc == 0 && paused) {
+        rc = vmm_resume(vmm, d->name, err);
+        qtime_mark("resumed");
+    }
+    if (rc == 0 && answered >= 0) {
+        rc = qrexecd_wait_answer(d->name, answered, DISPVM_AGENT_WAIT_MS, err);
+        qtime_mark("agent answered (qrexec-daemon up)");
+    }
     return rc;
 }

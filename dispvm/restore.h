@@ -4,10 +4,14 @@
 
 #include "state.h"
 
+/* How long a restored DispVM's agent has to answer. */
+#define DISPVM_AGENT_WAIT_MS 30000
+
 /* Starts its netvm chain, picks the DispVM's name, makes its disk layers,
  * adds its record (a short write transaction under the start lock: its
- * template must not run), restores its domain, starts its qrexec-daemon
- * and gives it its memory back. The caller holds the set's lock shared
+ * template must not run), restores its domain, starts its qrexec-daemon,
+ * gives it its memory back, lets it run and waits (no lock held) until
+ * its agent answered the daemon. The caller holds the set's lock shared
  * (*set_lock, dvmdata_lock), checked the set usable under it, and has
  * q->coll loaded; the lock is released once the domain holds the set's
  * files. d holds the caller's part; on failure it says what exists for

@@ -25,9 +25,6 @@
 #include "restore.h"
 #include "teardown.h"
 
-/* How long the guest's agent may take to answer a restored DispVM. */
-#define AGENT_WAIT_MS 30000
-
 static volatile sig_atomic_t stopping;
 
 static void on_stop(int sig)
@@ -182,7 +179,7 @@ static int give_identity(struct worker *w, struct qerr *err)
     snprintf(ip, sizeof ip, "%s/%d", d->net.ip, d->net.prefix);
     /* Waited for while its qrexec-daemon lives: one that ended (its agent's
      * channel is gone: the domain died, or its host went) ends the wait. */
-    for (long end = qnow_ms() + AGENT_WAIT_MS;;) {
+    for (long end = qnow_ms() + DISPVM_AGENT_WAIT_MS;;) {
         long left = end - qnow_ms();
         if (agent_connect(d->qrexec_sock, left < 500 ? (left > 0 ? left : 0) : 500, &c, err) == 0)
             break;
@@ -193,7 +190,6 @@ static int give_identity(struct worker *w, struct qerr *err)
         if (left <= 500)
             return qerr_prefix(err, "%s", d->name);
     }
-    qtime_mark("agent answered (qrexec-daemon up)");
     int rc = agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
                             d->net.gateway, err);
     agent_close(&c);
@@ -245,7 +241,7 @@ static void warm_up(struct worker *w)
     int st, null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null < 0)
         return;
-    if (agent_connect(w->d.qrexec_sock, AGENT_WAIT_MS, &c, &e) == 0) {
+    if (agent_connect(w->d.qrexec_sock, DISPVM_AGENT_WAIT_MS, &c, &e) == 0) {
         agent_deadline(&c, AGENT_REQUEST_MS);
         if (agent_service(&c, "user", "qubes.VMShell", "dom0", null, null, null, &st, &e) < 0)
             qsay(w->progress, "warning: %s: warming up: %s", w->d.name, e.msg);

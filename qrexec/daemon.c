@@ -43,8 +43,9 @@ static struct daemon {
     char rundir[PATH_MAX], sock[PATH_MAX], bindir[PATH_MAX];
     struct qmux *m;
     int listener, lock;
+    int ready;                  /* the starter's line (--ready-fd) until the agent answered */
     ino_t sock_ino;
-} D = { .listener = -1, .lock = -1 };
+} D = { .listener = -1, .lock = -1, .ready = -1 };
 
 struct client {
     int fd;
@@ -225,6 +226,10 @@ static void channel_ready(struct qmux *m, void *ctx)
     D.sock_ino = st.st_ino;
     qmux_watch(m, fd, POLLIN, accept_client, NULL);
     say("the agent answered; listening on %s", D.sock);
+    if (D.ready >= 0) {
+        (void)!write(D.ready, "", 1);
+        qclose(&D.ready);
+    }
 }
 
 /* Our socket goes with us, unless a daemon of a later run of the VM has
@@ -548,6 +553,8 @@ static void fw_job(bool apply)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (D.lock >= 0)
             close(D.lock);      /* a next daemon of the VM must not wait for us */
+        if (D.ready >= 0)
+            close(D.ready);     /* nor our starter, for an answer that is ours to give */
         struct fw_result r = { 0 };
         fw_visit(apply, &r);
         (void)!write(p[1], &r, sizeof r);
@@ -749,9 +756,12 @@ static int serve(const char *name, const char *firewall, enum detach how, int re
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     if (ftruncate(lock, 0) == 0)
         (void)!pwrite(lock, pid, (size_t)n, 0);
+    /* The starter hears twice: now, and once the agent answered (the
+     * socket is there) or, with the line's end, that we ended first. */
     if (how == READY_FD) {
         (void)!write(ready, "", 1);
-        close(ready);
+        D.ready = ready;
+        (void)fcntl(ready, F_SETFD, FD_CLOEXEC);
     }
     struct qerr e;
     int chan = connect_channel(&e);
@@ -781,7 +791,7 @@ int qrexecd_run(const char *name, bool foreground, int ready, const char *firewa
     return serve(name, firewall, foreground ? FOREGROUND : EXIT_PARENT, -1, err);
 }
 
-int qrexecd_spawn(const char *name, const char *firewall, struct qerr *err)
+int qrexecd_spawn(const char *name, const char *firewall, int *answered, struct qerr *err)
 {
     pid_t pid;
     char path[PATH_MAX];
@@ -826,10 +836,40 @@ int qrexecd_spawn(const char *name, const char *firewall, struct qerr *err)
     ssize_t n;
     while ((n = read(p[0], &b, 1)) < 0 && errno == EINTR)
         ;
-    close(p[0]);
     if (n != 1) {
+        close(p[0]);
         waitpid(pid, NULL, 0);
         return qerr_set(err, "cannot start the qrexec daemon of '%s' (see above)", name);
     }
+    if (answered)
+        *answered = p[0];
+    else
+        close(p[0]);
     return 0;
+}
+
+int qrexecd_wait_answer(const char *name, int answered, long timeout_ms, struct qerr *err)
+{
+    struct pollfd p = { answered, POLLIN, 0 };
+    for (long end = qnow_ms() + timeout_ms;;) {
+        long left = end - qnow_ms();
+        if (qmux_stopped())
+            return qerr_errno(err, EINTR, "%s: stopped before its agent answered", name);
+        if (left <= 0)
+            return qerr_set(err, "%s: its agent did not answer within %ld s", name,
+                            timeout_ms / 1000);
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno != EINTR)
+            return qerr_errno(err, errno, "%s: waiting for its agent", name);
+        if (r <= 0)
+            continue;
+        char b;
+        ssize_t n = read(answered, &b, 1);
+        if (n == 1)
+            return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return qerr_set(err, "%s: its qrexec daemon ended before its agent answered (its "
+                        "domain or its agent's channel is gone)", name);
+    }
 }

@@ -16,7 +16,8 @@
 /* Takes the VM's qrexec lock ($RUN/vms/NAME/qrexec.lock, which then holds
  * the daemon's pid) and, unless `foreground`, leaves its starter: with
  * `ready` >= 0 it writes one byte there once the lock is its own (for a
- * starter that goes on), else the calling process exits 0 then; either
+ * starter that goes on) and another once the agent answered, then closes
+ * it, else the calling process exits 0 then; either
  * way it logs to $RUN/vms/NAME/qrexec.log. Then serves the channel until
  * it closes. `firewall`: the VM's firewall file when the starter knows it
  * (read directly to begin with, no database needed), or NULL. Returns in
@@ -29,7 +30,14 @@ int qrexecd_run(const char *name, bool foreground, int ready, const char *firewa
  * beside this program) for `name` as a child of this process, spawned
  * without a copy of this process's memory, and returns once it holds the
  * VM's lock (the caller reaps its children when it sees fit). `firewall`
- * as for qrexecd_run. */
-int qrexecd_spawn(const char *name, const char *firewall, struct qerr *err);
+ * as for qrexecd_run. With `answered`, the caller gets a descriptor
+ * (close-on-exec, the caller's to close) for qrexecd_wait_answer. */
+int qrexecd_spawn(const char *name, const char *firewall, int *answered, struct qerr *err);
+/* Waits, at most `timeout_ms`, until the agent has answered the daemon
+ * (its socket then takes callers), without polling for the socket; a
+ * daemon that ended first (the domain died, the agent's channel closed)
+ * ends the wait at once, with an error that says so; so does a stop
+ * signal (qmux_stopped). */
+int qrexecd_wait_answer(const char *name, int answered, long timeout_ms, struct qerr *err);
 
 #endif

@@ -20,6 +20,7 @@
  *                then as "echo X"
  * MODE says what happens besides:
  *   lies, flood, oversized   nothing more
+ *   mute         not even HELLO is answered: the agent never answers
  *   unknown      junk frames right after the handshake too
  *   calls        after the handshake, CALLs (guest session ids) that dom0
  *                must refuse, one that its policy allows (qubes.Ok to dom0),
@@ -249,6 +250,10 @@ static void take(const struct qag_header *h, char *p)
  * ours went out of step), everything up to a HELLO is skipped. */
 static void input(void)
 {
+    if (strcmp(mode, "mute") == 0) {
+        inlen = 0;
+        return;
+    }
     size_t pos = 0;
     struct qag_header pat = { QAG_MAGIC, QAG_HELLO, 0, 8 }, h;
     while (inlen - pos >= sizeof h) {

@@ -6,18 +6,22 @@
  * types and for sessions that do not exist, and makes CALLs dom0 must
  * refuse. Every request must end within its deadline with an error that
  * says what happened, the daemon must stay up with its memory bounded, and
- * when the channel ends it must exit and remove its socket.
+ * when the channel ends it must exit and remove its socket. A daemon
+ * started by a process that goes on (the DispVM service) tells it when
+ * its agent answered, or that it ended before.
  * Usage: test_agent HOSTILE-AGENT [BINDIR] (default $QUBES_TEST_BIN) */
 #include "../../guest/protocol.h"
 #include "../../orchestrator/agent_client.h"
 #include "../../orchestrator/monitor.h"
 #include "../../orchestrator/runtime.h"
 #include "../../orchestrator/util.h"
+#include "../../qrexec/daemon.h"
 #include "../testutil.h"
 
 #include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 static const char *helper, *bindir;
 static char top[PATH_MAX], run[PATH_MAX];
@@ -113,16 +117,16 @@ static int alive(pid_t pid)
     return waitpid(pid, NULL, WNOHANG) == 0 && kill(pid, 0) == 0;
 }
 
-/* The hostile agent on the VM's channel socket, then its qrexec-daemon;
- * returns once dom0's callers may connect (0) or not (-1). */
-static int start_vm(struct vm *v, const char *name, const char *mode)
+/* The hostile agent on the VM's channel socket; v->log: where a daemon
+ * that detaches logs (its run directory). */
+static void start_agent(struct vm *v, const char *name, const char *mode)
 {
     struct qerr err;
     memset(v, 0, sizeof *v);
     v->name = name;
     snprintf(v->agent_sock, sizeof v->agent_sock, "%s/vms/%s/agent.sock", run, name);
     snprintf(v->sock, sizeof v->sock, "%s/vms/%s/qrexec.sock", run, name);
-    snprintf(v->log, sizeof v->log, "%s/%s.log", top, name);
+    snprintf(v->log, sizeof v->log, "%s/vms/%s/qrexec.log", run, name);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/vms/%s", run, name);
     if (qmkdirs(dir, &err) < 0) {
@@ -147,6 +151,15 @@ static int start_vm(struct vm *v, const char *name, const char *mode)
         fprintf(stderr, "test_agent: %s did not start\n", helper);
         exit(99);
     }
+}
+
+/* The hostile agent, then its qrexec-daemon in the foreground; returns
+ * once dom0's callers may connect (0) or not (-1). */
+static int start_vm(struct vm *v, const char *name, const char *mode)
+{
+    struct qerr err;
+    start_agent(v, name, mode);
+    snprintf(v->log, sizeof v->log, "%s/%s.log", top, name);
     v->daemon = fork();
     if (v->daemon == 0) {
         int lfd = open(v->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -163,15 +176,21 @@ static int start_vm(struct vm *v, const char *name, const char *mode)
     return agent_connect(v->sock, 10000, &v->c, &err);
 }
 
+/* The agent killed: the end of the VM's channel. */
+static void stop_agent(struct vm *v)
+{
+    kill(-v->agent, SIGKILL);
+    waitpid(v->agent, NULL, 0);
+    agent_pid = -1;
+    close(v->agent_out);
+}
+
 /* The channel ends (the agent is killed): the daemon must exit 0 at once,
  * remove its socket, and fail a request still under way. */
 static void end_vm(struct vm *v)
 {
     agent_close(&v->c);
-    kill(-v->agent, SIGKILL);
-    waitpid(v->agent, NULL, 0);
-    agent_pid = -1;
-    close(v->agent_out);
+    stop_agent(v);
     int ws = wait_child(v->daemon, 5000);
     daemon_pid = -1;
     ok(ws != -1 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
@@ -393,6 +412,69 @@ static void lies(void)
 }
 
 /* ---- flood ---- */
+
+/* qrexecd_spawn's second word: the agent answered (the socket takes
+ * callers at once), it never does (the wait ends at its deadline), or
+ * the daemon ends first (the wait ends then, not at the deadline). */
+static void answered(void)
+{
+    struct vm v;
+    struct qerr err = { 0, "" };
+    char prog[PATH_MAX];
+    snprintf(prog, sizeof prog, "%s/qrexec-daemon", bindir);
+    setenv("QUBES_QREXEC_DAEMON", prog, 1);
+
+    step = "answered: a good agent";
+    start_agent(&v, "answers", "lies");
+    int fd = -1;
+    int rc = qrexecd_spawn(v.name, NULL, &fd, &err);
+    ok(rc == 0 && fd >= 0, "answered: the daemon started, with a line back (%s)", err.msg);
+    long t0 = now_ms();
+    rc = rc < 0 ? rc : qrexecd_wait_answer(v.name, fd, 10000, &err);
+    long took = now_ms() - t0;
+    ok(rc == 0, "answered: the wait ends when the agent answered (%ld ms) %s", took,
+       rc < 0 ? err.msg : "");
+    daemon_pid = -1;
+    int c = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", v.sock);
+    int conn = connect(c, (struct sockaddr *)&addr, sizeof addr);
+    ok(conn == 0, "answered: and the daemon's socket takes a caller at once, without a retry%s%s",
+       conn < 0 ? ": " : "", conn < 0 ? strerror(errno) : "");
+    close(c);
+    qclose(&fd);
+    stop_agent(&v);
+    while (waitpid(-1, NULL, 0) > 0)
+        ;                       /* the daemon, our child, ends with the channel */
+
+    step = "answered: a mute agent";
+    start_agent(&v, "mute", "mute");
+    rc = qrexecd_spawn(v.name, NULL, &fd, &err);
+    t0 = now_ms();
+    rc = rc < 0 ? rc : qrexecd_wait_answer(v.name, fd, 1000, &err);
+    took = now_ms() - t0;
+    ok(rc < 0 && strstr(err.msg, "mute: its agent did not answer within 1 s"),
+       "answered: an agent that never answers: an error at the deadline (%s)", err.msg);
+    ok(took >= 1000 && took < 5000, "answered: after 1 s, not before and not long after "
+       "(%ld ms)", took);
+
+    step = "answered: the daemon ends first";
+    int ws = -1;
+    t0 = now_ms();
+    stop_agent(&v);             /* the channel's end: the daemon goes */
+    rc = qrexecd_wait_answer(v.name, fd, 20000, &err);
+    took = now_ms() - t0;
+    ok(rc < 0 && strstr(err.msg, "mute: its qrexec daemon ended before its agent answered"),
+       "answered: a daemon that ends first ends the wait, saying so (%s)", err.msg);
+    ok(took < 5000, "answered: at once, not at the 20 s deadline (%ld ms)", took);
+    qclose(&fd);
+    pid_t p;
+    while ((p = waitpid(-1, &ws, 0)) > 0)
+        ok(WIFEXITED(ws), "answered: the daemon %d exited (status %d)", (int)p,
+           WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+    ok(log_has(&v, "channel closed"), "answered: its log says the channel closed");
+    unsetenv("QUBES_QREXEC_DAEMON");
+}
 
 static void flood(void)
 {
@@ -669,6 +751,8 @@ int main(int argc, char **argv)
     unknown();
     alarm(90);
     calls();
+    alarm(60);
+    answered();
     alarm(0);
 
     rm_scratch(top);
