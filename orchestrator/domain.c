@@ -198,17 +198,25 @@ static int domain_body(xmlTextWriterPtr w, const void *ctx)
         W(END(w));
         W(END(w));
     }
+    /* No USB controller: libvirt would add an emulated xHCI (a q35
+     * machine's default) that nothing here uses, one more device for an
+     * untrusted guest to drive, for QEMU to start and for every DispVM to
+     * restore. */
+    W(EL(w, "controller"));
+    W(ATTR(w, "type", "usb"));
+    W(ATTR(w, "model", "none"));
+    W(END(w));
     /* Free PCIe root ports for disks hot-plugged by qvm-block. libvirt
      * gives each PCIe device a root port, taking the ones the XML names
      * first, and adds a spare only when it had to add ports itself: so the
-     * XML names one per device (USB, virtio-serial, balloon, disks, NICs)
-     * and DOMAIN_HOTPLUG_PORTS more, which stay free. */
+     * XML names one per device (virtio-serial, balloon, disks, NICs) and
+     * DOMAIN_HOTPLUG_PORTS more, which stay free. */
     W(EL(w, "controller"));     /* the root they hang from, named first */
     W(ATTR(w, "type", "pci"));
     W(ATTR(w, "index", "0"));
     W(ATTR(w, "model", "pcie-root"));
     W(END(w));
-    int ports = 3 + s->ndisks + s->nnics + DOMAIN_HOTPLUG_PORTS;
+    int ports = 2 + s->ndisks + s->nnics + DOMAIN_HOTPLUG_PORTS;
     for (int i = 0; i < ports; i++) {
         W(EL(w, "controller"));
         W(ATTR(w, "type", "pci"));

@@ -72,6 +72,21 @@ settled() {
 
 # The user QEMU of domain NAME runs as, then whether it runs in QEMU's
 # seccomp sandbox: "libvirt-qemu sandbox" as `make vmm-up` sets libvirt up.
+# The emulated devices of domain $1's QEMU, from its command line: each
+# -device's driver, sorted, one line.
+qemu_devices() {
+    pid=$(cat "/run/libvirt/qemu/$1.pid" 2>/dev/null)
+    [ -n "$pid" ] || { echo "no-qemu"; return; }
+    tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n 's/^{"driver":"\([^"]*\)".*/\1/p' |
+        sort | tr '\n' ' '
+}
+
+# Status 0 when the device list $1 (qemu_devices) has disks but nothing USB.
+no_usb() {
+    case "$1" in *virtio-blk-pci*) ;; *) return 1 ;; esac
+    case "$1" in *xhci* | *usb* | *ehci* | *uhci*) return 1 ;; esac
+}
+
 qemu_user() {
     pid=$(cat "/run/libvirt/qemu/$1.pid" 2>/dev/null)
     [ -n "$pid" ] || { echo "no-qemu"; return; }

@@ -75,6 +75,8 @@ is "$(qvm-run -p $C "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0 | 
 # QEMU is not root: libvirt gives it the VM's files for the run (DAC
 # labelling) through directories only QEMU's group may enter.
 is "$(qemu_user $C)" "libvirt-qemu sandbox" "the VM's QEMU runs as libvirt-qemu, in QEMU's seccomp sandbox"
+devs=$(qemu_devices $C)
+ok "$(no_usb "$devs"; echo $?)" "its QEMU emulates no USB controller ($devs)"
 is "$(stat -c '%U:%G %a' "$B/appvms" "$B/appvms/$C" "$R/vms/$C" | tr '\n' ' ')" \
    "root:libvirt-qemu 750 root:libvirt-qemu 750 root:libvirt-qemu 750 " \
    "its directories are root's, open to QEMU's group only (mode 750)"

@@ -44,7 +44,8 @@ ok "$([ -s "$SCRATCH/rnd1" ] && [ "$(cat "$SCRATCH/rnd1")" != "$(cat "$SCRATCH/r
    "two DispVMs of one savefile read different first bytes from /dev/urandom ($(cat "$SCRATCH/rnd1") / $(cat "$SCRATCH/rnd2"))"
 # Two DispVMs at once (MODE: the savefile's memory path): each its own VM
 # generation id (QEMU's vmgenid device, which the guest's kernel sees
-# change), and each QEMU as libvirt-qemu in its seccomp sandbox.
+# change), and each QEMU as libvirt-qemu in its seccomp sandbox, with no
+# USB controller.
 two_at_once() {
     mode=$1
     for i in 1 2; do
@@ -52,12 +53,13 @@ two_at_once() {
             qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT > "$SCRATCH/vgid$i" &
     done
     for i in $(seq 200); do [ "$(disp_domains)" -ge 2 ] && break; sleep 0.1; done
-    genids="" users=""
+    genids="" users="" usb=""
     for d in $(virsh list --name); do
         case $d in disp*) [ -d "$R/vms/$d" ] || continue ;; *) continue ;; esac
         g=$(virsh qemu-monitor-command "$d" '{"execute":"query-vm-generation-id"}' 2>&1 |
             sed -n 's/.*"guid":"\([^"]*\)".*/\1/p')
         genids="$genids ${g:-none}" users="$users/$(qemu_user "$d")"
+        no_usb "$(qemu_devices "$d")" && usb="$usb/none" || usb="$usb/$(qemu_devices "$d")"
     done
     wait
     saved=$(head -c 1000000 "$B/dvmdata/$T-dvm.savefile" | tr '\0' '\n' |
@@ -69,6 +71,7 @@ two_at_once() {
     is "$(cat "$SCRATCH/vgid1") $(cat "$SCRATCH/vgid2")" "1 1" "$mode: each guest has the generation id device"
     is "$users" "/libvirt-qemu sandbox/libvirt-qemu sandbox" \
        "$mode: their QEMUs run as libvirt-qemu, in QEMU's seccomp sandbox"
+    is "$usb" "/none/none" "$mode: and emulate no USB controller"
     settled >/dev/null
 }
 two_at_once "auto memory"

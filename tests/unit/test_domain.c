@@ -53,8 +53,11 @@ int main(void)
     ok(xml && count(xml, DEL_CPU) == 1,
        "by default libvirt is told to read the CPU back by its CPUID words (cpu-unavailable-features taken away)");
     ok(xml && count(xml, "/domain/qemu:commandline") == 0, "a VM with anonymous memory passes QEMU no arguments of its own");
-    ok(xml && count(xml, "/domain/devices/controller[@model='pcie-root-port']") == 3 + 2 + 1 + DOMAIN_HOTPLUG_PORTS,
+    ok(xml && count(xml, "/domain/devices/controller[@model='pcie-root-port']") == 2 + 2 + 1 + DOMAIN_HOTPLUG_PORTS,
        "one root port per device and %d spare for hot-plugged disks", DOMAIN_HOTPLUG_PORTS);
+    ok(xml && count(xml, "/domain/devices/controller[@type='usb']") == 1 &&
+       count(xml, "/domain/devices/controller[@type='usb'][@model='none']") == 1,
+       "no USB controller: the one USB element says none");
     free(xml);
 
     s.mem_file = "/dev/shm/qubes/work-dvm.ram";
