@@ -239,9 +239,12 @@ static int restore_shared(struct qubes *q, const struct dispvm_state *d,
                           const struct savefile_info *si, const char *from, const char *ram,
                           struct savefile_identity *id, struct qerr *err)
 {
-    if (dispvm_ram_check(ram, err) < 0 || dispvm_ram_claim(d->ram, ram, err) < 0)
+    char stub[PATH_MAX];
+    if (dispvm_ram_check(ram, err) < 0 || dispvm_ram_claim(d->ram, ram, err) < 0 ||
+        dispvm_boot_stub(&q->cfg, stub, sizeof stub, err) < 0)
         return -1;
     id->private_ram = true;
+    id->boot_stub = stub;
     cleanup_free char *xml = savefile_domain_xml(si->xml, id, err);
     if (!xml)
         return -1;

@@ -218,6 +218,19 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
                 xmlSetProp(src, (const xmlChar *)"path", (const xmlChar *)id->serial_log);
         }
     }
+    xmlNode *os = child(dom, "os"), *kernel = child(os, "kernel"), *initrd;
+    if (id->boot_stub && kernel) {
+        set_text(kernel, id->boot_stub);
+        while ((initrd = child(os, "initrd"))) {
+            xmlNode *indent = initrd->prev;     /* and its line's indentation */
+            if (indent && xmlIsBlankNode(indent)) {
+                xmlUnlinkNode(indent);
+                xmlFreeNode(indent);
+            }
+            xmlUnlinkNode(initrd);
+            xmlFreeNode(initrd);
+        }
+    }
     xmlNode *qemu = child(dom, "commandline");
     if (id->private_ram && qemu) {
         for (xmlNode *a = qemu->children; a; a = a->next) {

@@ -58,6 +58,9 @@ struct savefile_identity {
     /* A shared-memory savefile: map the RAM file private (copy-on-write)
      * and wait for the device state (QEMU's -incoming defer). */
     bool private_ram;
+    /* The kernel QEMU loads at its start instead of the saved one (whose
+     * initramfs goes too): a restored guest never boots it. NULL: keep. */
+    const char *boot_stub;
 };
 
 /* The domain XML of a savefile (savefile_info.xml) changed to `id`;

@@ -42,6 +42,39 @@ int dispvm_ram_create(const char *dvm, char *out, size_t len, struct qerr *err)
     return 0;
 }
 
+/* Boot protocol 2.00, loaded high, one sector of setup: what QEMU's x86
+ * loader checks before it takes a kernel. */
+#define STUB_SIZE 1536
+
+static void boot_stub(unsigned char *b)
+{
+    memset(b, 0, STUB_SIZE);
+    b[0x1f1] = 1;                       /* setup sectors: the setup is 2 x 512 bytes */
+    b[0x1fe] = 0x55;                    /* boot flag */
+    b[0x1ff] = 0xaa;
+    memcpy(b + 0x202, "HdrS", 4);       /* the header's magic */
+    b[0x206] = 0x00;                    /* protocol 2.00 */
+    b[0x207] = 0x02;
+    b[0x211] = 0x01;                    /* LOADED_HIGH */
+}
+
+int dispvm_boot_stub(const struct qubes_config *cfg, char *out, size_t len, struct qerr *err)
+{
+    unsigned char want[STUB_SIZE], have[STUB_SIZE + 1];
+    if (qrt_path(cfg, QRT_BOOT_STUB, out, len, err) < 0)
+        return -1;
+    boot_stub(want);
+    int fd = open(out, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    ssize_t n = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, have, sizeof have)
+                                                                       : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n == STUB_SIZE && memcmp(have, want, STUB_SIZE) == 0)
+        return 0;
+    return qwrite_file(out, want, STUB_SIZE, 0640, false, err);
+}
+
 int dispvm_ram_check(const char *ram, struct qerr *err)
 {
     struct stat st;

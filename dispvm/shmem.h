@@ -44,6 +44,15 @@ int dispvm_ram_claim(const char *record, const char *ram, struct qerr *err);
 /* The RAM file `record` names, "" when none. */
 void dispvm_ram_recorded(const char *record, char *out, size_t len);
 
+/* The kernel a shared-memory DispVM's QEMU is given ($RUN/QRT_BOOT_STUB,
+ * written when missing or not what it should be): the header of a Linux
+ * kernel image and nothing to run. QEMU reads the kernel and initramfs of
+ * a direct kernel boot whole at its start, on the path of every restore;
+ * a restored guest never boots (a reboot ends the domain: on_reboot
+ * destroy), and the option ROM and firmware entries that a kernel brings
+ * stay as the saved machine had them. Its path in `out`. */
+int dispvm_boot_stub(const struct qubes_config *cfg, char *out, size_t len, struct qerr *err);
+
 /* Removes the RAM files of `dvm` that no DispVM of this host's run
  * directory records, other than the one `savefile` maps, and named before
  * that savefile was made. `all_unused`: also unused files newer than that

@@ -34,6 +34,7 @@
 #define QRT_DVMD_LOCK "dvmd.lock"       /* held while it runs; holds its pid */
 #define QRT_DVMD_LOG "dvmd.log"
 #define QRT_POLICY_LOG "qrexec-policy.log"  /* every qrexec policy decision */
+#define QRT_BOOT_STUB "dispvm-boot-stub" /* the kernel a restored DispVM's QEMU loads */
 
 /* Files in a VM's run directory. */
 #define QRT_AGENT_SOCK "agent.sock"

@@ -47,6 +47,16 @@ for i in $(seq 600); do
     sleep 0.1
 done
 is "$(disp_domains)" 10 "10 DispVMs run at once"
+stub=0
+for d in $(virsh list --name); do
+    case $d in disp*) [ -d "$R/vms/$d" ] || continue ;; *) continue ;; esac
+    args=$(tr '\0' ' ' < "/proc/$(cat "/run/libvirt/qemu/$d.pid")/cmdline")
+    case "$args" in
+        *" -initrd "*) ;;
+        *" -kernel $R/dispvm-boot-stub "*) stub=$((stub + 1)) ;;
+    esac
+done
+is "$stub" 10 "their QEMUs were given the boot stub as their kernel, and no initramfs"
 mem=$(qvm-ls --memory)
 is "$(echo "$mem" | grep '^disp' | grep -c 'copy-on-write over')" 10 \
    "qvm-ls --memory shows each mapping the template's memory copy-on-write"

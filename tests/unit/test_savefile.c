@@ -350,6 +350,7 @@ int main(int argc, char **argv)
 
     struct savefile_identity full = disp7(true, false), shared = disp7(true, true),
                              alone = disp7(false, false);
+    shared.boot_stub = "/var/run/qubes/dispvm-boot-stub";
     check_rewrite("full", &full);
     check_rewrite("shared", &shared);
     check_rewrite("no-network", &alone);

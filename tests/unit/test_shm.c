@@ -132,6 +132,38 @@ int main(void)
     ok(qrt_shm_dir(true, &err) < 0 && strstr(err.msg, "symbolic link"),
        "a symbolic link: refused: %s", err.msg);
 
+    /* The kernel a restored DispVM's QEMU loads: written once, the header
+     * of a Linux kernel and nothing more; one spoilt, or a link planted in
+     * its place, is written again (the link replaced, not followed). */
+    mkdir(cfg.run_dir, 0750);
+    char stub[4096], victim[4096];
+    size_t n = 0;
+    ok(dispvm_boot_stub(&cfg, stub, sizeof stub, &err) == 0, "the boot stub is written (%s)",
+       stub);
+    char *b = slurp(stub, &n);
+    ok(b && n == 1536 && memcmp(b + 0x202, "HdrS", 4) == 0 && b[0x206] == 0 && b[0x207] == 2 &&
+       b[0x1f1] == 1 && (b[0x211] & 1) && (unsigned char)b[0x1fe] == 0x55,
+       "a kernel header of boot protocol 2.00, loaded high, one setup sector, %zu bytes", n);
+    free(b);
+    struct stat st1, st2;
+    stat(stub, &st1);
+    dispvm_boot_stub(&cfg, stub, sizeof stub, &err);
+    stat(stub, &st2);
+    ok(st1.st_ino == st2.st_ino, "a stub that is right is left as it is (the same file)");
+    spit(stub, "spoilt");
+    ok(dispvm_boot_stub(&cfg, stub, sizeof stub, &err) == 0 && (b = slurp(stub, &n)) && n == 1536 &&
+       memcmp(b + 0x202, "HdrS", 4) == 0, "a spoilt one is written again");
+    free(b);
+    snprintf(victim, sizeof victim, "%s/victim", base);
+    spit(victim, "not a kernel\n");
+    unlink(stub);
+    symlink(victim, stub);
+    ok(dispvm_boot_stub(&cfg, stub, sizeof stub, &err) == 0 && lstat(stub, &st1) == 0 &&
+       S_ISREG(st1.st_mode), "a link in its place is replaced by the stub");
+    b = slurp(victim, NULL);
+    ok(b && strcmp(b, "not a kernel\n") == 0, "and the file it pointed to is untouched");
+    free(b);
+
     umount2("/dev/shm", MNT_DETACH);
     rm_scratch(base);
     return done_testing();
