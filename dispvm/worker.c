@@ -177,19 +177,11 @@ static int give_identity(struct worker *w, struct qerr *err)
     struct agent_conn c;
     char ip[24];
     snprintf(ip, sizeof ip, "%s/%d", d->net.ip, d->net.prefix);
-    /* Waited for while its qrexec-daemon lives: one that ended (its agent's
-     * channel is gone: the domain died, or its host went) ends the wait. */
-    for (long end = qnow_ms() + DISPVM_AGENT_WAIT_MS;;) {
-        long left = end - qnow_ms();
-        if (agent_connect(d->qrexec_sock, left < 500 ? (left > 0 ? left : 0) : 500, &c, err) == 0)
-            break;
-        if (!qubes_qrexecd_alive(&w->q, d->name))
-            return qerr_set(err, "%s: its qrexec daemon ended before its agent answered (%s%s%s)",
-                            d->name, d->host[0] ? "the channel through host '" : "its domain ended?",
-                            d->host, d->host[0] ? "' is gone" : "");
-        if (left <= 500)
-            return qerr_prefix(err, "%s", d->name);
-    }
+    /* dispvm_restore returned once its qrexec-daemon said the agent
+     * answered, its socket listening: no wait is left, only a daemon that
+     * ended since. */
+    if (agent_connect(d->qrexec_sock, 0, &c, err) < 0)
+        return qerr_prefix(err, "%s: its qrexec daemon ended after its agent answered", d->name);
     int rc = agent_identity(&c, d->name, d->net.on ? d->net.mac : "", d->net.on ? ip : "",
                             d->net.gateway, err);
     agent_close(&c);
