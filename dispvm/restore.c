@@ -124,9 +124,56 @@ static int make_files(struct dispvm_state *d, struct qerr *err)
         snprintf(path, sizeof path, "%s/" QRT_HOST, d->rundir);
         return qwrite_file(path, d->host, strlen(d->host), 0644, false, err);
     }
-    return layer(set->root_layer, set->root, "qcow2", d->root_layer, err) < 0 ||
-                   layer(set->priv_layer, set->priv, "raw", d->private_layer, err) < 0
-               ? -1 : 0;
+    if (layer(set->root_layer, set->root, "qcow2", d->root_layer, err) < 0 ||
+        layer(set->priv_layer, set->priv, "raw", d->private_layer, err) < 0)
+        return -1;
+    /* QEMU's from the start: libvirt is told to leave them alone
+     * (layer_chains), and so has nothing of them to give back once the
+     * domain ends, when they may be gone already. */
+    uid_t u;
+    gid_t g;
+    qemulator_ids(&u, &g);
+    const char *layers[] = { d->root_layer, d->private_layer };
+    for (int i = 0; i < 2 && geteuid() == 0; i++)
+        if (fchownat(AT_FDCWD, layers[i], u, g, AT_SYMLINK_NOFOLLOW) < 0)
+            return qerr_errno(err, errno, "cannot give %s to QEMU's user", layers[i]);
+    return 0;
+}
+
+/* The files under a DispVM's layers, for libvirt to take as they are:
+ * the root layer is over the set's root (a layer over its template's root
+ * image) and the private one over the set's private image. The backing
+ * file the set's root names is checked against the template's record:
+ * backing files are QEMU's, and no header QEMU may write says which host
+ * file libvirt hands it. The strings live in `troot` and `label`. */
+static int layer_chains(struct qubes *q, const struct dispvm_state *d, char *troot, size_t len,
+                        char *label, size_t label_len, struct savefile_identity *id,
+                        struct qerr *err)
+{
+    const struct dvmdata *set = &d->tpl->set;
+    const struct qvm *t = dispvm_template_vm(q->coll, d->tpl);
+    char named[PATH_MAX], fmt[16];
+    struct stat a, b;
+    if (!t)
+        return qerr_set(err, "template '%s' is gone", d->tpl->name);
+    if (qubes_vm_image(q, t, "root_img", "root.img", troot, len, err) < 0)
+        return -1;
+    int rc = storage_qcow2_backing(set->root, named, sizeof named, fmt, sizeof fmt, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1 || strcmp(fmt, "raw") != 0 || stat(named, &a) < 0 || stat(troot, &b) < 0 ||
+        !qstat_same(&a, &b))
+        return qerr_set(err, "%s is not a layer over %s, the root image of '%s' (it names "
+                        "'%s', format '%s'): make the savefile again (qvm-create-default-dvm %s)",
+                        set->root, troot, t->name, named, fmt, t->name);
+    uid_t u;
+    gid_t g;
+    qemulator_ids(&u, &g);
+    snprintf(label, label_len, "+%u:+%u", (unsigned)u, (unsigned)g);
+    id->chains[0] = (struct savefile_chain){ 2, { set->root, troot }, { "qcow2", "raw" } };
+    id->chains[1] = (struct savefile_chain){ 1, { set->priv }, { "raw" } };
+    id->image_label = label;
+    return 0;
 }
 
 /* ---- the record (under the write lock) ---- */
@@ -277,6 +324,9 @@ static int restore_domain(struct qubes *q, struct vmm *vmm, struct dispvm_state 
         .network = d->net.on ? d->net.bridge : d->tpl->dvm_netvm_qid >= 0 ? QNET_NONE : NULL,
         .link_down = !d->net.on,
     };
+    char troot[PATH_MAX], label[32];
+    if (layer_chains(q, d, troot, sizeof troot, label, sizeof label, &id, err) < 0)
+        return -1;
     if (!d->net.on && d->tpl->dvm_netvm_qid >= 0 &&
         vmm_network_ensure(&q->vmm, QNET_NONE, err) < 0)
         return -1;

@@ -148,6 +148,40 @@ static void set_text(xmlNode *n, const char *text)
         xmlNodeSetContent(n, (const xmlChar *)text);
 }
 
+static xmlNode *dac_label(xmlNode *source, bool relabel, const char *label)
+{
+    xmlNode *l = xmlNewChild(source, NULL, (const xmlChar *)"seclabel", NULL);
+    if (!l)
+        return NULL;
+    xmlSetProp(l, (const xmlChar *)"model", (const xmlChar *)"dac");
+    xmlSetProp(l, (const xmlChar *)"relabel", (const xmlChar *)(relabel ? "yes" : "no"));
+    if (label)
+        xmlNewTextChild(l, NULL, (const xmlChar *)"label", (const xmlChar *)label);
+    return l;
+}
+
+/* The disk `d` (its <source> `src`) over the files of `c`: its own layer
+ * is not relabelled, each backing file is given `label`, and an empty
+ * <backingStore/> ends the chain (libvirt reads no header). */
+static int give_chain(xmlNode *d, xmlNode *src, const struct savefile_chain *c, const char *label)
+{
+    if (!src || !label || !dac_label(src, false, NULL))
+        return -1;
+    xmlNode *at = d;
+    for (int i = 0; i < c->n; i++) {
+        xmlNode *bs = xmlNewChild(at, NULL, (const xmlChar *)"backingStore", NULL);
+        xmlNode *f = bs ? xmlNewChild(bs, NULL, (const xmlChar *)"format", NULL) : NULL;
+        xmlNode *s = f ? xmlNewChild(bs, NULL, (const xmlChar *)"source", NULL) : NULL;
+        if (!s || !dac_label(s, true, label))
+            return -1;
+        xmlSetProp(bs, (const xmlChar *)"type", (const xmlChar *)"file");
+        xmlSetProp(f, (const xmlChar *)"type", (const xmlChar *)c->format[i]);
+        xmlSetProp(s, (const xmlChar *)"file", (const xmlChar *)c->path[i]);
+        at = bs;
+    }
+    return xmlNewChild(at, NULL, (const xmlChar *)"backingStore", NULL) ? 0 : -1;
+}
+
 /* The domain XML of the savefile, changed to the clone's identity. */
 static char *rewrite(const char *xml, const struct savefile_identity *id, struct qerr *err)
 {
@@ -176,12 +210,18 @@ static char *rewrite(const char *xml, const struct savefile_identity *id, struct
              * read as raw, the guest would see the layer's metadata. */
             if (drv && id->formats[disk])
                 xmlSetProp(drv, (const xmlChar *)"type", (const xmlChar *)id->formats[disk]);
-            /* The clone's layer has other backing files: let libvirt read
-             * the chain from the images. */
+            /* The clone's layer has other backing files: the caller's
+             * chain, or libvirt reads it from the images. */
             xmlNode *bs;
             while ((bs = child(d, "backingStore"))) {
                 xmlUnlinkNode(bs);
                 xmlFreeNode(bs);
+            }
+            if (id->chains[disk].n > 0 &&
+                give_chain(d, src, &id->chains[disk], id->image_label) < 0) {
+                xmlFreeDoc(doc);
+                qerr_set(err, "cannot describe the backing files of %s", id->disks[disk]);
+                return NULL;
             }
             disk++;
         } else if (strcmp(tag, "channel") == 0 && id->agent_socket) {

@@ -42,6 +42,13 @@ int savefile_parse_header(const void *buf, size_t len, struct savefile_info *out
                           struct qerr *err);
 void savefile_info_free(struct savefile_info *si);
 
+/* The backing files of a disk's layer, nearest first, and their formats. */
+#define SAVEFILE_CHAIN_MAX 4
+struct savefile_chain {
+    int n;
+    const char *path[SAVEFILE_CHAIN_MAX], *format[SAVEFILE_CHAIN_MAX];
+};
+
 /* What a clone changes in the domain. */
 struct savefile_identity {
     const char *name, *uuid;
@@ -49,6 +56,14 @@ struct savefile_identity {
     const char *disks[4];       /* new source of the domain's 1st, 2nd... disk */
     const char *formats[4];     /* and its format ("qcow2", "raw") */
     int ndisks;
+    /* The chain under each disk, given to libvirt whole (n 0: libvirt
+     * reads it from the images' headers). A disk with a chain is the
+     * caller's to hand to QEMU's user: libvirt leaves it as it is, so it
+     * has nothing of it to give back when the domain ends (the caller may
+     * remove it first); the backing files are given `image_label`
+     * ("+UID:+GID", QEMU's), as libvirt would, and never given back. */
+    struct savefile_chain chains[4];
+    const char *image_label;
     const char *agent_socket;   /* the agent channel's unix socket */
     const char *serial_log;
     const char *mac;            /* the NIC's MAC address (when it has one) */

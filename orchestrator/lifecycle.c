@@ -130,25 +130,6 @@ int qubes_template_exclusion(struct qubes *q, const struct qvm *vm, struct qerr 
 
 /* ---- starting ---- */
 
-/* An image of the VM: a file of its directory its record names (the
- * loader admits only names relative to it, without '..'). */
-static int img_path(const struct qubes *q, const struct qvm *vm, const char *attr,
-                    const char *dflt, char *out, size_t len, struct qerr *err)
-{
-    char dir[PATH_MAX];
-    if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
-        return -1;
-    const char *img = qvm_get_attr(vm, attr);
-    if (!img)
-        img = dflt;
-    if (img[0] == '/' || strstr(img, ".."))
-        return qerr_set(err, "%s=\"%s\" of '%s': not a file of its directory", attr, img,
-                        vm->name);
-    if (snprintf(out, len, "%s/%s", dir, img) >= (int)len)
-        return qerr_set(err, "path of %s of '%s' is too long", attr, vm->name);
-    return 0;
-}
-
 /* The child's root: a fresh copy-on-write layer over its template's
  * root.img (read-only backing file), made at every start. Debug mode keeps
  * the layer unless the template's root is newer. */
@@ -266,7 +247,7 @@ static int template_replica(struct qubes *q, const struct qvm *tpl, const char *
     char dir[PATH_MAX], files[3][PATH_MAX + 32], stamp[1024] = "", old[1024] = "";
     char sdir[PATH_MAX + 16], spath[PATH_MAX + 64], there[PATH_MAX];
     if (qubes_vm_dir(q, tpl, dir, sizeof dir, err) < 0 ||
-        img_path(q, tpl, "root_img", "root.img", files[0], sizeof files[0], err) < 0)
+        qubes_vm_image(q, tpl, "root_img", "root.img", files[0], sizeof files[0], err) < 0)
         return -1;
     snprintf(files[1], sizeof files[1], "%s/kernel/vmlinuz", dir);
     snprintf(files[2], sizeof files[2], "%s/kernel/initramfs", dir);
@@ -406,18 +387,18 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
         return -1;
     qnet_serving_of_vm(vm, &serve);
     if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0 ||
-        img_path(q, vm, "private_img", "private.img", priv, sizeof priv, err) < 0)
+        qubes_vm_image(q, vm, "private_img", "private.img", priv, sizeof priv, err) < 0)
         return -1;
     if (tpl) {
-        if (img_path(q, tpl, "root_img", "root.img", root, sizeof root, err) < 0 ||
-            img_path(q, vm, "volatile_img", "volatile.img", overlay, sizeof overlay, err) < 0 ||
+        if (qubes_vm_image(q, tpl, "root_img", "root.img", root, sizeof root, err) < 0 ||
+            qubes_vm_image(q, vm, "volatile_img", "volatile.img", overlay, sizeof overlay, err) < 0 ||
             prepare_overlay(vm, debug, root, overlay, err) < 0)
             return -1;
         s.disks[s.ndisks++] = (struct domain_disk){ overlay, "qcow2", false };
         if (qubes_vm_dir(q, tpl, kdir, sizeof kdir, err) < 0)
             return -1;
     } else {
-        if (img_path(q, vm, "root_img", "root.img", root, sizeof root, err) < 0)
+        if (qubes_vm_image(q, vm, "root_img", "root.img", root, sizeof root, err) < 0)
             return -1;
         if (!file_exists(root))
             return qerr_set(err, "'%s' has no root image (%s)", vm->name, root);
@@ -1647,7 +1628,7 @@ int qubes_vm_grow_root(struct qubes *q, const char *name, unsigned long long byt
         return qerr_set(err, "Cannot resize the root image of template '%s' while VMs based on "
                         "it are running", name);
     struct stat sb;
-    if (img_path(q, vm, "root_img", "root.img", root, sizeof root, err) < 0)
+    if (qubes_vm_image(q, vm, "root_img", "root.img", root, sizeof root, err) < 0)
         return -1;
     if (stat(root, &sb) < 0)
         return qerr_errno(err, errno, "%s", root);

@@ -162,6 +162,23 @@ int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t 
     return qubes_config_vm_dir(&q->cfg, qvm_class_subdir(vm->cls), vm->name, out, len, err);
 }
 
+int qubes_vm_image(const struct qubes *q, const struct qvm *vm, const char *attr,
+                   const char *dflt, char *out, size_t len, struct qerr *err)
+{
+    char dir[PATH_MAX];
+    if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
+        return -1;
+    const char *img = qvm_get_attr(vm, attr);
+    if (!img)
+        img = dflt;
+    if (img[0] == '/' || strstr(img, ".."))
+        return qerr_set(err, "%s=\"%s\" of '%s': not a file of its directory", attr, img,
+                        vm->name);
+    if (snprintf(out, len, "%s/%s", dir, img) >= (int)len)
+        return qerr_set(err, "path of %s of '%s' is too long", attr, vm->name);
+    return 0;
+}
+
 /* Whether another process holds the lock file at `path` (a flock): the
  * file is not created, and a shared lock taken for the test goes at once. */
 static bool lock_held(const char *path)

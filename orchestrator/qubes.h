@@ -83,6 +83,11 @@ void qubes_new_uuid(char out[37]);
  * file's word on where a VM's disks are would hand them any host file. */
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err);
+/* One of the VM's images: the file its attribute `attr` names (`dflt`
+ * when unset) in its directory (the loader admits only names relative to
+ * it, without '..'; one that leaves it is an error here too). */
+int qubes_vm_image(const struct qubes *q, const struct qvm *vm, const char *attr,
+                   const char *dflt, char *out, size_t len, struct qerr *err);
 
 /* Whether the VM's qrexec-daemon runs (it holds its qrexec.lock). */
 bool qubes_qrexecd_alive(const struct qubes *q, const char *name);

@@ -5,6 +5,7 @@
 #include <ftw.h>
 #include <stdbool.h>
 #include <linux/fs.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,82 @@ out:
     if (out >= 0)
         close(out);
     close(in);
+    return rc;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+#define QCOW2_HEAD_MAX 65536u           /* what is read: the header, its extensions, the name */
+#define QCOW2_EXT_BACKING_FORMAT 0xE2792ACAu
+
+int storage_qcow2_backing(const char *image, char *path, size_t len, char *fmt, size_t fmtlen,
+                          struct qerr *err)
+{
+    path[0] = fmt[0] = '\0';
+    int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", image);
+    unsigned char *h = malloc(QCOW2_HEAD_MAX);
+    ssize_t n = h ? pread(fd, h, QCOW2_HEAD_MAX, 0) : -1;
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        free(h);
+        return qerr_errno(err, h ? e : ENOMEM, "cannot read %s", image);
+    }
+    int rc = -1;
+    uint32_t version = n >= 72 ? be32(h + 4) : 0;
+    if (n < 72 || be32(h) != 0x514649fbu || (version != 2 && version != 3)) {
+        qerr_set(err, "%s is not a qcow2 image", image);
+        goto out;
+    }
+    uint64_t name_at = (uint64_t)be32(h + 8) << 32 | be32(h + 12);
+    uint32_t name_len = be32(h + 16), head = version == 3 && n >= 104 ? be32(h + 100) : 72;
+    if (name_at == 0) {
+        rc = 1;
+        goto out;
+    }
+    if (name_len == 0 || name_len > 1023 || name_at + name_len > (uint64_t)n) {
+        qerr_set(err, "%s: its backing file's name is not where its header says", image);
+        goto out;
+    }
+    /* Extensions: type, length, data padded to 8 bytes; type 0 ends them. */
+    for (uint64_t at = head; at + 8 <= (uint64_t)n && at + 8 <= name_at;) {
+        uint32_t type = be32(h + at), elen = be32(h + at + 4);
+        if (type == 0 || at + 8 + elen > (uint64_t)n)
+            break;
+        if (type == QCOW2_EXT_BACKING_FORMAT && elen > 0 && elen < fmtlen) {
+            memcpy(fmt, h + at + 8, elen);
+            fmt[elen] = '\0';
+        }
+        at += 8 + (((uint64_t)elen + 7) & ~(uint64_t)7);
+    }
+    char name[1024];
+    memcpy(name, h + name_at, name_len);
+    name[name_len] = '\0';
+    if (strlen(name) != name_len) {
+        qerr_set(err, "%s: its backing file's name holds a NUL byte", image);
+        goto out;
+    }
+    int w;
+    if (name[0] == '/') {
+        w = snprintf(path, len, "%s", name);
+    } else {
+        const char *slash = strrchr(image, '/');
+        w = slash ? snprintf(path, len, "%.*s/%s", (int)(slash - image), image, name)
+                  : snprintf(path, len, "%s", name);
+    }
+    if (w < 0 || (size_t)w >= len) {
+        path[0] = '\0';
+        qerr_set(err, "%s: its backing file's name is too long", image);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(h);
     return rc;
 }
 

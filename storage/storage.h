@@ -44,6 +44,12 @@ int storage_create_layer(const char *backing, const char *backing_fmt, const cha
  * name only: nothing is read or checked), by qemu-img. */
 int storage_rebase_layer(const char *layer, const char *backing, const char *backing_fmt,
                          struct qerr *err);
+/* The backing file a qcow2 image's header names: its path in `path` (a
+ * relative name is taken from the image's directory) and its format in
+ * `fmt` ("" when the header names none). 0; 1 when the image has no
+ * backing file (path ""); -1 when it cannot be read or is not qcow2. */
+int storage_qcow2_backing(const char *image, char *path, size_t len, char *fmt, size_t fmtlen,
+                          struct qerr *err);
 /* A new layer `dst` (mode 0600, created exclusively) as a copy of the
  * empty layer `empty` made ahead by storage_create_layer: the same file a
  * qemu-img run would make, without the process. Not fsync'ed: a layer of a

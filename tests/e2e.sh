@@ -70,8 +70,14 @@ settled() {
     leftovers
 }
 
-# The user QEMU of domain NAME runs as, then whether it runs in QEMU's
-# seccomp sandbox: "libvirt-qemu sandbox" as `make vmm-up` sets libvirt up.
+# The owner of FILE once libvirt is done with the domains that used it
+# (it gives files back after our teardown, in its own time): up to 5 s
+# for root, then whoever it is.
+owner_back() {
+    for i in $(seq 50); do [ "$(stat -c %U "$1")" = root ] && break; sleep 0.1; done
+    stat -c %U "$1"
+}
+
 # The emulated devices of domain $1's QEMU, from its command line: each
 # -device's driver, sorted, one line.
 qemu_devices() {
@@ -87,6 +93,8 @@ no_usb() {
     case "$1" in *xhci* | *usb* | *ehci* | *uhci*) return 1 ;; esac
 }
 
+# The user QEMU of domain NAME runs as, then whether it runs in QEMU's
+# seccomp sandbox: "libvirt-qemu sandbox" as `make vmm-up` sets libvirt up.
 qemu_user() {
     pid=$(cat "/run/libvirt/qemu/$1.pid" 2>/dev/null)
     [ -n "$pid" ] || { echo "no-qemu"; return; }

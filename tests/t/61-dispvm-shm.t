@@ -3,7 +3,9 @@
 # savefile of device state only, DispVMs mapping the file copy-on-write.
 # The file never changes, ten DispVMs at once keep their own memory, a
 # regeneration leaves running DispVMs alone and the old file goes after the
-# last of them, and the full-image path still works when chosen. Needs root,
+# last of them, and the full-image path still works when chosen. libvirt gives
+# back the files it lent QEMU, and is never told of a backing file the
+# template's record does not name. Needs root,
 # `make vmm-up` and `make guest`.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../e2e.sh"
@@ -73,6 +75,23 @@ is "$bad" 0 "each read back its own value"
 is "$(md5sum < "$old")" "$sum0" "the template's memory file is unchanged after they all wrote to their memory"
 is "$(settled)" "0/0/0" "and they left nothing behind"
 is "$(ram_files)" "$old" "the memory file of the current savefile stays"
+# libvirt gives a domain's files back when it ends, all or none; the
+# DispVM's own layers are gone by then, so it is told to leave them alone.
+is "$(owner_back "$R/dispvm-boot-stub")" root "libvirt gave the boot stub back once they ended"
+
+# A set whose root layer names another backing file than its template's
+# root image (a header QEMU's user may write): libvirt is never told of
+# that file, and no DispVM runs over it.
+set_root="$B/dvmdata/$T-dvm.root.qcow2"
+cp -p "$set_root" "$SCRATCH/set-root"
+truncate -s 1M "$SCRATCH/other.img"
+qemu-img rebase -u -F raw -b "$SCRATCH/other.img" "$set_root"
+run sh -c "echo 'echo x' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT"
+like "$out" "is not a layer over $B/vm-templates/$T/root.img, the root image of '$T' (it names '$SCRATCH/other.img'" \
+     "a set whose root names another backing file is refused"
+is "$rc/$(stat -c %U "$SCRATCH/other.img")/$(settled)" "1/root/0/0/0" \
+   "the request fails, that file stays root's, nothing is left behind"
+cp -p "$SCRATCH/set-root" "$set_root"
 
 # Regeneration while two run: they keep working on the old file, which
 # goes when the last of them ends.
@@ -114,6 +133,9 @@ ok "$([ "$size" -gt $((16 * 1048576)) ]; echo $?)" "a full image ($((size / 1048
 out=$(echo 'echo full-works' | qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT 2>&1)
 like "$out" "(full memory image)" "a DispVM says it is restored from the full image"
 like "$out" "full-works" "and works"
+settled >/dev/null
+is "$(owner_back "$B/vm-templates/$T/kernel/vmlinuz")/$(owner_back "$B/vm-templates/$T/kernel/initramfs")" \
+   "root/root" "libvirt gave the template's kernel and initramfs back after it ended"
 is "$(ram_files | wc -l)" 0 "the unused memory file went with the switch"
 run qubes-prefs -s dispvm-memory sometimes
 like "$out" "dispvm-memory: 'sometimes' is not auto, shared or full" "a bad dispvm-memory value is refused"

@@ -45,6 +45,10 @@ static struct savefile_identity disp7(bool nic, bool private_ram)
         .name = "disp7", .uuid = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
         .disks = { "/var/run/qubes/vms/disp7/root.qcow2", "/var/run/qubes/vms/disp7/private.qcow2" },
         .formats = { "qcow2", "qcow2" }, .ndisks = 2,
+        .chains = { { 2, { "/var/lib/qubes/dvmdata/fedora-dvm.root.qcow2",
+                           "/var/lib/qubes/vm-templates/fedora/root.img" }, { "qcow2", "raw" } },
+                    { 1, { "/var/lib/qubes/dvmdata/fedora-dvm.private.img" }, { "raw" } } },
+        .image_label = "+64055:+64055",
         .agent_socket = "/var/run/qubes/vms/disp7/agent.sock",
         .serial_log = "/var/run/qubes/vms/disp7/console.log",
         .mac = nic ? "00:16:3e:7c:8b:07" : NULL,
@@ -354,6 +358,14 @@ int main(int argc, char **argv)
     check_rewrite("full", &full);
     check_rewrite("shared", &shared);
     check_rewrite("no-network", &alone);
+    struct qerr err;
+    alone.image_label = NULL;
+    char *xml = fixture("full.xml"), *out = xml ? savefile_domain_xml(xml, &alone, &err) : NULL;
+    ok(xml && !out && strstr(err.msg, "cannot describe the backing files of "
+                                      "/var/run/qubes/vms/disp7/root.qcow2"),
+       "a chain without the label its files get is refused: %s", out ? "(taken)" : err.msg);
+    free(out);
+    free(xml);
     check_files();
     check_ram_of_xml();
     check_in_place();

@@ -1,0 +1,5 @@
+#!/bin/sh
+# What a qcow2 image's header names as its backing file (tests/unit/test_storage.c).
+. "$(dirname "$0")/../lib.sh"
+rm -rf "$SCRATCH"
+exec "$UNIT/test_storage"
