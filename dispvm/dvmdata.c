@@ -99,6 +99,19 @@ int dvmdata_publish_shm(const struct dvmdata *set, struct qerr *err)
     return 0;
 }
 
+void dvmdata_unpublish_shm(const struct dvmdata *set, bool remove)
+{
+    char link[PATH_MAX], target[PATH_MAX];
+    unlink(set->shm_record);
+    if (!remove || qrt_shm_dir(false, NULL) < 0)
+        return;
+    unlink(set->shm_copy);
+    ssize_t n = qrt_shm_path(DVMDATA_SHM_CURRENT, link, sizeof link, NULL) == 0
+                    ? readlink(link, target, sizeof target - 1) : -1;
+    if (n > 0 && (target[n] = '\0', strcmp(target, set->shm_copy) == 0))
+        unlink(link);
+}
+
 const char *dvmdata_restore_from(const struct dvmdata *set)
 {
     char was[96], now[96];

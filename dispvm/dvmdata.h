@@ -63,6 +63,10 @@ int dvmdata_path(const struct qubes_config *cfg, const char *file, char *out, si
 /* Copies the savefile to shared memory (when QRT_SHM_DIR is ours) and
  * records which file the copy is; links current-savefile to it. */
 int dvmdata_publish_shm(const struct dvmdata *set, struct qerr *err);
+/* The copy in shared memory is no longer read: its record goes, so a
+ * restore reads the savefile in dvmdata (a new set's, once in place). With
+ * `remove`, the copy goes too, and current-savefile when it names it. */
+void dvmdata_unpublish_shm(const struct dvmdata *set, bool remove);
 /* The savefile a restore reads: the copy in shared memory when it is the
  * one recorded, in a directory of ours; else the savefile in dvmdata. */
 const char *dvmdata_restore_from(const struct dvmdata *set);

@@ -273,6 +273,9 @@ static int install_set(struct qubes *q, const struct dispvm_template *t, const s
     cleanup_close int set_lock = dvmdata_lock(&t->set, true, err);
     if (set_lock < 0)
         return -1;
+    /* The copy of the old savefile in shared memory is not read any more:
+     * its memory file may go below, and its disks are replaced here. */
+    dvmdata_unpublish_shm(&t->set, false);
     if (rename(n->root, t->set.root) < 0 || rename(n->priv, t->set.priv) < 0 ||
         rename(n->root_layer, t->set.root_layer) < 0 ||
         rename(n->priv_layer, t->set.priv_layer) < 0 || rename(n->save, t->set.savefile) < 0)
@@ -304,8 +307,10 @@ static void publish_set(struct qubes *q, const struct dispvm_template *t, FILE *
     }
     struct qerr e;
     if (dvmdata_path(&q->cfg, DVMDATA_NO_SHM, link, sizeof link, NULL) < 0 ||
-        access(link, F_OK) == 0 || access(QRT_SHM_PARENT, W_OK) != 0)
+        access(link, F_OK) == 0 || access(QRT_SHM_PARENT, W_OK) != 0) {
+        dvmdata_unpublish_shm(&t->set, true);       /* the old set's copy */
         return;
+    }
     if (dvmdata_publish_shm(&t->set, &e) < 0)
         qsay(progress, "warning: %s", e.msg);
 }

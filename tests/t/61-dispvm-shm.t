@@ -3,7 +3,8 @@
 # savefile of device state only, DispVMs mapping the file copy-on-write.
 # The file never changes, ten DispVMs at once keep their own memory, a
 # regeneration leaves running DispVMs alone and the old file goes after the
-# last of them, and the full-image path still works when chosen. libvirt gives
+# last of them (and one without a copy in shared memory is what DispVMs
+# restore), and the full-image path still works when chosen. libvirt gives
 # back the files it lent QEMU, and is never told of a backing file the
 # template's record does not name. Needs root,
 # `make vmm-up` and `make guest`.
@@ -141,8 +142,19 @@ run qubes-prefs -s dispvm-memory sometimes
 like "$out" "dispvm-memory: 'sometimes' is not auto, shared or full" "a bad dispvm-memory value is refused"
 is "$(settled)" "0/0/0" "nothing is left behind"
 
-# Removing the dvm VM takes its savefile set and memory files with it.
+# Made again with no copy in shared memory (dont-use-shm): DispVMs
+# restore the new savefile, not the old one's copy left there.
 qubes-prefs -s dispvm-memory shared
+qvm-create-default-dvm -q $T
+touch "$B/dvmdata/dont-use-shm"
+qvm-create-default-dvm -q $T
+is "$(echo 'echo new-set' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)" "new-set" \
+   "a set made again with dont-use-shm: DispVMs restore it"
+is "$(ls /dev/shm/qubes | grep -c "^$T-dvm\.savefile")/$(settled)" "0/0/0/0" \
+   "the old set's copy in shared memory went; nothing is left behind"
+rm "$B/dvmdata/dont-use-shm"
+
+# Removing the dvm VM takes its savefile set and memory files with it.
 qvm-create-default-dvm -q $T
 run qvm-remove $T-dvm
 like "$out" "and its DispVM savefile" "qvm-remove of the dvm VM removes its savefile set"
