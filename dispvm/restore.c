@@ -144,8 +144,10 @@ static int make_files(struct dispvm_state *d, struct qerr *err)
  * the root layer is over the set's root (a layer over its template's root
  * image) and the private one over the set's private image. The backing
  * file the set's root names is checked against the template's record:
- * backing files are QEMU's, and no header QEMU may write says which host
- * file libvirt hands it. The strings live in `troot` and `label`. */
+ * no header says which host file libvirt hands QEMU. The backing files
+ * stay root's, read by QEMU's group: no DispVM's QEMU writes what the
+ * others, or its template's VMs, are made of. The strings live in `troot`
+ * and `label`. */
 static int layer_chains(struct qubes *q, const struct dispvm_state *d, char *troot, size_t len,
                         char *label, size_t label_len, struct savefile_identity *id,
                         struct qerr *err)
@@ -166,10 +168,11 @@ static int layer_chains(struct qubes *q, const struct dispvm_state *d, char *tro
         return qerr_set(err, "%s is not a layer over %s, the root image of '%s' (it names "
                         "'%s', format '%s'): make the savefile again (qvm-create-default-dvm %s)",
                         set->root, troot, t->name, named, fmt, t->name);
-    uid_t u;
-    gid_t g;
-    qemulator_ids(&u, &g);
-    snprintf(label, label_len, "+%u:+%u", (unsigned)u, (unsigned)g);
+    const char *files[] = { set->root, set->priv, troot };
+    for (int i = 0; i < 3; i++)
+        if (storage_backing_readonly(files[i], err) < 0)
+            return -1;
+    qemulator_backing_label(label, label_len);
     id->chains[0] = (struct savefile_chain){ 2, { set->root, troot }, { "qcow2", "raw" } };
     id->chains[1] = (struct savefile_chain){ 1, { set->priv }, { "raw" } };
     id->image_label = label;

@@ -74,6 +74,24 @@ int domain_write_disk(xmlTextWriterPtr w, const struct domain_disk_el *d)
     W(EL(w, "source"));
     W(ATTR(w, d->block ? "dev" : "file", d->source));
     W(END(w));
+    if (d->backing) {
+        W(EL(w, "backingStore"));
+        W(ATTR(w, "type", "file"));
+        W(EL(w, "format"));
+        W(ATTR(w, "type", "raw"));
+        W(END(w));
+        W(EL(w, "source"));
+        W(ATTR(w, "file", d->backing));
+        W(EL(w, "seclabel"));
+        W(ATTR(w, "model", "dac"));
+        W(ATTR(w, "relabel", "yes"));
+        W(TEXT(w, "label", d->backing_label));
+        W(END(w));
+        W(END(w));
+        W(EL(w, "backingStore"));       /* the end of the chain */
+        W(END(w));
+        W(END(w));
+    }
     W(EL(w, "target"));
     W(ATTR(w, "dev", d->target));
     W(ATTR(w, "bus", "virtio"));
@@ -149,7 +167,9 @@ static int domain_body(xmlTextWriterPtr w, const void *ctx)
         char dev[8];
         snprintf(dev, sizeof dev, "vd%c", 'a' + i);
         struct domain_disk_el d = { .format = s->disks[i].format, .source = s->disks[i].path,
-                                    .target = dev, .readonly = s->disks[i].readonly };
+                                    .target = dev, .readonly = s->disks[i].readonly,
+                                    .backing = s->disks[i].backing,
+                                    .backing_label = s->disks[i].backing_label };
         W(domain_write_disk(w, &d));
     }
     if (s->serial_log) {

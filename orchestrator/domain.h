@@ -17,6 +17,10 @@ struct domain_disk {
     const char *path;
     const char *format;         /* "raw" or "qcow2" */
     bool readonly;
+    /* A layer's raw backing file, named here with the DAC label libvirt
+     * gives it (backing_label, "+UID:+GID") and the chain ended: libvirt
+     * reads no header of the layer. NULL: libvirt reads the chain. */
+    const char *backing, *backing_label;
 };
 
 /* A virtio NIC on one of our networks (a bridge of the same name, with no
@@ -64,6 +68,7 @@ struct domain_disk_el {
     const char *format, *source, *target;
     bool readonly;
     const char *alias;          /* NULL: none */
+    const char *backing, *backing_label;    /* as in struct domain_disk */
 };
 struct _xmlTextWriter;          /* libxml2's xmlTextWriter */
 int domain_write_disk(struct _xmlTextWriter *w, const struct domain_disk_el *d);

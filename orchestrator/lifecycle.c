@@ -339,8 +339,8 @@ static int build_remote_spec_and_start(struct qubes *q, struct qvm *vm, struct v
         rc = qhost_volume_path(vmm, kowner = tpl->name, "vmlinuz", kernel, sizeof kernel, err);
     if (rc < 0 || qhost_volume_path(vmm, kowner, "initramfs", initrd, sizeof initrd, err) < 0)
         return -1;
-    s.disks[s.ndisks++] = (struct domain_disk){ root, tpl ? "qcow2" : "raw", false };
-    s.disks[s.ndisks++] = (struct domain_disk){ priv, "raw", false };
+    s.disks[s.ndisks++] = (struct domain_disk){ .path = root, .format = tpl ? "qcow2" : "raw" };
+    s.disks[s.ndisks++] = (struct domain_disk){ .path = priv, .format = "raw" };
     if (kernel[0]) {
         if (services_arg(vm, progress, services, err) < 0 ||
             kernel_cmdline(vm, &net, &serve, services, cmdline, sizeof cmdline, err) < 0)
@@ -377,7 +377,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     char dir[PATH_MAX], root[PATH_MAX], priv[PATH_MAX], overlay[PATH_MAX];
     char kdir[PATH_MAX], kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], log[PATH_MAX + 16];
     char sock[PATH_MAX], rdir[PATH_MAX], cmdline[KERNEL_CMDLINE_MAX + 2];
-    char services[QSERVICES_ARG_MAX + 1];
+    char services[QSERVICES_ARG_MAX + 1], backing_label[32];
     struct qvm *tpl = vm->template_qid >= 0 ? qvm_collection_by_qid(q->coll, vm->template_qid) : NULL;
     struct domain_spec s = { .name = vm->name, .type = domain_type() };
     struct qnet net;
@@ -392,9 +392,16 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
     if (tpl) {
         if (qubes_vm_image(q, tpl, "root_img", "root.img", root, sizeof root, err) < 0 ||
             qubes_vm_image(q, vm, "volatile_img", "volatile.img", overlay, sizeof overlay, err) < 0 ||
-            prepare_overlay(vm, debug, root, overlay, err) < 0)
+            prepare_overlay(vm, debug, root, overlay, err) < 0 ||
+            storage_backing_readonly(root, err) < 0)
             return -1;
-        s.disks[s.ndisks++] = (struct domain_disk){ overlay, "qcow2", false };
+        /* The template's root is named, not read from the layer's header
+         * (a layer kept in debug mode is one its QEMU wrote), and stays
+         * root's: read by QEMU's group, written by no QEMU but its own. */
+        qemulator_backing_label(backing_label, sizeof backing_label);
+        s.disks[s.ndisks++] = (struct domain_disk){ .path = overlay, .format = "qcow2",
+                                                    .backing = root,
+                                                    .backing_label = backing_label };
         if (qubes_vm_dir(q, tpl, kdir, sizeof kdir, err) < 0)
             return -1;
     } else {
@@ -402,7 +409,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
             return -1;
         if (!file_exists(root))
             return qerr_set(err, "'%s' has no root image (%s)", vm->name, root);
-        s.disks[s.ndisks++] = (struct domain_disk){ root, "raw", false };
+        s.disks[s.ndisks++] = (struct domain_disk){ .path = root, .format = "raw" };
         snprintf(kdir, sizeof kdir, "%s", dir);
     }
     if (!file_exists(priv)) {
@@ -410,7 +417,7 @@ static int build_spec_and_start(struct qubes *q, struct qvm *vm, FILE *progress,
         if (storage_create_sparse(priv, STORAGE_PRIVATE_SIZE, err) < 0)
             return -1;
     }
-    s.disks[s.ndisks++] = (struct domain_disk){ priv, "raw", false };
+    s.disks[s.ndisks++] = (struct domain_disk){ .path = priv, .format = "raw" };
 
     /* Its own kernel first, else its template's. */
     snprintf(kernel, sizeof kernel, "%s/kernel/vmlinuz", dir);

@@ -192,6 +192,11 @@ void qemulator_ids(uid_t *uid, gid_t *gid)
     *gid = emulator()->gid;
 }
 
+void qemulator_backing_label(char *out, size_t len)
+{
+    snprintf(out, len, "+0:+%u", (unsigned)emulator()->gid);
+}
+
 /* 0750 whatever the umask, in the emulator's group. */
 int qmkdir(const char *path, struct qerr *err)
 {

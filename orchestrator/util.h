@@ -39,6 +39,11 @@ int qrun_program(char *const argv[], struct qerr *err);
  * libvirt-qemu, the user Debian's libvirt and `make vmm-up` run QEMU as),
  * or root's (0, 0) when there is no such user. */
 void qemulator_ids(uid_t *uid, gid_t *gid);
+/* The DAC label ("+UID:+GID") libvirt is told to give a backing file of a
+ * VM's disk: root's, in QEMU's group, which reads it (the file is not
+ * group-writable: storage_backing_readonly). No QEMU may write a file
+ * that other VMs' disks are made of. */
+void qemulator_backing_label(char *out, size_t len);
 /* mkdir -p. A directory it makes has mode 0750 and, when we are root, the
  * emulator's group: QEMU can pass through to the files its VM uses (which
  * libvirt hands it by ownership for the run), no other user can enter.

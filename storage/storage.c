@@ -279,6 +279,24 @@ out:
     return rc;
 }
 
+int storage_backing_readonly(const char *path, struct qerr *err)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return qerr_errno(err, errno, "cannot open %s", path);
+    int rc = 0;
+    if (fstat(fd, &st) < 0)
+        rc = qerr_errno(err, errno, "cannot stat %s", path);
+    else if (!S_ISREG(st.st_mode))
+        rc = qerr_set(err, "%s is not a file", path);
+    else if ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
+             fchmod(fd, st.st_mode & 07777 & ~(mode_t)(S_IWGRP | S_IWOTH)) < 0)
+        rc = qerr_errno(err, errno, "cannot make %s read-only to all but its owner", path);
+    close(fd);
+    return rc;
+}
+
 static uint32_t be32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

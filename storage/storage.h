@@ -44,6 +44,9 @@ int storage_create_layer(const char *backing, const char *backing_fmt, const cha
  * name only: nothing is read or checked), by qemu-img. */
 int storage_rebase_layer(const char *layer, const char *backing, const char *backing_fmt,
                          struct qerr *err);
+/* A backing file no one but its owner may write: group and other write
+ * bits go (a regular file, not followed through a link). */
+int storage_backing_readonly(const char *path, struct qerr *err);
 /* The backing file a qcow2 image's header names: its path in `path` (a
  * relative name is taken from the image's directory) and its format in
  * `fmt` ("" when the header names none). 0; 1 when the image has no

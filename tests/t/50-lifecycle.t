@@ -82,6 +82,13 @@ is "$(stat -c '%U:%G %a' "$B/appvms" "$B/appvms/$C" "$R/vms/$C" | tr '\n' ' ')" 
    "its directories are root's, open to QEMU's group only (mode 750)"
 is "$(stat -c '%U %a' "$B/appvms/$C/volatile.img" "$B/appvms/$C/private.img" | tr '\n' ' ')" \
    "libvirt-qemu 600 libvirt-qemu 660 " "its images are QEMU's user's while it runs, and nobody else's"
+# Its template's root under its layer: named in its domain XML (no header
+# decides it), root's, read by QEMU's group and written by no QEMU.
+is "$(stat -c '%U:%G %a' "$B/vm-templates/$T/root.img")" "root:libvirt-qemu 640" \
+   "its template's root.img stays root's while it runs, read-only to QEMU (mode 640)"
+ok "$(setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups \
+      sh -c "[ -r '$B/vm-templates/$T/root.img' ] && [ ! -w '$B/vm-templates/$T/root.img' ]"; echo $?)" \
+   "QEMU's user may read it but not write it"
 # A directory QEMU's user may not enter is named before libvirt is asked.
 chmod 0700 "$SCRATCH"
 run qvm-start -q $D

@@ -60,6 +60,10 @@ for d in $(virsh list --name); do
     esac
 done
 is "$stub" 10 "their QEMUs were given the boot stub as their kernel, and no initramfs"
+is "$(stat -c '%U:%G %a' "$B/dvmdata/$T-dvm.root.qcow2" "$B/dvmdata/$T-dvm.private.img" \
+      "$B/vm-templates/$T/root.img" | tr '\n' ' ')" \
+   "root:libvirt-qemu 640 root:libvirt-qemu 640 root:libvirt-qemu 640 " \
+   "the files under their layers stay root's, read-only to QEMU (the set's images, the template's root)"
 mem=$(qvm-ls --memory)
 is "$(echo "$mem" | grep '^disp' | grep -c 'copy-on-write over')" 10 \
    "qvm-ls --memory shows each mapping the template's memory copy-on-write"

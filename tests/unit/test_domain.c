@@ -41,8 +41,10 @@ static char *build(const struct domain_spec *s)
 int main(void)
 {
     struct domain_spec s = { .name = "work", .type = "qemu", .memory_mib = 400, .maxmem_mib = 4000, .vcpus = 2 };
-    s.disks[0] = (struct domain_disk){ "/var/lib/qubes/appvms/work/root.img", "raw", false };
-    s.disks[1] = (struct domain_disk){ "/var/lib/qubes/appvms/work/private.img", "raw", false };
+    s.disks[0] = (struct domain_disk){ .path = "/var/lib/qubes/appvms/work/root.img",
+                                       .format = "raw" };
+    s.disks[1] = (struct domain_disk){ .path = "/var/lib/qubes/appvms/work/private.img",
+                                       .format = "raw" };
     s.ndisks = 2;
     s.nics[0] = (struct domain_nic){ "00:16:3e:5e:6c:05", "qnet1", NULL };
     s.nnics = 1;
@@ -58,7 +60,27 @@ int main(void)
     ok(xml && count(xml, "/domain/devices/controller[@type='usb']") == 1 &&
        count(xml, "/domain/devices/controller[@type='usb'][@model='none']") == 1,
        "no USB controller: the one USB element says none");
+    ok(xml && count(xml, "/domain/devices/disk/backingStore") == 0,
+       "disks without a backing file named: libvirt reads their chains");
     free(xml);
+
+    /* A template-based VM: its layer over the template's root, named. */
+    s.disks[0] = (struct domain_disk){ .path = "/var/lib/qubes/appvms/work/volatile.img",
+                                       .format = "qcow2",
+                                       .backing = "/var/lib/qubes/vm-templates/fedora/root.img",
+                                       .backing_label = "+0:+64055" };
+    xml = build(&s);
+    ok(xml && count(xml, "/domain/devices/disk[1]/backingStore[@type='file'][format/@type='raw']"
+                         "/source[@file='/var/lib/qubes/vm-templates/fedora/root.img']"
+                         "/seclabel[@model='dac'][@relabel='yes'][label='+0:+64055']") == 1,
+       "a layer's backing file is named, raw, with the label it is given");
+    ok(xml && count(xml, "/domain/devices/disk[1]/backingStore/backingStore[not(@type)][not(*)]") == 1 &&
+       count(xml, "/domain/devices/disk[1]/backingStore/backingStore/backingStore") == 0,
+       "and an empty backingStore ends the chain (libvirt reads no header)");
+    ok(xml && count(xml, "/domain/devices/disk[2]/backingStore") == 0, "the other disk has none");
+    free(xml);
+    s.disks[0] = (struct domain_disk){ .path = "/var/lib/qubes/appvms/work/root.img",
+                                       .format = "raw" };
 
     s.mem_file = "/dev/shm/qubes/work-dvm.ram";
     s.mem_shared = true;

@@ -1,8 +1,9 @@
 /* What a qcow2 image's header says its backing file is
  * (storage_qcow2_backing): layers made by qemu-img over raw and qcow2
  * files, named absolutely or relatively, an image without a backing file,
- * and headers that are not qcow2 or lie about where the name is. Needs
- * qemu-img. */
+ * and headers that are not qcow2 or lie about where the name is; and a
+ * backing file made read-only to all but its owner
+ * (storage_backing_readonly). Needs qemu-img. */
 #include "../../orchestrator/util.h"
 #include "../../storage/storage.h"
 #include "../testutil.h"
@@ -118,6 +119,22 @@ int main(void)
         return 99;
     rc = storage_qcow2_backing(link, path, sizeof path, fmt, sizeof fmt, &err);
     ok(rc < 0 && strstr(err.msg, "cannot open"), "a symbolic link is not followed: %s", err.msg);
+
+    /* A backing file loses its group and other write bits, nothing else;
+     * a link or a directory is refused. */
+    struct stat st;
+    chmod(raw, 06662);
+    ok(storage_backing_readonly(raw, &err) == 0 && stat(raw, &st) == 0 &&
+       (st.st_mode & 07777) == 06640, "a backing file 6662 becomes 6640");
+    ok(storage_backing_readonly(raw, &err) == 0 && stat(raw, &st) == 0 &&
+       (st.st_mode & 07777) == 06640, "and stays so");
+    chmod(raw, 0666);
+    if (unlink(link) < 0 || symlink(raw, link) < 0)
+        return 99;
+    ok(storage_backing_readonly(link, &err) < 0 && stat(raw, &st) == 0 &&
+       (st.st_mode & 07777) == 0666, "a link to one is not followed: %s", err.msg);
+    ok(storage_backing_readonly(dir, &err) < 0 && strstr(err.msg, "is not a file"),
+       "a directory is refused: %s", err.msg);
 
     storage_remove_tree(dir, NULL);
     return done_testing();
