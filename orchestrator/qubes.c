@@ -169,7 +169,7 @@ int qubes_vm_image(const struct qubes *q, const struct qvm *vm, const char *attr
     if (qubes_vm_dir(q, vm, dir, sizeof dir, err) < 0)
         return -1;
     const char *img = qvm_get_attr(vm, attr);
-    if (!img)
+    if (!img || !*img)
         img = dflt;
     if (img[0] == '/' || strstr(img, ".."))
         return qerr_set(err, "%s=\"%s\" of '%s': not a file of its directory", attr, img,
@@ -1029,15 +1029,13 @@ static int rebase_children(struct qubes *q, const struct rename_move *m, struct 
     if (!(lr->layers = calloc(QUBES_MAX_QID + 1, sizeof *lr->layers)))
         return qerr_errno(err, ENOMEM, "name");
     for (struct qvm *c = q->coll->by_qid; c; c = c->hh_qid.next) {
-        char dir[PATH_MAX], layer[PATH_MAX + 64];
+        char layer[PATH_MAX];
         struct stat st;
         if (c == m->vm || c->template_qid != m->vm->qid || c->cls == QVM_DISP ||
             !qvm_get_bool(c, "debug", false))
             continue;
-        const char *img = qvm_get_attr(c, "volatile_img");
-        if (qubes_vm_dir(q, c, dir, sizeof dir, err) < 0)
+        if (qubes_vm_image(q, c, "volatile_img", "volatile.img", layer, sizeof layer, err) < 0)
             return -1;
-        snprintf(layer, sizeof layer, "%s/%s", dir, img && *img ? img : "volatile.img");
         if (lstat(layer, &st) < 0 || !S_ISREG(st.st_mode))
             continue;
         if (storage_rebase_layer(layer, lr->new_root, "raw", err) < 0)

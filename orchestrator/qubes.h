@@ -84,7 +84,7 @@ void qubes_new_uuid(char out[37]);
 int qubes_vm_dir(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
                  struct qerr *err);
 /* One of the VM's images: the file its attribute `attr` names (`dflt`
- * when unset) in its directory (the loader admits only names relative to
+ * when unset or empty) in its directory (the loader admits only names relative to
  * it, without '..'; one that leaves it is an error here too). */
 int qubes_vm_image(const struct qubes *q, const struct qvm *vm, const char *attr,
                    const char *dflt, char *out, size_t len, struct qerr *err);
