@@ -247,7 +247,7 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
     return 0;
 }
 
-/* ---- the domain (under the write lock) ---- */
+/* ---- the domain (its record saved: no database lock held) ---- */
 
 /* A full-image savefile: a clone of it with the DispVM's identity, fed
  * through a FIFO (no copy, QUBES_DISPVM_FEED=fifo), or, when the restore

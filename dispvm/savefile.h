@@ -61,7 +61,8 @@ struct savefile_identity {
      * caller's to hand to QEMU's user: libvirt leaves it as it is, so it
      * has nothing of it to give back when the domain ends (the caller may
      * remove it first); the backing files are given `image_label`
-     * ("+UID:+GID", QEMU's), as libvirt would, and never given back. */
+     * ("+UID:+GID": qemulator_backing_label, root's in QEMU's group) and
+     * never given back. */
     struct savefile_chain chains[4];
     const char *image_label;
     const char *agent_socket;   /* the agent channel's unix socket */
