@@ -223,22 +223,35 @@ static int make(struct worker *w, const char *template_name, const char *source,
     return give_identity(w, err);
 }
 
-/* A preload runs the usual service once, with no input, before it waits:
- * what a request then runs in it finds the guest's and the emulator's
- * caches warm. Best effort. */
+/* A preload rehearses a request before it waits: the usual service, fed a
+ * line that starts a program. The guest's paths a request takes (the
+ * service's shell forking and running a program, input and output through
+ * the agent), and the emulator's code for them, are then warm for the
+ * request that claims it: its first program starts about 10 ms sooner
+ * under TCG. The output goes nowhere. Best effort. */
 static void warm_up(struct worker *w)
 {
+    static const char script[] = "date\n";
     struct agent_conn c;
     struct qerr e;
-    int st, null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int st, in[2];
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (null < 0)
         return;
+    if (pipe2(in, O_CLOEXEC) < 0) {
+        close(null);
+        return;
+    }
+    /* A few bytes: the pipe takes them all before anything reads. */
+    (void)!write(in[1], script, sizeof script - 1);
+    close(in[1]);
     if (agent_connect(w->d.qrexec_sock, DISPVM_AGENT_WAIT_MS, &c, &e) == 0) {
         agent_deadline(&c, AGENT_REQUEST_MS);
-        if (agent_service(&c, "user", "qubes.VMShell", "dom0", null, null, null, &st, &e) < 0)
+        if (agent_service(&c, "user", "qubes.VMShell", "dom0", in[0], null, null, &st, &e) < 0)
             qsay(w->progress, "warning: %s: warming up: %s", w->d.name, e.msg);
         agent_close(&c);
     }
+    close(in[0]);
     close(null);
 }
 

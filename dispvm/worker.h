@@ -3,9 +3,10 @@
  * library already loaded. It makes the DispVM (restored from its
  * template's savefile set), gives it its identity, serves one request with
  * it and tears it down; it is the DispVM's owner (runtime.h) while it
- * lives. A preload's worker makes it ahead, before anyone asks, runs
- * something in it once (the emulator's code caches warm up), pauses it and
- * waits, parked, for the service to hand it a request (DVM_CLAIM).
+ * lives. A preload's worker makes it ahead, before anyone asks, rehearses
+ * a request in it once (the guest's and the emulator's caches warm up),
+ * pauses it and waits, parked, for the service to hand it a request
+ * (DVM_CLAIM).
  *
  * The request's client talks to the worker directly (dispvm/proto.h): the
  * worker answers READY with the DispVM's name once it runs with its
