@@ -269,6 +269,7 @@ static void follow_close(struct follow *f)
 struct job {
     pid_t pid;
     int pidfd, out, err;        /* -1 once closed */
+    int go;                     /* held until job_go (-1: gone) */
     double t0, t_out, t_exit;   /* start, first complete line, exit; -1: not yet */
     int status;
     char buf[1024];
@@ -278,9 +279,10 @@ struct job {
     size_t nerr, caperr;
 };
 
-/* Starts a request for the test guest's DispVM with `script` as the
- * service's input; `feed` for QUBES_DISPVM_FEED (NULL: unset). */
-static void job_start(struct job *j, const char *feed, bool timings, const char *script)
+/* Prepares a request for the test guest's DispVM with `script` as the
+ * service's input; `feed` for QUBES_DISPVM_FEED (NULL: unset): its process
+ * waits in the cgroup until job_go starts its clock and lets it run. */
+static void job_ready(struct job *j, const char *feed, bool timings, const char *script)
 {
     char path[4096];
     bench_tool_path("qfile-daemon-dvm", path, sizeof path);
@@ -301,13 +303,8 @@ static void job_start(struct job *j, const char *feed, bool timings, const char 
         bench_die("pipe: %s", strerror(errno));
     memset(j, 0, sizeof *j);
     j->t_out = j->t_exit = -1;
-    fflush(NULL);
-    j->t0 = bench_now();
-    j->pid = fork();
-    if (j->pid < 0)
-        bench_die("fork: %s", strerror(errno));
+    j->pid = bench_fork_held(false, &j->go);
     if (j->pid == 0) {
-        bench_cg_enter();
         if (feed)
             setenv("QUBES_DISPVM_FEED", feed, 1);
         dup2(in[0], 0);
@@ -319,6 +316,7 @@ static void job_start(struct job *j, const char *feed, bool timings, const char 
     close(in[0]);
     close(out[1]);
     close(err[1]);
+    /* Short scripts: the pipe takes them before the request runs. */
     if (write(in[1], script, strlen(script)) < 0 && errno != EPIPE)
         bench_die("writing a request's input: %s", strerror(errno));
     close(in[1]);
@@ -327,6 +325,19 @@ static void job_start(struct job *j, const char *feed, bool timings, const char 
     fcntl(j->out, F_SETFL, O_NONBLOCK);
     fcntl(j->err, F_SETFL, O_NONBLOCK);
     j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+}
+
+static void job_go(struct job *j)
+{
+    j->t0 = bench_now();
+    bench_release(j->go);
+    j->go = -1;
+}
+
+static void job_start(struct job *j, const char *feed, bool timings, const char *script)
+{
+    job_ready(j, feed, timings, script);
+    job_go(j);
 }
 
 static bool job_done(const struct job *j)
@@ -713,11 +724,14 @@ static void burst(struct burst *b, bool preloaded)
     pid_t prefs_pid = -1;
     service_up();
     bench_cg_settle(10);
+    /* All 16 wait in the cgroup; then they go together. */
+    for (int i = 0; i < BURST; i++)
+        job_ready(&j[i], NULL, false, "uname -n\n");
     double libvirt0 = libvirt_cpu(), ours0 = bench_our_cpu();
     unsigned long long busy0 = busy_ticks(&cores);
     double t0 = bench_now();
     for (int i = 0; i < BURST; i++)
-        job_start(&j[i], NULL, false, "uname -n\n");
+        job_go(&j[i]);
     bool all_out = false;
     for (;;) {
         int outs = 0, exits = 0;
@@ -1401,6 +1415,8 @@ int main(int argc, char **argv)
            "%s\n(%s MiB), on %s; %d cores\n", argv[2], R.mem, uri, cores);
     bench_env_print(&E);
     printf("VM figures: medians of %d runs; DispVM figures: medians of %d requests\n", runs, druns);
+    printf("each command's clock starts once its process is forked and in the bench's cgroup, just "
+           "before its exec\n");
     if (!cg)
         printf("%s\n", bench_cg_says(""));
 

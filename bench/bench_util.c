@@ -114,6 +114,44 @@ void bench_cg_enter(void)
         _exit(125);
 }
 
+pid_t bench_fork_held(bool outside, int *go)
+{
+    int ready[2], hold[2];
+    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(hold, O_CLOEXEC) < 0)
+        bench_die("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork: %s", strerror(errno));
+    char b = 0;
+    if (pid == 0) {
+        close(ready[0]);
+        close(hold[1]);
+        if (!outside)
+            bench_cg_enter();
+        if (write(ready[1], &b, 1) != 1 || read(hold[0], &b, 1) != 1)
+            _exit(125);
+        close(ready[1]);
+        close(hold[0]);
+        return 0;
+    }
+    close(ready[1]);
+    close(hold[0]);
+    /* Nothing read: the child died (its status says so when reaped). */
+    while (read(ready[0], &b, 1) < 0 && errno == EINTR)
+        ;
+    close(ready[0]);
+    *go = hold[1];
+    return pid;
+}
+
+void bench_release(int go)
+{
+    char b = 0;
+    (void)!write(go, &b, 1);
+    close(go);
+}
+
 /* A child that joins the cgroup and exits at once: can we? */
 static bool cg_try(void)
 {
@@ -251,14 +289,9 @@ int bench_exec(unsigned flags, char *const argv[], const char *input, char *out,
         bench_die("pipe: %s", strerror(errno));
     char path[4096];
     bench_tool_path(argv[0], path, sizeof path);
-    fflush(NULL);
-    double t0 = bench_now();
-    pid_t pid = fork();
-    if (pid < 0)
-        bench_die("fork: %s", strerror(errno));
+    int go;
+    pid_t pid = bench_fork_held(flags & BENCH_OUTSIDE, &go);
     if (pid == 0) {
-        if (!(flags & BENCH_OUTSIDE))
-            bench_cg_enter();
         int null = open("/dev/null", O_RDWR);
         dup2(input ? in[0] : null, 0);
         dup2(out ? o[1] : null, 1);
@@ -269,6 +302,8 @@ int bench_exec(unsigned flags, char *const argv[], const char *input, char *out,
             execv(path, argv);
         _exit(127);
     }
+    double t0 = bench_now();
+    bench_release(go);
     if (input) {
         close(in[0]);
         /* Short scripts: they fit in the pipe. */
