@@ -1,6 +1,7 @@
 /* What the benchmarks on libvirt share (bench_util.h). */
 #include "bench_util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -257,6 +258,36 @@ void bench_cg_settle(double max_s)
         double u0 = bench_our_cpu();
         bench_msleep(250);
         if (bench_our_cpu() - u0 < 1e-3)
+            return;
+    }
+}
+
+unsigned long long bench_busy_ticks(int *cores)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    char line[512];
+    unsigned long long u = 0, ni = 0, sy = 0, id = 0, io = 0, irq = 0, sirq = 0, st = 0;
+    *cores = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "cpu ", 4) == 0)
+            sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &u, &ni, &sy, &id, &io,
+                   &irq, &sirq, &st);
+        else if (strncmp(line, "cpu", 3) == 0 && isdigit((unsigned char)line[3]))
+            (*cores)++;
+    }
+    if (f)
+        fclose(f);
+    return u + ni + sy + irq + sirq + st;
+}
+
+void bench_machine_settle(double max_s)
+{
+    int cores;
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    for (double end = bench_now() + max_s; bench_now() < end;) {
+        unsigned long long b0 = bench_busy_ticks(&cores);
+        bench_msleep(500);
+        if ((double)(bench_busy_ticks(&cores) - b0) / tick < 0.03 * 0.5 * (cores ? cores : 1))
             return;
     }
 }

@@ -44,6 +44,12 @@ int bench_cg_procs(void);
 /* Waits until our CPU grows by less than 1 ms in 250 ms (at most
  * `max_s`): what the bench started has settled. */
 void bench_cg_settle(double max_s);
+/* Busy CPU time of the machine since boot, in clock ticks (user, nice,
+ * system, irq, softirq, steal), and the number of cores. */
+unsigned long long bench_busy_ticks(int *cores);
+/* Waits until the whole machine used under 3% of its cores in 0.5 s (at
+ * most `max_s`): guests and libvirt included, not only what we started. */
+void bench_machine_settle(double max_s);
 /* Waits (up to 30 s) for the cgroup to empty, then removes it; says so
  * when it cannot. */
 void bench_cg_remove(void);
