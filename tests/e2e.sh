@@ -70,6 +70,32 @@ settled() {
     leftovers
 }
 
+# Waits for this shell's background jobs, at most $1 seconds: what still
+# runs then (a guest that hangs) is killed with all it started, and $2
+# says so with diag; the test's checks then fail instead of the test
+# hanging. Returns 1 when it killed something.
+kill_tree() {
+    local kids k
+    kids=$(pgrep -P "$1")
+    kill "$1" 2>/dev/null       # first: it must not go on once its children end
+    for k in $kids; do kill_tree "$k"; done
+}
+wait_jobs() {
+    local top=$$
+    rm -f "$SCRATCH/.late"
+    # The watchdog is no job of ours (wait would wait for it): it kills
+    # what this shell still runs then, pipelines whole.
+    ( (sleep "$1"; : > "$SCRATCH/.late"; for p in $(pgrep -P $top); do kill_tree "$p"; done) &
+      echo $! > "$SCRATCH/.dog" )
+    wait
+    kill_tree "$(cat "$SCRATCH/.dog")"
+    rm -f "$SCRATCH/.dog"
+    [ -e "$SCRATCH/.late" ] || return 0
+    rm -f "$SCRATCH/.late"
+    diag "$2: still running after $1 s: killed"
+    return 1
+}
+
 # The owner of FILE once libvirt is done with the domains that used it
 # (it gives files back after our teardown, in its own time): up to 5 s
 # for root, then whoever it is.

@@ -251,7 +251,7 @@ for round in $(seq 30); do
     qvm-start -q --no-wait $T 2>/dev/null &
     qvm-start -q --no-wait $C 2>/dev/null &
     qvm-start -q --no-wait $D 2>/dev/null &
-    wait
+    wait_jobs 120 "concurrent starts, round $round"
     t=$(state $T) c=$(state $C) d=$(state $D)
     up_t=0 up_c=0
     [ "$t" = Halted ] || up_t=1

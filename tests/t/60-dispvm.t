@@ -61,7 +61,7 @@ two_at_once() {
         genids="$genids ${g:-none}" users="$users/$(qemu_user "$d")"
         no_usb "$(qemu_devices "$d")" && usb="$usb/none" || usb="$usb/$(qemu_devices "$d")"
     done
-    wait
+    wait_jobs 120 "two DispVMs at once"
     saved=$(head -c 1000000 "$B/dvmdata/$T-dvm.savefile" | tr '\0' '\n' |
             sed -n 's/.*<genid>\([^<]*\)<.*/\1/p' | head -n 1)
     set -- $genids
@@ -121,7 +121,7 @@ d=$(qvm-ls --raw-list | grep '^disp' | head -n 1)
 run qvm-firewall "$d"
 like "$out" "policy: deny" "a DispVM asked for by a VM has that VM's firewall policy"
 like "$out" "192.0.2.7 tcp 8080" "and its rules"
-wait
+wait_jobs 120 "a DispVM asked for by a VM"
 settled >/dev/null
 
 # Isolation: a DispVM's writes are invisible to the next one.
@@ -159,7 +159,7 @@ at_once() {
     # No preload is made while they all run: none is replaced after them.
     qubes-prefs -s dispvm-preload 0
     exec 3>&-
-    wait
+    wait_jobs 300 "$what: sixteen at once"
     fails=0
     for i in $(seq $n); do [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fails + 1)); diag "$(cat "$SCRATCH/c$i.err")"; }; done
     is "$fails" 0 "$what: $n concurrent requests all succeed"
@@ -195,14 +195,14 @@ for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
 sleep 1     # the service runs: the signal comes mid-session
 t0=$(date +%s)
 pkill -TERM -f "qfile-daemon-dvm -q -t $T"
-wait
+wait_jobs 60 "SIGTERM mid-session"
 ok "$([ $(( $(date +%s) - t0 )) -lt 5 ] && [ "$(cat "$SCRATCH/term.rc")" != 0 ]; echo $?)" \
    "SIGTERM mid-session: qfile-daemon-dvm ends at once, with a failure status ($(cat "$SCRATCH/term.rc"))"
 is "$(settled)" "0/0/0" "SIGTERM to qfile-daemon-dvm: the DispVM is destroyed and its record removed"
 (echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
 pkill -KILL -f "qfile-daemon-dvm -q -t $T"
-wait
+wait_jobs 60 "SIGKILL to qfile-daemon-dvm"
 is "$(settled)" "0/0/0" "SIGKILL to qfile-daemon-dvm: its worker still destroys the DispVM"
 (echo 'sleep 60' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT) &
 for i in $(seq 300); do d=$(qvm-ls --raw-list | grep '^disp' | head -n 1)
@@ -213,7 +213,7 @@ is "$(disp_records)" "1" "SIGKILL to the DispVM's worker leaves its record behin
 run qvm-cleanup-dispvms
 is "$rc" 0 "qvm-cleanup-dispvms runs"
 like "$out" "Removed $d (the process that kept it is gone)" "and says what it removed, and why"
-wait
+wait_jobs 120 "SIGKILL to the worker"
 is "$(settled)" "0/0/0" "and nothing is left"
 
 # A worker whose DispVM went cleanly waits for the next request: the next

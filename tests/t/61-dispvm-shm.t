@@ -70,7 +70,7 @@ is "$(echo "$mem" | grep '^disp' | grep -c 'copy-on-write over')" 10 \
 is "$(echo "$mem" | grep '^disp' | awk '$3 > 0 && $4 > 0' | wc -l)" 10 \
    "with memory private to it and memory shared with the template, for each"
 diag "$(echo "$mem" | sed -n 1,3p | tr '\n' ';')"
-wait
+wait_jobs 120 "ten DispVMs at once"
 settled >/dev/null
 bad=0
 for i in 1 2 3 4 5 6 7 8 9 10; do
@@ -112,7 +112,7 @@ ok "$([ -n "$new" ] && [ -f "$new" ]; echo $?)" "with a new memory file"
 ok "$([ -f "$old" ]; echo $?)" "and the old one stays while DispVMs map it"
 is "$(echo 'echo fresh' | qfile-daemon-dvm -q -t $T qubes.VMShell dom0 DEFAULT 2>&1)" "fresh" \
    "a DispVM of the new savefile runs meanwhile"
-wait
+wait_jobs 120 "two DispVMs of the old savefile"
 is "$(cat "$SCRATCH/r1.out"; cat "$SCRATCH/r2.out")" "before
 after
 before

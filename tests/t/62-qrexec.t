@@ -41,7 +41,7 @@ t0=$(ms)
 for i in 1 2 3 4 5 6 7 8; do
     (qvm-run -p $A "sleep 2; echo out $i; exit $i" > "$SCRATCH/c$i" 2>&1; echo $? > "$SCRATCH/s$i") &
 done
-wait
+wait_jobs 60 "eight sessions at once"
 took=$(($(ms) - t0))
 right=0
 for i in 1 2 3 4 5 6 7 8; do

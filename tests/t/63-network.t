@@ -161,7 +161,7 @@ like "$out" "in force in the running VM $dname" "changing the DispVM's rules"
 exec 4>&-
 read -r after <&5
 exec 5<&-
-wait
+wait_jobs 120 "a DispVM of A"
 is "$after" "[ping tcp ]" "applies to the DispVM at once"
 like "$(qvm-firewall -l $A)" "deny" "and leaves A's rules as they were"
 like "$(qvm-firewall -l $T-dvm)" "allow" "and T-dvm's"

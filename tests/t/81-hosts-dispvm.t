@@ -155,7 +155,7 @@ for i in $(seq 1200); do
     [ "$(ls "$SCRATCH"/c*.rc 2>/dev/null | wc -l)" = $n ] && break
     sleep 0.1
 done
-wait
+wait_jobs 300 "DispVMs on two hosts"
 fails=0
 for i in $(seq $n); do
     [ "$(cat "$SCRATCH/c$i.rc")" = 0 ] || { fails=$((fails + 1)); diag "c$i: $(cat "$SCRATCH/c$i.rc"): $(tail -n 3 "$SCRATCH/c$i.err")"; }
@@ -184,7 +184,7 @@ done
 sleep 1
 "$top/mk/host2-up.sh" stop >/dev/null 2>&1
 ok "$(virsh -c $H2 version >/dev/null 2>&1; [ $? != 0 ]; echo $?)" "h2 stopped while they run"
-wait
+wait_jobs 180 "DispVMs while h2 stops"
 diag "all $n ended after $(( $(date +%s) - t0 )) s"
 hung=0 unclear=0 good=0 failed=0
 for i in $(seq $n); do
