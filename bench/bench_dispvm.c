@@ -138,6 +138,19 @@ static void wait_parked(int n, double max_s)
     }
 }
 
+/* Before a timed request: a preload waits (when `preloaded`), the last
+ * replacement's worker and qrexec-daemon are done with it (they go on a
+ * moment after it is seen parked: its CPU is its own, not the request's),
+ * and the last DispVM's end in libvirt and QEMU is over (an idle machine). */
+static void before_request(bool preloaded)
+{
+    if (preloaded) {
+        wait_parked(1, 120);
+        bench_cg_settle(2);
+    }
+    bench_machine_settle(2);
+}
+
 static void prefs(const char *prop, const char *value)
 {
     char *argv[] = { "qubes-prefs", "-s", (char *)prop, (char *)value, NULL };
@@ -571,15 +584,7 @@ static void requests(struct path *p, const char *feed, bool preloaded)
     bench_cg_settle(10);
     double cpu0 = bench_our_cpu(), own = 0;
     for (int i = 0; i < druns; i++) {
-        /* The last replacement's worker and qrexec-daemon done with it
-         * (they go on a moment after it is seen parked): its CPU is its
-         * own, not the next request's. */
-        if (preloaded) {
-            wait_parked(1, 120);
-            bench_cg_settle(2);
-        }
-        /* The last DispVM's end (libvirt's and QEMU's part) over. */
-        bench_machine_settle(2);
+        before_request(preloaded);
         struct req r;
         double c = bench_our_cpu();
         request(feed, false, &r, NULL);
@@ -876,15 +881,7 @@ static void timed_requests(struct timings *t, bool preloaded)
     t->client = calloc((size_t)druns, sizeof *t->client);
     service_up();
     for (int i = 0; i < druns; i++) {
-        /* The last replacement's worker and qrexec-daemon done with it
-         * (they go on a moment after it is seen parked): its CPU is its
-         * own, not the next request's. */
-        if (preloaded) {
-            wait_parked(1, 120);
-            bench_cg_settle(2);
-        }
-        /* The last DispVM's end (libvirt's and QEMU's part) over. */
-        bench_machine_settle(2);
+        before_request(preloaded);
         struct req r;
         char *errs = NULL;
         request(NULL, true, &r, &errs);
@@ -1135,9 +1132,7 @@ static void preloaded(void)
     snprintf(tpl, sizeof tpl, "--dispvm=%s", E.tpl);
     char *hi[] = { "qvm-run", tpl, "-p", "echo hi", NULL };
     for (int i = 0; i < druns; i++) {
-        wait_parked(1, 120);
-        bench_cg_settle(2);
-        bench_machine_settle(2);
+        before_request(true);
         bench_exec(0, hi, NULL, out, sizeof out, &echo[i], NULL);
         if (strcmp(out, "hi\n") != 0)
             bench_die("qvm-run %s -p 'echo hi' printed \"%s\"", tpl, out);
