@@ -70,16 +70,17 @@ settled() {
     leftovers
 }
 
-# Waits for this shell's background jobs, at most $1 seconds: what still
-# runs then (a guest that hangs) is killed with all it started, and $2
-# says so with diag; the test's checks then fail instead of the test
-# hanging. Returns 1 when it killed something.
+# Kills process $1, then what it started, down the tree.
 kill_tree() {
     local kids k
     kids=$(pgrep -P "$1")
     kill "$1" 2>/dev/null       # first: it must not go on once its children end
     for k in $kids; do kill_tree "$k"; done
 }
+# Waits for this shell's background jobs, at most $1 seconds: what still
+# runs then (a guest that hangs) is killed with all it started, and $2
+# says so with diag; the test's checks then fail instead of the test
+# hanging. Returns 1 when it killed something.
 wait_jobs() {
     local top=$$
     rm -f "$SCRATCH/.late"
