@@ -30,6 +30,9 @@ PKG_LIBS = $(shell pkg-config --libs libxml-2.0 2>/dev/null)
 VIRT_CFLAGS = $(shell pkg-config --cflags libvirt libvirt-qemu 2>/dev/null)
 VIRT_LIBS = $(shell pkg-config --libs libvirt libvirt-qemu 2>/dev/null)
 PLUGIN := lib/qubes-orchestrator/qubes-vmm-libvirt.so
+# The database work of qrexec-daemon, which links no XML parser
+# (qrexec/daemon.h), beside the backends.
+QREXECD_DB := lib/qubes-orchestrator/qrexec-daemon-db
 PLUGIN_SRCS := orchestrator/vmm_libvirt.c orchestrator/error.c orchestrator/timing.c
 
 # The libxl backend (Xen without libvirt) is built when pkg-config finds
@@ -94,6 +97,10 @@ $(1)/bin/%: $(1)/obj/orchestrator/tools/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$^ -Wl,--as-needed $$(PKG_LIBS) $(3) $$(LDFLAGS) -o $$@
 
+$(1)/$(QREXECD_DB): $(1)/obj/qrexec/helper/qrexec-daemon-db.o $(1)/libqubes.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) $$(LDFLAGS) -o $$@
+
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $(1)/libqubes.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) $$^ $$(PKG_LIBS) $(3) -o $$@
@@ -116,8 +123,8 @@ SAN_LDFLAGS := -Wl,--no-as-needed -l:libtirpc.so.3 -Wl,--as-needed
 $(eval $(call variant,build,$(OPT_CFLAGS),))
 $(eval $(call variant,build/san,$(SAN_CFLAGS),$(SAN_LDFLAGS)))
 
-TOOL_BINS := $(addprefix build/bin/,$(TOOLS)) build/$(PLUGIN)
-SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) build/san/$(PLUGIN) \
+TOOL_BINS := $(addprefix build/bin/,$(TOOLS)) build/$(PLUGIN) build/$(QREXECD_DB)
+SAN_BINS := $(addprefix build/san/bin/,$(TOOLS)) build/san/$(PLUGIN) build/san/$(QREXECD_DB) \
             $(addprefix build/san/tests/,$(notdir $(UNIT_SRCS:.c=))) \
             $(addprefix build/san/helpers/,$(notdir $(HELPER_SRCS:.c=)))
 ifeq ($(HAVE_XL),yes)
@@ -257,6 +264,7 @@ install: all man $(addprefix build/guest/,$(GUEST_BINS))
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	install -m 0755 $(addprefix build/bin/,$(TOOLS)) $(QDIR)/bin/
 	install -m 0644 build/$(PLUGIN) $(QDIR)/$(PLUGIN)
+	install -m 0755 build/$(QREXECD_DB) $(QDIR)/$(QREXECD_DB)
 	$(if $(HAVE_XL),install -m 0644 build/$(XL_PLUGIN) $(QDIR)/$(XL_PLUGIN))
 	install -m 0755 $(addprefix build/guest/,$(GUEST_BINS)) $(QDIR)/lib/qubes-orchestrator/guest/
 	for f in $(GUEST_FILES); do \

@@ -38,7 +38,7 @@ static int make_it_theirs(struct qubes *q, struct dispvm_state *d, const struct 
     qattrs_del(&vm->attrs, "preload");
     if (qvm_set_attr(vm, "internal", "False", err) < 0 ||
         qvm_set_attr(vm, "label", d->label, err) < 0 ||
-        (src && dispvm_inherit_firewall(q, vm, src, err) < 0) ||
+        (src && dispvm_inherit_firewall(q, vm, src, NULL, err) < 0) ||
         /* Its chains carry the rules it was restored with: now the caller's. */
         (src && d->net.on && vmguard_up(q, vm, err) < 0))
         return -1;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../orchestrator/firewall.h"
@@ -182,7 +183,7 @@ static int layer_chains(struct qubes *q, const struct dispvm_state *d, char *tro
 /* ---- the record (under the write lock) ---- */
 
 int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct qvm *from,
-                            struct qerr *err)
+                            long long *next_expiry, struct qerr *err)
 {
     char src[PATH_MAX], dst[PATH_MAX];
     struct qfw fw;
@@ -190,6 +191,8 @@ int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct 
     if (from && (qfw_path(q, from, src, sizeof src, err) < 0 || qfw_load(src, &fw, err) < 0))
         return qerr_prefix(err, "the firewall rules of '%s'", from->name);
     int rc = qfw_path(q, vm, dst, sizeof dst, err) < 0 ? -1 : qfw_write(q, dst, &fw, err);
+    if (next_expiry)
+        *next_expiry = qfw_next_expiry(&fw, (long long)time(NULL));
     qfw_free(&fw);
     return rc;
 }
@@ -238,7 +241,8 @@ static int add_record(struct qubes *q, struct dispvm_state *d, struct qerr *err)
      * database). */
     const struct qvm *src = dispvm_source_vm(q->coll, d);
     if ((d->net.on && vmm_network_ensure(&q->vmm, d->net.bridge, err) < 0) ||
-        dispvm_inherit_firewall(q, vm, src ? src : dispvm_dvm_vm(q->coll, d->tpl), err) < 0 ||
+        dispvm_inherit_firewall(q, vm, src ? src : dispvm_dvm_vm(q->coll, d->tpl),
+                                &d->fw_next, err) < 0 ||
         (d->net.on && vmguard_up(q, vm, err) < 0)) {
         qvm_collection_remove(q->coll, vm);
         qvm_free(vm);
@@ -415,7 +419,7 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
     snprintf(fw, sizeof fw, "%s/firewall.xml", d->rundir);
     cleanup_close int answered = -1;
     if (rc == 0 && !vmm_is_test_driver(vmm))
-        rc = qrexecd_spawn(d->name, fw, &answered, err);
+        rc = qrexecd_spawn(d->name, fw, d->fw_next, &answered, err);
     qtime_mark("qrexec-daemon spawned");
     if (rc == 0)
         give_memory_back(vmm, d);

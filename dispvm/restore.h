@@ -26,9 +26,10 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
 
 /* Gives `vm` the firewall rules of `from` (the VM that asked for it; the
  * defaults when NULL), written, like every firewall file, under the
- * qubes.xml write lock the caller holds. */
+ * qubes.xml write lock the caller holds. With `next_expiry`: the earliest
+ * expiry time of those rules (0: none), for its qrexec daemon. */
 int dispvm_inherit_firewall(struct qubes *q, const struct qvm *vm, const struct qvm *from,
-                            struct qerr *err);
+                            long long *next_expiry, struct qerr *err);
 
 /* A new DispVM needs this much free host memory (the original asked for
  * 400 MiB); QUBES_DISPVM_MIN_FREE_MIB changes it. */

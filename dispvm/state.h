@@ -70,6 +70,7 @@ struct dispvm_state {
     int dispid;
     char uuid[37], genid[37];
     struct qnet net;
+    long long fw_next;                  /* its rules' earliest expiry, as written (0: none) */
     char rundir[PATH_MAX];              /* $RUN/vms/dispN and what is in it */
     char agent_sock[PATH_MAX], qrexec_sock[PATH_MAX], owner[PATH_MAX], ram[PATH_MAX];
     char console[PATH_MAX];

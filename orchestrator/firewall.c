@@ -318,3 +318,12 @@ void qfw_rule_text(const struct qfw_rule *r, char *out, size_t len)
         snprintf(exp, sizeof exp, " (expires at %lld)", r->expire);
     snprintf(out, len, "%s%s %s%s%s", r->address, mask, r->proto, ports, exp);
 }
+
+long long qfw_next_expiry(const struct qfw *fw, long long now)
+{
+    long long next = 0;
+    for (size_t i = 0; i < fw->n; i++)
+        if (fw->rules[i].expire > now && (!next || fw->rules[i].expire < next))
+            next = fw->rules[i].expire;
+    return next;
+}

@@ -61,6 +61,10 @@ int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, str
 int qfw_parse_rule(int argc, char *const argv[], struct qfw_rule *r, struct qerr *err);
 int qfw_add(struct qfw *fw, const struct qfw_rule *r, struct qerr *err);
 
+/* The earliest expiry time of `fw`'s rules after `now` (seconds since
+ * the epoch); 0 when no rule expires later. */
+long long qfw_next_expiry(const struct qfw *fw, long long now);
+
 /* One line describing a rule, e.g. "10.0.0.0/8 tcp 80-90". */
 void qfw_rule_text(const struct qfw_rule *r, char *out, size_t len);
 

@@ -23,11 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../orchestrator/firewall.h"
-#include "../orchestrator/qubes.h"
+#include "../orchestrator/config.h"
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
-#include "../orchestrator/vmguard.h"
+#include "../orchestrator/vm.h"
+#include "../orchestrator/vmm.h"
 #include "mux.h"
 #include "policy.h"
 
@@ -41,6 +41,7 @@ static struct daemon {
     struct qubes_config cfg;
     const char *name;
     char rundir[PATH_MAX], sock[PATH_MAX], bindir[PATH_MAX];
+    char db[PATH_MAX];          /* qrexec-daemon-db, which does the database work */
     struct qmux *m;
     int listener, lock;
     int ready;                  /* the starter's line (--ready-fd) until the agent answered */
@@ -276,18 +277,24 @@ static void refuse(uint32_t sid, const char *target, const char *service, const 
     qmux_refuse(D.m, sid, "refused by dom0's policy");
 }
 
-/* A VM the call may go to: one in qubes.xml (read, never locked for
- * writing here). */
+/* A VM the call may go to: one in qubes.xml, as qrexec-daemon-db reads it
+ * (never locked for writing); its messages go to our log. */
 static int known_vm(const char *name, struct qerr *err)
 {
-    struct qubes q;
-    int rc = qubes_open(&q, true, err);
-    if (rc == 0)
-        rc = qubes_load_for_reading(&q, err);
-    if (rc == 0)
-        rc = qubes_find_vm(&q, name, err) ? 0 : -1;
-    qubes_close(&q);
-    return rc;
+    char *argv[] = { D.db, "known", "--", (char *)name, NULL };
+    pid_t pid;
+    int st, r = posix_spawn(&pid, D.db, NULL, NULL, argv, environ);
+    if (r != 0)
+        return qerr_errno(err, r, "cannot run %s", D.db);
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return qerr_errno(err, errno, "waiting for %s", D.db);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 1)
+        return qerr_set(err, "no VM '%s' in the database", name);
+    return qerr_set(err, "cannot tell whether '%s' is a VM: %s ended with status %d", name,
+                    D.db, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
 /* Runs the allowed call in dom0: its stdin and stdout are the session's,
@@ -420,9 +427,10 @@ static const struct qmux_ops ops = { .request = request, .ended = caller_ended,
  * installs the chains again then, under the qubes.xml write lock as the
  * tools that change rules do (so that the last rules saved are the ones in
  * force). It learns of changed rules from the directory of the firewall
- * file, which every writer replaces by rename. The database work runs in a
- * child: the loop never waits for a lock that a starter of this very VM
- * may hold while it waits for us. */
+ * file, which every writer replaces by rename. The database work is
+ * qrexec-daemon-db's, in a child: the loop never waits for a lock that a
+ * starter of this very VM may hold while it waits for us, and the daemon
+ * (started with every VM, facing its guest) loads no XML parser. */
 
 #define FW_RETRY_S 2            /* after a failed re-install */
 
@@ -439,7 +447,31 @@ static struct {
     bool child_applies, pending, pending_apply;
     char file[NAME_MAX + 1];    /* its name in the watched directory */
     char path[PATH_MAX];        /* and its whole path */
+    char answer[PATH_MAX + 1024];       /* the child's line, as it comes */
+    size_t got;
 } FW = { .timer = -1, .watch = -1, .pipe = -1 };
+
+/* qrexec-daemon-db's line (qrexec/daemon_db.h): "0 NEXT PATH" or
+ * "-1 MESSAGE". False when it is neither. */
+static bool fw_parse(char *line, struct fw_result *r)
+{
+    char *nl = strchr(line, '\n');
+    if (!nl)
+        return false;
+    *nl = '\0';
+    int at = 0;
+    if (strncmp(line, "-1 ", 3) == 0) {
+        r->rc = -1;
+        snprintf(r->msg, sizeof r->msg, "%s", line + 3);
+        return true;
+    }
+    if (sscanf(line, "0 %lld %n", &r->next, &at) != 1 || at == 0 || r->next < 0 ||
+        line[at] != '/' || strlen(line + at) >= sizeof r->path)
+        return false;
+    r->rc = 0;
+    snprintf(r->path, sizeof r->path, "%s", line + at);
+    return true;
+}
 
 static void fw_arm(long long when)
 {
@@ -448,33 +480,7 @@ static void fw_arm(long long when)
         say("cannot set the firewall timer: %s", strerror(errno));
 }
 
-/* In the child: our VM's record; install its chains again (`apply`) or
- * only read when its earliest rule expires. */
-static void fw_visit(bool apply, struct fw_result *r)
-{
-    struct qubes q;
-    struct qerr err;
-    int rc = qubes_open(&q, false, &err);
-    if (rc == 0)
-        rc = apply ? qubes_load_for_writing(&q, false, &err) : qubes_load_for_reading(&q, &err);
-    struct qvm *vm = rc == 0 ? qubes_find_vm(&q, D.name, &err) : NULL;
-    if (rc == 0 && !vm)
-        rc = -1;
-    if (rc == 0)
-        rc = qfw_path(&q, vm, r->path, sizeof r->path, &err);
-    if (rc == 0)
-        rc = apply ? vmguard_up_next(&q, vm, &r->next, &err)
-                   : vmguard_next_expire(&q, vm, &r->next, &err);
-    if (apply)
-        qubes_unlock(&q);
-    qubes_close(&q);
-    r->rc = rc;
-    if (rc < 0)
-        snprintf(r->msg, sizeof r->msg, "%s", err.msg);
-}
-
 static void fw_job(bool apply);
-static long long fw_next_in(const char *path);
 
 /* The watch on the firewall file's directory, once its path is known. */
 static void fw_changed(struct qmux *m, int fd, short revents, void *arg);
@@ -499,20 +505,22 @@ static void fw_done(struct qmux *m, int fd, short revents, void *arg)
 {
     (void)revents;
     (void)arg;
-    struct fw_result r;
-    ssize_t n = read(fd, &r, sizeof r);
-    if (n < 0 && errno == EAGAIN)
-        return;
+    ssize_t n;
+    while ((n = read(fd, FW.answer + FW.got, sizeof FW.answer - 1 - FW.got)) > 0)
+        FW.got += (size_t)n;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR) && FW.got < sizeof FW.answer - 1)
+        return;             /* the rest of its line is still to come */
     qmux_unwatch(m, fd);
     close(fd);
     FW.pipe = -1;
     waitpid(FW.child, NULL, 0);
     FW.child = 0;
     bool applied = FW.child_applies;
-    if (n != (ssize_t)sizeof r) {
-        r.rc = -1;
-        snprintf(r.msg, sizeof r.msg, "its helper process ended without an answer");
-    }
+    FW.answer[FW.got] = '\0';
+    FW.got = 0;
+    struct fw_result r = { .rc = -1 };
+    if (!fw_parse(FW.answer, &r))
+        snprintf(r.msg, sizeof r.msg, "%s ended without an answer", D.db);
     if (r.rc == 0 && FW.watch < 0)
         fw_watch(r.path);
     if (r.rc < 0 && applied) {
@@ -549,16 +557,16 @@ static void fw_job(bool apply)
     }
     pid_t pid = fork();
     if (pid == 0) {
-        close(p[0]);
+        /* The lock and the starter's line are close-on-exec: a next daemon
+         * of the VM does not wait for the helper, nor does our starter. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (D.lock >= 0)
-            close(D.lock);      /* a next daemon of the VM must not wait for us */
-        if (D.ready >= 0)
-            close(D.ready);     /* nor our starter, for an answer that is ours to give */
-        struct fw_result r = { 0 };
-        fw_visit(apply, &r);
-        (void)!write(p[1], &r, sizeof r);
-        _exit(0);
+        if (dup2(p[1], 1) == 1) {
+            char *argv[] = { D.db, "firewall", "--", (char *)D.name, apply ? "apply" : NULL,
+                             NULL };
+            execv(D.db, argv);
+        }
+        dprintf(1, "-1 cannot run %s: %s\n", D.db, strerror(errno));
+        _exit(127);
     }
     close(p[1]);
     if (pid < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0 ||
@@ -601,49 +609,26 @@ static void fw_changed(struct qmux *m, int fd, short revents, void *arg)
                 ours = true;
             p += sizeof *ev + ev->len;
         }
-    if (!ours)
-        return;
-    /* The file is known and no helper is at work: read here, no process
-     * (a claimed preload's rules are written in its request's time). */
-    long long next = FW.child ? -1 : fw_next_in(FW.path);
-    if (next >= 0)
-        fw_arm(next);
-    else
+    if (ours)
         fw_job(false);
 }
 
-/* The earliest expiry in the firewall file `path`, read here (files are
- * replaced by rename, never written in place): 0 when none; -1 when it
- * cannot be read. */
-static long long fw_next_in(const char *path)
-{
-    struct qfw fw;
-    struct qerr e;
-    if (qfw_load(path, &fw, &e) < 0)
-        return -1;
-    long long next = 0, now = (long long)time(NULL);
-    for (size_t i = 0; i < fw.n; i++)
-        if (fw.rules[i].expire > now && (!next || fw.rules[i].expire < next))
-            next = fw.rules[i].expire;
-    qfw_free(&fw);
-    return next;
-}
-
-static void fw_start(const char *path)
+/* `next`: the earliest expiry of the rules in `path` as the starter wrote
+ * them (0: none), -1 when it does not know them. */
+static void fw_start(const char *path, long long next)
 {
     FW.timer = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
     if (FW.timer < 0 || qmux_watch(D.m, FW.timer, POLLIN, fw_expired, NULL) < 0) {
         say("rules that expire are not watched: %s", strerror(errno));
         return;
     }
-    /* Where the starter named the file, no database is needed to begin. */
-    long long next = path ? fw_next_in(path) : -1;
-    if (next < 0) {
+    if (path)
+        fw_watch(path);
+    /* Where the starter says, nothing is read to begin with. */
+    if (path && next >= 0)
+        fw_arm(next);
+    else
         fw_job(false);
-        return;
-    }
-    fw_watch(path);
-    fw_arm(next);
 }
 
 /* ---- start ---- */
@@ -713,12 +698,20 @@ static int own_dir(struct qerr *err)
  * goes on). */
 enum detach { FOREGROUND, EXIT_PARENT, READY_FD };
 
-static int serve(const char *name, const char *firewall, enum detach how, int ready,
-                 struct qerr *err)
+static int serve(const char *name, const char *firewall, long long fw_next, enum detach how,
+                 int ready, struct qerr *err)
 {
     D.name = name;
+    char dir[PATH_MAX];
     if (qvm_check_name(D.name, err) < 0 || qubes_config_init(&D.cfg, err) < 0 ||
-        own_dir(err) < 0 ||
+        own_dir(err) < 0 || vmm_plugin_dir(dir, sizeof dir, err) < 0)
+        return -1;
+    if (snprintf(D.db, sizeof D.db, "%s/%s", dir, QREXECD_DB) >= (int)sizeof D.db)
+        return qerr_set(err, "the path of %s is too long", QREXECD_DB);
+    if (access(D.db, X_OK) < 0)
+        return qerr_errno(err, errno, "cannot run %s (the database work of qrexec-daemon)",
+                          D.db);
+    if (qrt_vm_path(&D.cfg, D.name, NULL, D.rundir, sizeof D.rundir, err) < 0 ||
         qrt_vm_path(&D.cfg, D.name, NULL, D.rundir, sizeof D.rundir, err) < 0 ||
         qrt_vm_path(&D.cfg, D.name, QRT_QREXEC_SOCK, D.sock, sizeof D.sock, err) < 0 ||
         qmkdirs(D.rundir, err) < 0)
@@ -775,7 +768,7 @@ static int serve(const char *name, const char *firewall, enum detach how, int re
         return 1;
     }
     say("holding the channel of %s", D.name);
-    fw_start(firewall);
+    fw_start(firewall, fw_next);
     qmux_run(D.m);
     unlink_socket();
     qmux_free(D.m);
@@ -784,14 +777,15 @@ static int serve(const char *name, const char *firewall, enum detach how, int re
 }
 
 int qrexecd_run(const char *name, bool foreground, int ready, const char *firewall,
-                struct qerr *err)
+                long long fw_next, struct qerr *err)
 {
     if (ready >= 0)
-        return serve(name, firewall, READY_FD, ready, err);
-    return serve(name, firewall, foreground ? FOREGROUND : EXIT_PARENT, -1, err);
+        return serve(name, firewall, fw_next, READY_FD, ready, err);
+    return serve(name, firewall, fw_next, foreground ? FOREGROUND : EXIT_PARENT, -1, err);
 }
 
-int qrexecd_spawn(const char *name, const char *firewall, int *answered, struct qerr *err)
+int qrexecd_spawn(const char *name, const char *firewall, long long fw_next, int *answered,
+                  struct qerr *err)
 {
     pid_t pid;
     char path[PATH_MAX];
@@ -812,11 +806,16 @@ int qrexecd_spawn(const char *name, const char *firewall, int *answered, struct 
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
-    char *argv[8] = { path, "--ready-fd", "3" };
+    char *argv[10] = { path, "--ready-fd", "3" }, next[24];
     int a = 3;
     if (firewall) {
         argv[a++] = "--firewall";
         argv[a++] = (char *)firewall;
+    }
+    if (firewall && fw_next >= 0) {
+        snprintf(next, sizeof next, "%lld", fw_next);
+        argv[a++] = "--firewall-expiry";
+        argv[a++] = next;
     }
     argv[a++] = "--";
     argv[a++] = (char *)name;

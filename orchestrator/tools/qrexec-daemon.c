@@ -1,4 +1,5 @@
 /* qrexec-daemon: the one holder of a VM's agent channel (qrexec/daemon.h). */
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@ static void usage(FILE *f)
 "\n"
 "Environment: QUBES_RPC_POLICY_DIR; QUBES_RPC_ASSUME_YES=1 turns `ask` into\n"
 "allow (there is no dialog); QUBES_RPC_DIR, dom0's services (default\n"
-"/etc/qubes-rpc).\n"
+"/etc/qubes-rpc); QUBES_VMM_PLUGIN_DIR, where %s is, which reads\n"
+"the database for it (default: ../lib/qubes-orchestrator beside it).\n"
 "\n"
 "Options:\n"
 "      --foreground  stay attached, messages on standard error\n"
@@ -34,11 +36,14 @@ static void usage(FILE *f)
 "                    one byte to descriptor N once the lock is held, detach\n"
 "                    without forking, and write another once the agent\n"
 "                    answered (the socket takes callers)\n"
-"      --firewall FILE  the VM's firewall file, read at once (its starter\n"
-"                    knows it; without it the database names it)\n"
+"      --firewall FILE  the VM's firewall file (its starter knows it; without\n"
+"                    it the database names it)\n"
+"      --firewall-expiry T  the earliest expiry time of the rules in FILE,\n"
+"                    seconds since the epoch, 0 for none (its starter wrote\n"
+"                    them); without it they are read\n"
 "      --version     show the version and the hypervisor backends\n"
 "  -h, --help        show this help\n", prog, QRT_AGENT_SOCK, QRT_QREXEC_SOCK, QPOL_DEFAULT_DIR, QRT_POLICY_LOG,
-            QRT_QREXEC_LOG, QRT_QREXEC_LOCK);
+            QRT_QREXEC_LOG, QRT_QREXEC_LOCK, QREXECD_DB);
 }
 
 int main(int argc, char **argv)
@@ -48,12 +53,14 @@ int main(int argc, char **argv)
         { "foreground", no_argument, NULL, 'f' },
         { "ready-fd", required_argument, NULL, 'r' },
         { "firewall", required_argument, NULL, 'w' },
+        { "firewall-expiry", required_argument, NULL, 'e' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
     bool foreground = false;
     int ready = -1;
     const char *firewall = NULL;
+    long long fw_next = -1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -67,12 +74,23 @@ int main(int argc, char **argv)
             break;
         }
         case 'w': firewall = optarg; break;
+        case 'e': {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end || errno || v < 0)
+                tool_usage_error(prog, "--firewall-expiry: seconds since the epoch, or 0");
+            fw_next = v;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: tool_usage_error(prog, "bad option");
         }
     }
     if (argc - optind != 1)
         tool_usage_error(prog, "expected the VM's name");
+    if (fw_next >= 0 && !firewall)
+        tool_usage_error(prog, "--firewall-expiry: the expiry of the rules in --firewall FILE");
     if (ready >= 0 && (foreground || fcntl(ready, F_GETFD) < 0))
         tool_usage_error(prog, foreground ? "--ready-fd detaches: not with --foreground"
                                           : "--ready-fd: not an open descriptor");
@@ -86,7 +104,7 @@ int main(int argc, char **argv)
         close_range(3, ~0U, 0);
     }
     struct qerr err;
-    int rc = qrexecd_run(argv[optind], foreground, ready, firewall, &err);
+    int rc = qrexecd_run(argv[optind], foreground, ready, firewall, fw_next, &err);
     if (rc < 0)
         tool_fail(prog, &err);
     return rc;

@@ -314,6 +314,39 @@ is "$rc" 2 "a missing argument is a usage error (status 2)"
 libs=$(ldd "$(command -v qfile-daemon-dvm)" | awk '{print $1}' | tr '\n' ' ')
 ok "$(case "$libs" in *libxml2*) echo 1;; *) echo 0;; esac)" "qfile-daemon-dvm does not load libxml2 ($libs)"
 
+# Nor does a VM's qrexec-daemon, which starts with every VM and faces its
+# guest: its database work is qrexec-daemon-db's, beside the backends.
+libs=$(ldd "$(command -v qrexec-daemon)" | awk '{print $1}' | tr '\n' ' ')
+ok "$(case "$libs" in *libxml2*) echo 1;; *) echo 0;; esac)" "qrexec-daemon does not load libxml2 ($libs)"
+db=$(dirname "$(command -v qrexec-daemon)")/../lib/qubes-orchestrator/qrexec-daemon-db
+qvm-create -q -l blue -H -t lstpl dbvm
+run "$db" known -- dbvm
+is "$rc" 0 "qrexec-daemon-db knows a VM of qubes.xml"
+run "$db" known -- nosuchvm
+is "$rc/$out" "1/" "and says, without a word, that another is not one"
+run "$db" firewall -- dbvm
+fwfile=$(printf '%s' "$out" | sed -n 's/^0 0 \(\/.*\/firewall\.xml\)$/\1/p')
+ok "$([ -n "$fwfile" ] && [ "$rc" = 0 ]; echo $?)" "it names a VM's firewall file, no rule expiring: $out"
+qvm-firewall -a -e +3600 dbvm 192.0.2.7/32 tcp 80 2>/dev/null
+at=$(qvm-firewall dbvm | sed -n 's/.*(expires at \([0-9]*\)).*/\1/p')
+run "$db" firewall -- dbvm
+is "$out" "0 $at $fwfile" "and the earliest expiry once a rule expires ($at)"
+run "$db" firewall -- nosuchvm
+is "$rc/$(printf '%s' "$out" | cut -c1-3)/$(printf '%s\n' "$out" | wc -l)" "0/-1 /1" \
+   "a VM that is not one: one line, -1 and why ($out)"
+like "$out" "nosuchvm" "naming it"
+run "$db" firewall dbvm
+is "$rc" 2 "anything else is a usage error (status 2)"
+like "$out" "usage: qrexec-daemon-db known -- NAME" "naming the usage"
+run qrexec-daemon --firewall-expiry 5 dbvm
+like "$rc/$out" "2/qrexec-daemon: --firewall-expiry: the expiry of the rules in --firewall FILE" \
+     "qrexec-daemon --firewall-expiry needs the file it is about"
+run qrexec-daemon --firewall "$fwfile" --firewall-expiry soon dbvm
+like "$rc/$out" "2/qrexec-daemon: --firewall-expiry: seconds since the epoch" "and a time"
+run env QUBES_VMM_PLUGIN_DIR="$SCRATCH/nothing" qrexec-daemon --foreground dbvm
+like "$rc/$out" "1/qrexec-daemon: error: cannot run $SCRATCH/nothing/qrexec-daemon-db (the database work of qrexec-daemon): No such file" \
+     "without its helper it does not start, and says why"
+
 # qrexec-daemon's line back to a starter that goes on (a DispVM's worker):
 # a descriptor it was given, never one of its standard three.
 run qrexec-daemon --ready-fd 2 work

@@ -114,13 +114,21 @@ rm -f "$B/monitor-layout"
 settled >/dev/null
 
 # A DispVM takes the firewall rules of the VM that asked for it.
-qvm-create -q -s -l green dvt-src && qvm-firewall -P deny -a dvt-src 192.0.2.7 tcp 8080
+qvm-create -q -s -l green dvt-src && qvm-firewall -P deny -a dvt-src 192.0.2.7 tcp 8080 &&
+    qvm-firewall -a -e +3600 dvt-src 192.0.2.8 tcp 8081 2>/dev/null
+at=$(qvm-firewall dvt-src | sed -n 's/.*(expires at \([0-9]*\)).*/\1/p')
 (echo 'sleep 3' | qfile-daemon-dvm -q -t $T qubes.VMShell dvt-src DEFAULT) &
 for i in $(seq 100); do [ "$(disp_records)" = 1 ] && break; sleep 0.05; done
 d=$(qvm-ls --raw-list | grep '^disp' | head -n 1)
 run qvm-firewall "$d"
 like "$out" "policy: deny" "a DispVM asked for by a VM has that VM's firewall policy"
 like "$out" "192.0.2.7 tcp 8080" "and its rules"
+like "$out" "192.0.2.8 tcp 8081 (expires at $at)" "expiring ones too"
+# Its qrexec daemon, which keeps them in force, is told when the first
+# expires: it reads nothing to begin with.
+for i in $(seq 100); do pgrep -f "qrexec-daemon .*-- $d\$" >/dev/null && break; sleep 0.05; done
+like "$(pgrep -af "qrexec-daemon .*-- $d\$")" "--firewall-expiry $at -- $d" \
+     "its qrexec daemon is told when that rule expires ($at)"
 wait_jobs 120 "a DispVM asked for by a VM"
 settled >/dev/null
 

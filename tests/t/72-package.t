@@ -49,6 +49,8 @@ for f in /usr/lib/qubes-orchestrator/qubes-vmm-libvirt.so /lib/systemd/system/qu
     printf '%s\n' "$L" | grep -qx -- "-rw-r--r-- $f" || missing="$missing $f"
 done
 is "$missing" "" "the libvirt backend, the three units, tmpfiles.d and the completion, 0644"
+printf '%s\n' "$L" | grep -qx -- "-rwxr-xr-x /usr/lib/qubes-orchestrator/qrexec-daemon-db"
+is "$?" 0 "qrexec-daemon's database helper beside the backend, 0755"
 is "$(list "$xl" | grep -v /usr/share/doc/)" "-rw-r--r-- /usr/lib/qubes-orchestrator/qubes-vmm-libxl.so" \
    "the libxl backend alone in its package"
 xenpkg=$(dpkg -S '*/libxenlight.so.[0-9]*' 2>/dev/null | head -n 1 | cut -d: -f1)

@@ -427,7 +427,7 @@ static void answered(void)
     step = "answered: a good agent";
     start_agent(&v, "answers", "lies");
     int fd = -1;
-    int rc = qrexecd_spawn(v.name, NULL, &fd, &err);
+    int rc = qrexecd_spawn(v.name, NULL, -1, &fd, &err);
     ok(rc == 0 && fd >= 0, "answered: the daemon started, with a line back (%s)", err.msg);
     long t0 = now_ms();
     rc = rc < 0 ? rc : qrexecd_wait_answer(v.name, fd, 10000, &err);
@@ -449,7 +449,7 @@ static void answered(void)
 
     step = "answered: a mute agent";
     start_agent(&v, "mute", "mute");
-    rc = qrexecd_spawn(v.name, NULL, &fd, &err);
+    rc = qrexecd_spawn(v.name, NULL, -1, &fd, &err);
     t0 = now_ms();
     rc = rc < 0 ? rc : qrexecd_wait_answer(v.name, fd, 1000, &err);
     took = now_ms() - t0;
