@@ -52,8 +52,15 @@ int qfw_path(const struct qubes *q, const struct qvm *vm, char *out, size_t len,
  * and the problem; a file with a DOCTYPE is refused. */
 int qfw_load(const char *path, struct qfw *fw, struct qerr *err);
 
-/* Writes `fw` to `path` atomically. Refused unless `q` holds the qubes.xml
- * write lock. */
+/* The extended attribute a firewall file is written with: the earliest
+ * expiry time of its rules when it was written (qfw_next_expiry, decimal),
+ * for a running VM's qrexec-daemon, which links no XML parser. In the
+ * trusted namespace: only root sets it (and reads it); a file without it
+ * (copied, or written by a process that may not) is read instead. */
+#define QFW_NEXT_TAG "trusted.qubes.firewall-next"
+
+/* Writes `fw` to `path` atomically, tagged (QFW_NEXT_TAG). Refused unless
+ * `q` holds the qubes.xml write lock. */
 int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, struct qerr *err);
 
 /* Parses a rule given on a command line:

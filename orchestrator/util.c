@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/xattr.h>
 #include <limits.h>
 #include <grp.h>
 #include <pwd.h>
@@ -369,7 +370,7 @@ int qread_small(const char *path, char *out, size_t len)
 }
 
 static int write_file(const char *path, const void *data, size_t len, unsigned mode,
-                      bool durable, struct qerr *err)
+                      bool durable, const char *tag, const char *value, struct qerr *err)
 {
     char tmp[PATH_MAX + 16], dir[PATH_MAX];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
@@ -380,6 +381,9 @@ static int write_file(const char *path, const void *data, size_t len, unsigned m
     int ok = fchmod(fd, (mode_t)mode) == 0 && qwrite_all(fd, data, len) == 0 &&
              (!durable || fsync(fd) == 0);
     int e = errno;
+    /* Best effort: a file system without it, or a caller that may not. */
+    if (ok && tag && fsetxattr(fd, tag, value, strlen(value), 0) < 0)
+        errno = e;
     if (close(fd) < 0 && ok) {
         ok = 0;
         e = errno;
@@ -404,18 +408,24 @@ static int write_file(const char *path, const void *data, size_t len, unsigned m
 int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                        struct qerr *err)
 {
-    return write_file(path, data, len, mode, true, err);
+    return write_file(path, data, len, mode, true, NULL, NULL, err);
 }
 
 int qwrite_file(const char *path, const void *data, size_t len, unsigned mode, bool durable,
                 struct qerr *err)
 {
-    return write_file(path, data, len, mode, durable, err);
+    return write_file(path, data, len, mode, durable, NULL, NULL, err);
+}
+
+int qwrite_file_tagged(const char *path, const void *data, size_t len, unsigned mode,
+                       bool durable, const char *tag, const char *value, struct qerr *err)
+{
+    return write_file(path, data, len, mode, durable, tag, value, err);
 }
 
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err)
 {
-    return write_file(path, text, strlen(text), 0600, false, err);
+    return write_file(path, text, strlen(text), 0600, false, NULL, NULL, err);
 }
 
 int qproc_set_nice(pid_t pid, int nice)

@@ -75,6 +75,12 @@ int qwrite_file_atomic(const char *path, const void *data, size_t len, unsigned 
  * run directory, which a reboot empties anyway). */
 int qwrite_file(const char *path, const void *data, size_t len, unsigned mode, bool durable,
                 struct qerr *err);
+/* qwrite_file, the new file given the extended attribute `tag` = `value`
+ * before it takes the name: whoever sees the name sees the attribute of
+ * that content. Best effort: a file system without extended attributes,
+ * or a process that may not set `tag`, writes the file without it. */
+int qwrite_file_tagged(const char *path, const void *data, size_t len, unsigned mode,
+                       bool durable, const char *tag, const char *value, struct qerr *err);
 int qwrite_runtime_file(const char *path, const char *text, struct qerr *err);
 /* CLOCK_MONOTONIC in milliseconds. */
 long qnow_ms(void);

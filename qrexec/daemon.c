@@ -20,10 +20,12 @@
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../orchestrator/config.h"
+#include "../orchestrator/firewall.h"
 #include "../orchestrator/runtime.h"
 #include "../orchestrator/util.h"
 #include "../orchestrator/vm.h"
@@ -481,6 +483,7 @@ static void fw_arm(long long when)
 }
 
 static void fw_job(bool apply);
+static bool fw_tag(const char *path, long long *next);
 
 /* The watch on the firewall file's directory, once its path is known. */
 static void fw_changed(struct qmux *m, int fd, short revents, void *arg);
@@ -609,8 +612,36 @@ static void fw_changed(struct qmux *m, int fd, short revents, void *arg)
                 ours = true;
             p += sizeof *ev + ev->len;
         }
-    if (ours)
-        fw_job(false);
+    if (!ours)
+        return;
+    /* The writer tagged the file with its rules' earliest expiry: nothing
+     * to read, no process (a claimed preload's rules are written in its
+     * request's time). Without a tag, or while a helper is at work (it may
+     * have read the file before), the helper reads it. */
+    long long next;
+    if (!FW.child && fw_tag(FW.path, &next)) {
+        if (next)
+            say("the firewall rules changed: the first to expire does at %lld", next);
+        else
+            say("the firewall rules changed: none expires");
+        fw_arm(next);
+        return;
+    }
+    fw_job(false);
+}
+
+/* The earliest expiry time the firewall file's writer tagged it with
+ * (QFW_NEXT_TAG); false when it has no such tag. */
+static bool fw_tag(const char *path, long long *next)
+{
+    char v[24], *end;
+    ssize_t n = getxattr(path, QFW_NEXT_TAG, v, sizeof v - 1);
+    if (n <= 0)
+        return false;
+    v[n] = '\0';
+    errno = 0;
+    *next = strtoll(v, &end, 10);
+    return *end == '\0' && errno == 0 && *next >= 0;
 }
 
 /* `next`: the earliest expiry of the rules in `path` as the starter wrote

@@ -331,6 +331,15 @@ qvm-firewall -a -e +3600 dbvm 192.0.2.7/32 tcp 80 2>/dev/null
 at=$(qvm-firewall dbvm | sed -n 's/.*(expires at \([0-9]*\)).*/\1/p')
 run "$db" firewall -- dbvm
 is "$out" "0 $at $fwfile" "and the earliest expiry once a rule expires ($at)"
+# Written tagged with it, for a running VM's daemon to read without XML
+# (an attribute only root may set: without root the file has none).
+if [ "$(id -u)" = 0 ]; then
+    is "$("$HELPERS/getxattr" trusted.qubes.firewall-next "$fwfile")" "$at" \
+       "a firewall file carries its rules' earliest expiry as an attribute"
+else
+    "$HELPERS/getxattr" trusted.qubes.firewall-next "$fwfile" >/dev/null 2>&1
+    is "$?" 1 "not root: a firewall file is written without its expiry attribute"
+fi
 run "$db" firewall -- nosuchvm
 is "$rc/$(printf '%s' "$out" | cut -c1-3)/$(printf '%s\n' "$out" | wc -l)" "0/-1 /1" \
    "a VM that is not one: one line, -1 and why ($out)"

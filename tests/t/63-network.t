@@ -73,6 +73,10 @@ is "$(probe)" "ping name tcp " "the rule removed: TCP works again"
 qvm-firewall -P deny -a -e +15 $A 192.0.2.1/32 tcp 1234 2>/dev/null
 at=$(qvm-firewall $A | sed -n 's/.*(expires at \([0-9]*\)).*/\1/p')
 is "$(probe)" "ping name tcp " "policy deny plus a rule that expires in 15 s: TCP works"
+# The daemon learns it from the attribute the file was written with: no
+# helper process, no XML.
+like "$(cat "$QUBES_RUN_DIR/vms/$A/qrexec.log")" "the firewall rules changed: the first to expire does at $at" \
+     "the VM's qrexec daemon read the new expiry from the file's tag"
 while [ "$(date +%s)" -le "$((at + 1))" ]; do sleep 1; done
 is "$(probe)" "ping name " "after its expiry TCP is blocked, without any tool called"
 like "$(cat "$QUBES_RUN_DIR/vms/$A/qrexec.log")" "a firewall rule expired: the chains are installed again" \
