@@ -55,7 +55,8 @@ run make -C "$SCRATCH/tree" -s -j2 LIBXL=no all
 is "$rc" 0 "make LIBXL=no builds"
 [ "$rc" = 0 ] || echo "$out" | sed 's/^/# /'
 ls "$SCRATCH/tree/build/lib/qubes-orchestrator/" > "$SCRATCH/plugins" 2>&1
-is "$(cat "$SCRATCH/plugins")" "qubes-vmm-libvirt.so" "with the libvirt backend only"
+is "$(grep '\.so$' "$SCRATCH/plugins")" "qubes-vmm-libvirt.so" "with the libvirt backend only"
+is "$(grep -c '^qrexec-daemon-db$' "$SCRATCH/plugins")" 1 "and qrexec-daemon's helper beside it"
 run env -u QUBES_VMM_PLUGIN_DIR "$SCRATCH/tree/build/bin/qvm-ls" --version
 like "$out" "libxl (not built: no xenlight at build time)" "and its --version says libxl was not built"
 
