@@ -382,8 +382,8 @@ static int write_file(const char *path, const void *data, size_t len, unsigned m
              (!durable || fsync(fd) == 0);
     int e = errno;
     /* Best effort: a file system without it, or a caller that may not. */
-    if (ok && tag && fsetxattr(fd, tag, value, strlen(value), 0) < 0)
-        errno = e;
+    if (ok && tag)
+        (void)fsetxattr(fd, tag, value, strlen(value), 0);
     if (close(fd) < 0 && ok) {
         ok = 0;
         e = errno;

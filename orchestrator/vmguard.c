@@ -43,12 +43,7 @@ int vmguard_next_expire(struct qubes *q, const struct qvm *vm, long long *next_e
     *next_expire = 0;
     if (qfw_path(q, vm, path, sizeof path, err) < 0 || qfw_load(path, &fw, err) < 0)
         return qerr_prefix(err, "the firewall of '%s'", vm->name);
-    long long now = (long long)time(NULL);
-    for (size_t i = 0; i < fw.n; i++) {
-        long long e = fw.rules[i].expire;
-        if (e > now && (!*next_expire || e < *next_expire))
-            *next_expire = e;
-    }
+    *next_expire = qfw_next_expiry(&fw, (long long)time(NULL));
     qfw_free(&fw);
     return 0;
 }

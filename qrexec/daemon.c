@@ -453,7 +453,7 @@ static struct {
     size_t got;
 } FW = { .timer = -1, .watch = -1, .pipe = -1 };
 
-/* qrexec-daemon-db's line (qrexec/daemon_db.h): "0 NEXT PATH" or
+/* qrexec-daemon-db's line (QREXECD_DB in daemon.h): "0 NEXT PATH" or
  * "-1 MESSAGE". False when it is neither. */
 static bool fw_parse(char *line, struct fw_result *r)
 {
@@ -743,7 +743,6 @@ static int serve(const char *name, const char *firewall, long long fw_next, enum
         return qerr_errno(err, errno, "cannot run %s (the database work of qrexec-daemon)",
                           D.db);
     if (qrt_vm_path(&D.cfg, D.name, NULL, D.rundir, sizeof D.rundir, err) < 0 ||
-        qrt_vm_path(&D.cfg, D.name, NULL, D.rundir, sizeof D.rundir, err) < 0 ||
         qrt_vm_path(&D.cfg, D.name, QRT_QREXEC_SOCK, D.sock, sizeof D.sock, err) < 0 ||
         qmkdirs(D.rundir, err) < 0)
         return -1;

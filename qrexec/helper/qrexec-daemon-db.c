@@ -71,7 +71,7 @@ static int firewall(const char *name, bool apply)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 4 && strcmp(argv[1], "known") == 0 && strcmp(argv[2], "--") == 0 && argc == 4)
+    if (argc == 4 && strcmp(argv[1], "known") == 0 && strcmp(argv[2], "--") == 0)
         return known(argv[3]);
     if (argc >= 4 && strcmp(argv[1], "firewall") == 0 && strcmp(argv[2], "--") == 0 &&
         (argc == 4 || (argc == 5 && strcmp(argv[4], "apply") == 0)))
