@@ -390,6 +390,37 @@ static void give_memory_back(struct vmm *vmm, const struct dispvm_state *d)
         vmm_set_memory(vmm, d->name, want, NULL);
 }
 
+void dispvm_emulator_baseline(struct qubes *q, struct dispvm_state *d)
+{
+    memset(&d->emu0, 0, sizeof d->emu0);
+    d->emu_t0 = 0;
+    if (!qtime_on() || d->host[0])
+        return;
+    d->emu_t0 = qnow_ms();
+    int pid = d->has_domain ? vmm_domain_pid(&q->vmm, d->name) : 0;
+    if (pid > 0 && qproc_threads_cpu(pid, &d->emu0) < 0)
+        d->emu_t0 = 0;
+}
+
+void dispvm_emulator_report(struct qubes *q, const struct dispvm_state *d)
+{
+    static const char *const step[QPROC_CLASSES] = {
+        [QPROC_MAIN] = "  emulator: main thread",
+        [QPROC_VCPU] = "  emulator: vCPU threads",
+        [QPROC_OTHER] = "  emulator: other threads",
+    };
+    struct qproc_cpu now;
+    if (!qtime_on() || d->host[0] || !d->emu_t0 || !d->has_domain)
+        return;
+    int pid = vmm_domain_pid(&q->vmm, d->name);
+    if (pid <= 0 || qproc_threads_cpu(pid, &now) < 0)
+        return;
+    double wall = (double)(qnow_ms() - d->emu_t0);
+    for (int c = 0; c < QPROC_CLASSES; c++)
+        qtime_report(step[c], wall, (double)(now.ns[c] - d->emu0.ns[c]) / 1e6,
+                     (long)(now.faults[c] - d->emu0.faults[c]), "emulator");
+}
+
 int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struct qerr *err)
 {
     /* Its gateway runs before it; its start takes the locks it needs. */
@@ -407,6 +438,8 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
         return -1;
     qtime_mark("record: start lock, write lock, saved");
     bool paused = false;
+    if (!d->preload)
+        dispvm_emulator_baseline(q, d);     /* no domain yet: from zero */
     int rc = restore_domain(q, vmm, d, &paused, err);
     qclose(set_lock);       /* its QEMU holds the set's files now */
     qtime_mark(paused ? "domain restored (paused)" : "domain restored, running");

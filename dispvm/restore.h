@@ -24,6 +24,18 @@ int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struc
  * request claims it, and then at 0. */
 #define DISPVM_PRELOAD_NICE 10
 
+/* With --timings (else nothing): the emulator's CPU from now on is the
+ * request's, for dispvm_emulator_report (a claimed preload; a DispVM
+ * restored for a request counts from its restore, which takes it). */
+void dispvm_emulator_baseline(struct qubes *q, struct dispvm_state *d);
+/* With --timings, before the teardown ends the emulator of a DispVM of
+ * this host: one line for each class of its threads (the main thread:
+ * its start, the device-state load, device emulation; the vCPUs: the
+ * guest, and under TCG the translation of its code; the rest: I/O and
+ * monitor threads), their CPU and page faults since the baseline, with
+ * the time since it as the wall time. */
+void dispvm_emulator_report(struct qubes *q, const struct dispvm_state *d);
+
 /* Gives `vm` the firewall rules of `from` (the VM that asked for it; the
  * defaults when NULL), written, like every firewall file, under the
  * qubes.xml write lock the caller holds. With `next_expiry`: the earliest

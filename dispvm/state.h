@@ -13,6 +13,7 @@
 
 #include "../orchestrator/net.h"
 #include "../orchestrator/qubes.h"
+#include "../orchestrator/util.h"
 #include "dvmdata.h"
 
 /* Domain names disp1..disp253 (dispvm/restore.c hands them out in turn). */
@@ -84,6 +85,11 @@ struct dispvm_state {
      * for memory files that no savefile or DispVM needs any more. */
     bool set_seen;
     struct stat set_st;
+    /* With --timings: its emulator's threads' CPU and page faults when the
+     * request began (zero: the emulator started for it), and when
+     * (qnow_ms; 0: not taken). */
+    struct qproc_cpu emu0;
+    long emu_t0;
 };
 
 /* The caller's part: who asks (the label is the source VM's unless given;

@@ -9,6 +9,7 @@
 #include "../orchestrator/util.h"
 #include "../orchestrator/vmguard.h"
 #include "../storage/storage.h"
+#include "restore.h"
 #include "shmem.h"
 
 /* After a DispVM that mapped `ram` is gone: that file (and older ones of
@@ -97,6 +98,7 @@ int dispvm_teardown_domain(struct qubes *q, struct dispvm_state *d, struct qerr 
         }
         d->has_domain = false;
     } else if (d->has_domain) {
+        dispvm_emulator_report(q, d);
         if (vmm_kill_or_destroy(&q->vmm, d->name, err) < 0)
             rc = -1;
         d->has_domain = false;

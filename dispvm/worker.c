@@ -494,6 +494,7 @@ static bool preload_one(struct worker *w, const char *key)
         w->client = m.fds[0];
         take_settings(w, &m, m.fds[1]);
         qtime_mark("claim received");
+        dispvm_emulator_baseline(&w->q, &w->d);
         struct vmm *vmm = dispvm_template_vmm(&w->q, &w->t, &err);
         preload_priority(w, vmm, 0);
         int rc = vmm ? dispvm_preload_claim(&w->q, &w->d, dvm_field(&m, DVM_RQ_TEMPLATE),

@@ -107,13 +107,18 @@ int qtime_fd(void)
     return T.fd;
 }
 
-static void line(const char *step, double wall, double cpu, long flt)
+static void line_of(const char *step, double wall, double cpu, long flt, const char *who)
 {
     char buf[176];
     int n = snprintf(buf, sizeof buf, "timing: %-34s %8.1f ms wall %7.2f ms cpu %5ld faults  %s\n",
-                     step, wall, cpu, flt, T.who);
+                     step, wall, cpu, flt, who);
     if (n > 0)
         (void)!write(T.fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void line(const char *step, double wall, double cpu, long flt)
+{
+    line_of(step, wall, cpu, flt, T.who);
 }
 
 void qtime_mark(const char *step)
@@ -142,4 +147,10 @@ void qtime_end(const struct qtime_step *s, const char *step)
     if (T.fd < 0)
         return;
     line(step, clock_ms(CLOCK_MONOTONIC) - s->wall, cpu_ms() - s->cpu, faults() - s->faults);
+}
+
+void qtime_report(const char *step, double wall_ms, double cpu_ms, long flt, const char *who)
+{
+    if (T.fd >= 0)
+        line_of(step, wall_ms, cpu_ms, flt, who);
 }

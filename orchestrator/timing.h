@@ -41,5 +41,9 @@ struct qtime_step {
 };
 void qtime_begin(struct qtime_step *s);
 void qtime_end(const struct qtime_step *s, const char *step);
+/* A line about another process (`who`), with figures read from it: a
+ * step of this process's line format, keyed like any other by step and
+ * who. */
+void qtime_report(const char *step, double wall_ms, double cpu_ms, long faults, const char *who);
 
 #endif

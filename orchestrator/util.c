@@ -455,6 +455,57 @@ int qproc_set_nice(pid_t pid, int nice)
     return n;
 }
 
+/* The first line of /proc/PID/task/TID/NAME into buf; 0 or -1. */
+static int task_file(pid_t pid, long tid, const char *name, char *buf, size_t size)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%ld/%s", (int)pid, tid, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+int qproc_threads_cpu(pid_t pid, struct qproc_cpu *out)
+{
+    memset(out, 0, sizeof *out);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end, comm[32], sched[128], stat[1024];
+        long tid = strtol(e->d_name, &end, 10);
+        if (tid <= 0 || *end)
+            continue;
+        /* A thread that ends meanwhile is left out. */
+        if (task_file(pid, tid, "schedstat", sched, sizeof sched) < 0 ||
+            task_file(pid, tid, "stat", stat, sizeof stat) < 0)
+            continue;
+        int cls = tid == pid ? QPROC_MAIN : QPROC_OTHER;
+        if (cls == QPROC_OTHER && task_file(pid, tid, "comm", comm, sizeof comm) == 0 &&
+            strncmp(comm, "CPU ", 4) == 0)
+            cls = QPROC_VCPU;
+        out->ns[cls] += strtoull(sched, NULL, 10);
+        /* After the name (which may hold spaces and parentheses): state,
+         * ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
+         * majflt. */
+        char *p = strrchr(stat, ')');
+        unsigned long minflt = 0, majflt = 0;
+        if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %lu %*u %lu", &minflt, &majflt) == 2)
+            out->faults[cls] += minflt + majflt;
+    }
+    closedir(d);
+    return 0;
+}
+
 bool qstat_same(const struct stat *a, const struct stat *b)
 {
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&

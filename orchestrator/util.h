@@ -88,6 +88,18 @@ long qnow_ms(void);
  * priority is its threads' own; threads made later take their maker's).
  * Returns how many threads, 0 when the process is gone, -1 with errno. */
 int qproc_set_nice(pid_t pid, int nice);
+/* The CPU time (nanoseconds on a CPU, from each thread's schedstat) and
+ * page faults (minor and major) of process `pid`'s live threads, summed in
+ * three classes: its main thread; those whose name starts with "CPU "
+ * (QEMU's vCPU threads, named so with -name debug-threads=on: "CPU 0/TCG",
+ * "CPU 0/KVM"); and the rest. Threads that ended are not counted. 0, or
+ * -1 with errno (ENOENT: the process is gone). */
+enum { QPROC_MAIN, QPROC_VCPU, QPROC_OTHER, QPROC_CLASSES };
+struct qproc_cpu {
+    unsigned long long ns[QPROC_CLASSES];
+    unsigned long faults[QPROC_CLASSES];
+};
+int qproc_threads_cpu(pid_t pid, struct qproc_cpu *out);
 /* Whether two stats are of the same file, unchanged: device, inode, size
  * and modification time (a file replaced by rename, or written, differs). */
 bool qstat_same(const struct stat *a, const struct stat *b);

@@ -33,7 +33,8 @@ static void usage(FILE *f)
 "  -w, --wait-teardown  exit only once the DispVM is gone\n"
 "  -q, --quiet          no progress messages\n"
 "      --timings        each step's wall time, CPU time and page faults on\n"
-"                       standard error\n"
+"                       standard error, and the DispVM's emulator's threads'\n"
+"                       (main, vCPU, other) before its teardown\n"
 "      --version        show the version and the hypervisor backends\n"
 "  -h, --help           show this help\n", prog);
 }

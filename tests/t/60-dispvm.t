@@ -242,6 +242,21 @@ ok "$([ -s "$SCRATCH/first.out" ] && [ -s "$SCRATCH/second.out" ] &&
       [ "$(cat "$SCRATCH/first.out")" != "$(cat "$SCRATCH/second.out")" ]; echo $?)" \
    "each got a DispVM of its own ($(cat "$SCRATCH/first.out"), $(cat "$SCRATCH/second.out"))"
 like "$(cat "$SCRATCH/first.err")" "libvirt: domain created" "the first request's timings came, its backend's too"
+# Its emulator's threads, read before the teardown ended it: "WALL CPU
+# FAULTS" of the class named. Restored for the request, the emulator counts
+# from its start: the main thread started QEMU and loaded the device
+# state, the vCPU ran the guest.
+# emu FILE CLASS N: field N (1 wall, 2 CPU, 3 faults) of that line.
+emu() {
+    sed -n "s/^timing:   emulator: $2 *\([0-9.]*\) ms wall *\([0-9.]*\) ms cpu *\([0-9]*\) faults.*/\1 \2 \3/p" "$1" |
+        cut -d ' ' -f "$3"
+}
+ew=$(emu "$SCRATCH/first.err" 'main thread' 1)
+ec=$(emu "$SCRATCH/first.err" 'main thread' 2)
+ef=$(emu "$SCRATCH/first.err" 'main thread' 3)
+vc=$(emu "$SCRATCH/first.err" 'vCPU threads' 2)
+ok "$(awk -v w="$ew" -v c="$ec" -v f="$ef" -v vc="$vc" 'BEGIN { exit !(w > 0 && c > 0 && f > 100 && vc > 0) }'; echo $?)" \
+   "and its emulator's: main thread ${ec:-?} ms CPU and ${ef:-?} faults, vCPU ${vc:-?} ms, over ${ew:-?} ms"
 is "$(grep -c 'ms' "$SCRATCH/second.err")" "0" "the second, which asked for none, got none"
 is "$(stat -c %s "$SCRATCH/first.err")" "$size" "nor did the first request's stderr, once it ended"
 is "$(settled)" "0/0/0" "and nothing is left"
@@ -291,7 +306,7 @@ nices() { ps -L -o ni= -p "$1" | tr -d ' ' | sort -u | tr '\n' ' '; }
 wk=$(grep "$pre is preloaded and waits" "$R/dvmd.log" | sed -n 's/.*(worker \([0-9]*\)).*/\1/p')
 qp=$(cat "/run/libvirt/qemu/$pre.pid")
 is "$(nices "$qp")/$(nices "$wk")" "10 /10 " "a preload's emulator and worker run at nice 10"
-echo 'uname -n; sleep 1' | qfile-daemon-dvm -t $T qubes.VMShell dom0 DEFAULT >"$SCRATCH/pre.out" \
+echo 'uname -n; sleep 1' | qfile-daemon-dvm --timings -t $T qubes.VMShell dom0 DEFAULT >"$SCRATCH/pre.out" \
     2>"$SCRATCH/pre.err" &
 rq=$!
 for i in $(seq 200); do [ -s "$SCRATCH/pre.out" ] && break; sleep 0.05; done
@@ -303,6 +318,16 @@ is "$out" "$pre" "and its service runs there"
 for i in $(seq 600); do [ "$(disp_records)" = 1 ] && [ "$(parked | wc -l)" = 1 ] && break; sleep 0.05; done
 next=$(qvm-ls --raw-list | grep '^disp')
 ok "$([ -n "$next" ] && [ "$next" != "$pre" ]; echo $?)" "a replacement is preloaded in the background ($next)"
+# A claimed preload's emulator (reported before its teardown, which came
+# before the replacement) counts from the claim: the request's second
+# of service, not the restore and warm-up before it (which alone cost a
+# fresh DispVM's main thread more CPU than a request served by a preload).
+pw=$(emu "$SCRATCH/pre.err" 'main thread' 1)
+pc=$(emu "$SCRATCH/pre.err" 'main thread' 2)
+qc=$(emu "$SCRATCH/pre.err" 'vCPU threads' 2)
+ok "$(awk -v w="$pw" -v c="$pc" -v ec="$ec" -v qc="$qc" \
+      'BEGIN { exit !(w >= 1000 && w < 5000 && c < ec && qc > 0) }'; echo $?)" \
+   "its emulator's figures count from the claim: ${pw:-?} ms, main thread ${pc:-?} ms CPU (fresh: $ec), vCPU ${qc:-?} ms"
 # Made by the claimed preload's worker once that DispVM was gone: no fork,
 # and none of its ended processes kept.
 like "$(grep "$next is preloaded" "$R/dvmd.log")" "(worker $wk)" "by the worker of the one claimed"
