@@ -416,9 +416,14 @@ void dispvm_emulator_report(struct qubes *q, const struct dispvm_state *d)
     if (pid <= 0 || qproc_threads_cpu(pid, &now) < 0)
         return;
     double wall = (double)(qnow_ms() - d->emu_t0);
-    for (int c = 0; c < QPROC_CLASSES; c++)
-        qtime_report(step[c], wall, (double)(now.ns[c] - d->emu0.ns[c]) / 1e6,
-                     (long)(now.faults[c] - d->emu0.faults[c]), "emulator");
+    /* A thread counted at the baseline may have ended since (QEMU's pool
+     * threads come and go): its class then counts from 0, not below. */
+    for (int c = 0; c < QPROC_CLASSES; c++) {
+        unsigned long long ns = now.ns[c] > d->emu0.ns[c] ? now.ns[c] - d->emu0.ns[c] : 0;
+        unsigned long flt = now.faults[c] > d->emu0.faults[c] ? now.faults[c] - d->emu0.faults[c]
+                                                              : 0;
+        qtime_report(step[c], wall, (double)ns / 1e6, (long)flt, "emulator");
+    }
 }
 
 int dispvm_restore(struct qubes *q, struct dispvm_state *d, int *set_lock, struct qerr *err)

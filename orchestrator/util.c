@@ -455,7 +455,7 @@ int qproc_set_nice(pid_t pid, int nice)
     return n;
 }
 
-/* The first line of /proc/PID/task/TID/NAME into buf; 0 or -1. */
+/* The start of /proc/PID/task/TID/NAME into buf, a string; 0 or -1. */
 static int task_file(pid_t pid, long tid, const char *name, char *buf, size_t size)
 {
     char path[96];
