@@ -1315,6 +1315,18 @@ static void print_cpu(void)
                R.pair[i] * 1e3);
 }
 
+/* The median of n values, the values left in their order. */
+static double median_of(const double *v, int n)
+{
+    double *c = calloc((size_t)n, sizeof *c);
+    if (!c)
+        bench_die("out of memory");
+    memcpy(c, v, (size_t)n * sizeof *c);
+    double m = bench_median(c, n);
+    free(c);
+    return m;
+}
+
 static void print_timings(const struct timings *t)
 {
     printf("   %s, %d requests with --timings: medians (n: how many of the steps, when not one "
@@ -1322,41 +1334,23 @@ static void print_timings(const struct timings *t)
     printf("     %-38s %-18s %10s %10s %6s\n", "step", "who", "wall", "cpu", "faults");
     for (int k = 0; k < t->nsteps; k++) {
         const struct step *s = &t->s[k];
-        double *w = calloc((size_t)s->n, sizeof *w), *c = calloc((size_t)s->n, sizeof *c);
-        double *f = calloc((size_t)s->n, sizeof *f);
-        memcpy(w, s->wall, (size_t)s->n * sizeof *w);
-        memcpy(c, s->cpu, (size_t)s->n * sizeof *c);
-        memcpy(f, s->faults, (size_t)s->n * sizeof *f);
         char n[16] = "";
         if (s->n != druns)
             snprintf(n, sizeof n, "  n=%d", s->n);
         printf("     %-38s %-18s %7.1f ms %7.2f ms %6.0f%s\n", s->step, s->who,
-               bench_median(w, s->n), bench_median(c, s->n), bench_median(f, s->n), n);
-        free(w);
-        free(c);
-        free(f);
+               median_of(s->wall, s->n), median_of(s->cpu, s->n), median_of(s->faults, s->n), n);
     }
-    double *client = calloc((size_t)druns, sizeof *client);
-    memcpy(client, t->client, (size_t)druns * sizeof *client);
     printf("     request to output %.1f ms, to exit %.1f ms (medians, measured by the bench);\n"
            "     the client's (%s) steps add up to %.1f ms (median of the sums)\n",
-           t->out * 1e3, t->exit * 1e3, CLIENT, bench_median(client, druns));
-    free(client);
+           t->out * 1e3, t->exit * 1e3, CLIENT, median_of(t->client, druns));
 }
 
 /* The median CPU of a step of 9., -1 when it never came. */
 static double step_cpu(const struct timings *t, const char *step)
 {
     for (int k = 0; k < t->nsteps; k++)
-        if (strcmp(t->s[k].step, step) == 0) {
-            double *c = calloc((size_t)t->s[k].n, sizeof *c);
-            if (!c)
-                bench_die("out of memory");
-            memcpy(c, t->s[k].cpu, (size_t)t->s[k].n * sizeof *c);
-            double m = bench_median(c, t->s[k].n);
-            free(c);
-            return m;
-        }
+        if (strcmp(t->s[k].step, step) == 0)
+            return median_of(t->s[k].cpu, t->s[k].n);
     return -1;
 }
 

@@ -261,15 +261,9 @@ int qfw_write(const struct qubes *q, const char *path, const struct qfw *fw, str
     /* A DispVM's rules live in the run directory: no fsync there. */
     size_t rl = strlen(q->cfg.run_dir);
     bool runtime = strncmp(path, q->cfg.run_dir, rl) == 0 && path[rl] == '/';
-    char *text = qxml_build(body, fw, "  ", true);
-    if (!text)
-        return errno == EIO ? qerr_set(err, "formatting %s: libxml2 writer failed", path)
-                            : qerr_errno(err, ENOMEM, "formatting %s", path);
     char next[24];
     snprintf(next, sizeof next, "%lld", qfw_next_expiry(fw, (long long)time(NULL)));
-    int rc = qwrite_file_tagged(path, text, strlen(text), 0640, !runtime, QFW_NEXT_TAG, next, err);
-    free(text);
-    return rc;
+    return qxml_write_file(path, 0640, !runtime, body, fw, QFW_NEXT_TAG, next, err);
 }
 
 int qfw_parse_rule(int argc, char *const argv[], struct qfw_rule *r, struct qerr *err)

@@ -287,7 +287,7 @@ int qhosts_write(const struct qubes_db *db, const char *path, const struct qhost
     if (db->lock != QDB_WRITE)
         return qerr_set(err, "%s: the host registry is written under the qubes.xml write lock, "
                         "and it is not held", path);
-    return qxml_write_file(path, 0640, true, body, h, err);
+    return qxml_write_file(path, 0640, true, body, h, NULL, NULL, err);
 }
 
 /* The child's side of a probe: one line on `fd`, "ok FREE TOTAL RUNNING"

@@ -144,7 +144,7 @@ void qensure_std_fds(void)
     }
 }
 
-int qrun_program(char *const argv[], struct qerr *err)
+int qrun_status(char *const argv[], int *status, struct qerr *err)
 {
     pid_t pid;
     int r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
@@ -154,9 +154,17 @@ int qrun_program(char *const argv[], struct qerr *err)
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR)
             return qerr_errno(err, errno, "waiting for %s", argv[0]);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return qerr_set(err, "%s failed (status %d)", argv[0],
-                        WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return 0;
+}
+
+int qrun_program(char *const argv[], struct qerr *err)
+{
+    int status;
+    if (qrun_status(argv, &status, err) < 0)
+        return -1;
+    if (status != 0)
+        return qerr_set(err, "%s failed (status %d)", argv[0], status);
     return 0;
 }
 
@@ -428,20 +436,35 @@ int qwrite_runtime_file(const char *path, const char *text, struct qerr *err)
     return write_file(path, text, strlen(text), 0600, false, NULL, NULL, err);
 }
 
-int qproc_set_nice(pid_t pid, int nice)
+/* Process `pid`'s threads: opendir of /proc/PID/task (NULL with errno),
+ * then next_tid until it gives 0. */
+static DIR *open_tasks(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return errno == ENOENT ? 0 : -1;
-    int n = 0, why = 0;
+    return opendir(path);
+}
+
+static long next_tid(DIR *d)
+{
     struct dirent *e;
     while ((e = readdir(d))) {
         char *end;
         long tid = strtol(e->d_name, &end, 10);
-        if (tid <= 0 || *end)
-            continue;
+        if (tid > 0 && !*end)
+            return tid;
+    }
+    return 0;
+}
+
+int qproc_set_nice(pid_t pid, int nice)
+{
+    DIR *d = open_tasks(pid);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int n = 0, why = 0;
+    long tid;
+    while ((tid = next_tid(d)) > 0) {
         if (setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0)
             n++;
         else if (errno != ESRCH && !why)
@@ -455,36 +478,23 @@ int qproc_set_nice(pid_t pid, int nice)
     return n;
 }
 
-/* The start of /proc/PID/task/TID/NAME into buf, a string; 0 or -1. */
+/* qread_small of /proc/PID/task/TID/NAME. */
 static int task_file(pid_t pid, long tid, const char *name, char *buf, size_t size)
 {
     char path[96];
     snprintf(path, sizeof path, "/proc/%d/task/%ld/%s", (int)pid, tid, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, size - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    return 0;
+    return qread_small(path, buf, size);
 }
 
 int qproc_threads_cpu(pid_t pid, struct qproc_cpu *out)
 {
     memset(out, 0, sizeof *out);
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
+    DIR *d = open_tasks(pid);
     if (!d)
         return -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end, comm[32], sched[128], stat[1024];
-        long tid = strtol(e->d_name, &end, 10);
-        if (tid <= 0 || *end)
-            continue;
+    long tid;
+    while ((tid = next_tid(d)) > 0) {
+        char comm[32], sched[128], stat[1024];
         /* A thread that ends meanwhile is left out. */
         if (task_file(pid, tid, "schedstat", sched, sizeof sched) < 0 ||
             task_file(pid, tid, "stat", stat, sizeof stat) < 0)

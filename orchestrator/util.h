@@ -32,8 +32,11 @@ void qprint_text(FILE *f, const char *text);
  * closed): else the next file opened would become standard output or
  * error, and progress text or a child's output would land in it. */
 void qensure_std_fds(void);
-/* Runs a program with an argument vector (never through a shell), waits,
- * and fails unless it exits 0. */
+/* Runs a program with an argument vector (never through a shell) and
+ * waits: *status is its exit status (128 + the signal that ended it);
+ * -1 only when it could not be run or waited for. */
+int qrun_status(char *const argv[], int *status, struct qerr *err);
+/* The same, failing unless it exits 0. */
 int qrun_program(char *const argv[], struct qerr *err);
 /* The user and group QEMU runs as: QUBES_EMULATOR_USER (default
  * libvirt-qemu, the user Debian's libvirt and `make vmm-up` run QEMU as),

@@ -77,13 +77,13 @@ char *qxml_build(int (*body)(xmlTextWriterPtr w, const void *ctx), const void *c
 
 int qxml_write_file(const char *path, unsigned mode, bool durable,
                     int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
-                    struct qerr *err)
+                    const char *tag, const char *value, struct qerr *err)
 {
     char *text = qxml_build(body, ctx, "  ", true);
     if (!text)
         return errno == EIO ? qerr_set(err, "formatting %s: libxml2 writer failed", path)
                             : qerr_errno(err, ENOMEM, "formatting %s", path);
-    int rc = qwrite_file(path, text, strlen(text), mode, durable, err);
+    int rc = qwrite_file_tagged(path, text, strlen(text), mode, durable, tag, value, err);
     free(text);
     return rc;
 }

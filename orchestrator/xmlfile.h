@@ -29,9 +29,11 @@ char *qxml_build(int (*body)(xmlTextWriterPtr w, const void *ctx), const void *c
 
 /* Writes `path` atomically (util.h: qwrite_file, fsynced when `durable`)
  * with `mode`: an XML declaration, then what `body` writes with `w`
- * (indented by two spaces); body returns < 0 when a writer call failed. */
+ * (indented by two spaces); body returns < 0 when a writer call failed.
+ * With `tag`, the file has that extended attribute, `value`
+ * (qwrite_file_tagged). */
 int qxml_write_file(const char *path, unsigned mode, bool durable,
                     int (*body)(xmlTextWriterPtr w, const void *ctx), const void *ctx,
-                    struct qerr *err);
+                    const char *tag, const char *value, struct qerr *err);
 
 #endif

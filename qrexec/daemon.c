@@ -284,19 +284,15 @@ static void refuse(uint32_t sid, const char *target, const char *service, const 
 static int known_vm(const char *name, struct qerr *err)
 {
     char *argv[] = { D.db, "known", "--", (char *)name, NULL };
-    pid_t pid;
-    int st, r = posix_spawn(&pid, D.db, NULL, NULL, argv, environ);
-    if (r != 0)
-        return qerr_errno(err, r, "cannot run %s", D.db);
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return qerr_errno(err, errno, "waiting for %s", D.db);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+    int st;
+    if (qrun_status(argv, &st, err) < 0)
+        return -1;
+    if (st == 0)
         return 0;
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 1)
+    if (st == 1)
         return qerr_set(err, "no VM '%s' in the database", name);
     return qerr_set(err, "cannot tell whether '%s' is a VM: %s ended with status %d", name,
-                    D.db, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                    D.db, st);
 }
 
 /* Runs the allowed call in dom0: its stdin and stdout are the session's,
@@ -634,14 +630,16 @@ static void fw_changed(struct qmux *m, int fd, short revents, void *arg)
  * (QFW_NEXT_TAG); false when it has no such tag. */
 static bool fw_tag(const char *path, long long *next)
 {
-    char v[24], *end;
+    char v[24];
+    long t;
     ssize_t n = getxattr(path, QFW_NEXT_TAG, v, sizeof v - 1);
     if (n <= 0)
         return false;
     v[n] = '\0';
-    errno = 0;
-    *next = strtoll(v, &end, 10);
-    return *end == '\0' && errno == 0 && *next >= 0;
+    if (qparse_int(v, 0, LONG_MAX, &t) < 0)
+        return false;
+    *next = t;
+    return true;
 }
 
 /* `next`: the earliest expiry of the rules in `path` as the starter wrote

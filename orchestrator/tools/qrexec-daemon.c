@@ -1,13 +1,14 @@
 /* qrexec-daemon: the one holder of a VM's agent channel (qrexec/daemon.h). */
-#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "../../qrexec/daemon.h"
 #include "../../qrexec/policy.h"
 #include "../runtime.h"
+#include "../vm.h"
 #include "tool.h"
 
 static const char *prog = "qrexec-daemon";
@@ -75,10 +76,8 @@ int main(int argc, char **argv)
         }
         case 'w': firewall = optarg; break;
         case 'e': {
-            char *end;
-            errno = 0;
-            long long v = strtoll(optarg, &end, 10);
-            if (*optarg == '\0' || *end || errno || v < 0)
+            long v;
+            if (qparse_int(optarg, 0, LONG_MAX, &v) < 0)
                 tool_usage_error(prog, "--firewall-expiry: seconds since the epoch, or 0");
             fw_next = v;
             break;
